@@ -1,0 +1,2 @@
+// Package l2 decodes data-link layer headers: Ethernet, 802.1Q/QinQ, ARP.
+package l2

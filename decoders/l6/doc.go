@@ -1,0 +1,3 @@
+// Package l6 decodes presentation layer handshakes: TLS ClientHello and
+// ServerHello.
+package l6

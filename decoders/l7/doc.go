@@ -1,0 +1,2 @@
+// Package l7 decodes application layer messages: DNS and HTTP/1.x.
+package l7

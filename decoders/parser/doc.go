@@ -1,0 +1,3 @@
+// Package parser holds the per-worker Parser that decodes a frame through
+// every layer into a decoders.Summary.
+package parser

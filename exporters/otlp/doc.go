@@ -1,0 +1,2 @@
+// Package otlp exports connection traces and metrics over OTLP.
+package otlp

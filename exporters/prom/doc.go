@@ -1,0 +1,3 @@
+// Package prom exposes the agent's aggregates as Prometheus collectors that
+// read them at scrape time.
+package prom
