@@ -1,0 +1,127 @@
+package lab
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// ConntrackMaxPath is the global conntrack table limit. It is writable only
+// from the initial network namespace and applies to every namespace.
+const ConntrackMaxPath = "/proc/sys/net/netfilter/nf_conntrack_max"
+
+const (
+	conntrackMaxState = "nf_conntrack_max.orig" // under the lab's state dir
+	conntrackMaxLock  = "nf_conntrack_max.lock" // under the state root, shared by all labs
+)
+
+// ReadConntrackMax returns the global nf_conntrack_max.
+func ReadConntrackMax() (int, error) {
+	b, err := os.ReadFile(ConntrackMaxPath)
+	if err != nil {
+		return 0, fmt.Errorf("read nf_conntrack_max: %w", err)
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0, fmt.Errorf("parse nf_conntrack_max: %w", err)
+	}
+	return v, nil
+}
+
+func writeConntrackMax(v int) error {
+	// Write from the caller's (the initial) namespace: the file is 0444 in
+	// child namespaces.
+	if err := os.WriteFile(ConntrackMaxPath, []byte(strconv.Itoa(v)), 0o644); err != nil {
+		return fmt.Errorf("write nf_conntrack_max=%d: %w", v, err)
+	}
+	return nil
+}
+
+// lowerConntrackMax lowers the global nf_conntrack_max to v and returns the
+// function restoring it. It holds an exclusive file lock shared by every lab
+// of the machine until restore, and records the original value in the
+// lab's state dir so that Down can restore it after a crash.
+func lowerConntrackMax(stateRoot, prefix string, v int) (restore func() error, orig int, err error) {
+	if err := os.MkdirAll(filepath.Join(stateRoot, prefix), 0o755); err != nil {
+		return nil, 0, err
+	}
+	unlock, err := lockFile(filepath.Join(stateRoot, conntrackMaxLock))
+	if err != nil {
+		return nil, 0, err
+	}
+	orig, err = ReadConntrackMax()
+	if err != nil {
+		unlock()
+		return nil, 0, err
+	}
+	state := filepath.Join(stateRoot, prefix, conntrackMaxState)
+	if err := os.WriteFile(state, []byte(strconv.Itoa(orig)), 0o644); err != nil {
+		unlock()
+		return nil, 0, fmt.Errorf("record nf_conntrack_max: %w", err)
+	}
+	if err := writeConntrackMax(v); err != nil {
+		os.Remove(state)
+		unlock()
+		return nil, 0, err
+	}
+	return func() error {
+		defer unlock()
+		if err := writeConntrackMax(orig); err != nil {
+			return err
+		}
+		return os.Remove(state)
+	}, orig, nil
+}
+
+// restoreConntrackMax puts back a value recorded by lowerConntrackMax whose
+// restore never ran (a crashed process). No record is not an error.
+func restoreConntrackMax(stateRoot, prefix string) error {
+	state := filepath.Join(stateRoot, prefix, conntrackMaxState)
+	b, err := os.ReadFile(state)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || v <= 0 {
+		return fmt.Errorf("bad nf_conntrack_max record %s: %q", state, b)
+	}
+	unlock, err := lockFile(filepath.Join(stateRoot, conntrackMaxLock))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := writeConntrackMax(v); err != nil {
+		return err
+	}
+	return os.Remove(state)
+}
+
+// lockFile takes an exclusive flock on path, waiting for other holders.
+func lockFile(path string) (unlock func(), err error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return func() {
+		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		f.Close()
+	}, nil
+}

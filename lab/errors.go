@@ -1,0 +1,24 @@
+package lab
+
+import "errors"
+
+var (
+	// ErrNotRoot reports that the lab needs root (CAP_NET_ADMIN and
+	// CAP_SYS_ADMIN) to create namespaces and links.
+	ErrNotRoot = errors.New("the lab needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN)")
+	// ErrBadPrefix reports a name prefix that is empty, too long or holds
+	// characters other than [a-z0-9-].
+	ErrBadPrefix = errors.New("invalid lab prefix")
+	// ErrExists reports that a namespace of the lab already exists: another
+	// lab with the same prefix is up, or a crashed run left it (see Down).
+	ErrExists = errors.New("lab namespace already exists")
+	// ErrNotFound reports that a lab (or one of its namespaces) is not there.
+	ErrNotFound = errors.New("lab not found")
+	// ErrUnknownScenario reports a traffic scenario name not in Scenarios.
+	ErrUnknownScenario = errors.New("unknown traffic scenario")
+	// ErrNotOwner reports an operation that needs the lab's servers, on a lab
+	// attached with Open rather than built with New in this process.
+	ErrNotOwner = errors.New("operation needs the lab's servers, which run in another process")
+	// ErrClosed reports use of a Lab after Close.
+	ErrClosed = errors.New("lab closed")
+)
