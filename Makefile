@@ -1,0 +1,62 @@
+# layerscope — build, test and run the lab demo.
+#
+#   sudo make demo    the lab with one agent per node and a live per-layer summary
+#   sudo make test    everything CI runs: formatting, vet, staticcheck, race tests (root-only lab tests included)
+
+GO          ?= go
+BIN         ?= bin/layerscope
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS     := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
+TOOLS       ?= $(HOME)/.cache/layerscope/tools
+STATICCHECK_VERSION ?= v0.8.2
+STATICCHECK := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
+TEST_FLAGS  ?= -race -timeout 20m
+FUZZTIME    ?= 10s
+
+.PHONY: all build demo test fmt-check vet staticcheck unit fuzz bench docs clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/layerscope
+
+demo: build
+	./$(BIN) demo
+
+test: fmt-check vet staticcheck unit fuzz
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+$(STATICCHECK):
+	GOBIN=$(dir $(STATICCHECK)) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+staticcheck: $(STATICCHECK)
+	$(STATICCHECK) ./...
+
+unit:
+	$(GO) test $(TEST_FLAGS) ./...
+
+# Brief native fuzzing of every decoder (the corpus in testdata/fuzz is also
+# replayed by `unit`).
+fuzz:
+	@for pkg in $$($(GO) list ./decoders/...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$f"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./decoders/... ./agent/...
+
+docs:
+	$(GO) test ./exporters/metricdef -run TestREADMEMetricReference -update
+
+clean:
+	rm -rf bin

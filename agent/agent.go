@@ -1,0 +1,206 @@
+// Package agent wires layerscope's node agent together: it opens the node's
+// network namespace, starts the capture, conntrack and link sources in the
+// order of the plugin list, and serves /metrics, /healthz and /readyz.
+//
+// # Namespaces
+//
+// Config.NetNS names the network namespace the agent observes. Capture and
+// netlink sockets are opened inside it; the HTTP server listens in the
+// caller's namespace, so an agent observing a lab node is scraped from the
+// host on 127.0.0.1.
+//
+// # Lifecycle
+//
+// Run blocks until its context is cancelled, then stops the HTTP server
+// gracefully, closes every source and returns nil. Errors while starting
+// (bad flags, missing privileges, unknown namespace) are returned at once.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/layerscope/layerscope/exporters/metricdef"
+	"github.com/layerscope/layerscope/exporters/prom"
+	"github.com/layerscope/layerscope/internal/nsenter"
+)
+
+// DefaultMetricsAddr is where a locally run agent serves HTTP.
+const DefaultMetricsAddr = "127.0.0.1:9431"
+
+// Config configures an Agent. The zero value observes the caller's own
+// network namespace and serves on DefaultMetricsAddr.
+type Config struct {
+	// NetNS is the network namespace to observe, by name (under /run/netns)
+	// or path (/proc/PID/ns/net). Empty means the caller's namespace.
+	NetNS string
+	// MetricsAddr is the host:port the HTTP endpoint listens on. Empty means
+	// DefaultMetricsAddr; port 0 picks a free port (see Agent.Addr).
+	MetricsAddr string
+	// WebConfigFile is an exporter-toolkit web configuration file (TLS,
+	// basic auth). Empty serves plain HTTP without authentication.
+	WebConfigFile string
+	// Version and Revision label layerscope_build_info. Empty means "dev"
+	// and "unknown".
+	Version, Revision string
+	// Logger receives the agent's logs. Nil means slog.Default().
+	Logger *slog.Logger
+	// SkipPrivilegeCheck disables the capability check at start (the
+	// kernel still refuses what the process may not do).
+	SkipPrivilegeCheck bool
+}
+
+// Agent is one node agent. Create it with New, run it with Run.
+type Agent struct {
+	cfg      Config
+	log      *slog.Logger
+	ns       *nsenter.NS
+	reg      *prometheus.Registry
+	listener net.Listener
+	ready    atomic.Bool
+}
+
+// New validates cfg, checks privileges, opens the namespace and binds the
+// HTTP listener, so that every configuration error surfaces before Run.
+func New(cfg Config) (*Agent, error) {
+	if cfg.MetricsAddr == "" {
+		cfg.MetricsAddr = DefaultMetricsAddr
+	}
+	if cfg.Version == "" {
+		cfg.Version = "dev"
+	}
+	if cfg.Revision == "" {
+		cfg.Revision = "unknown"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent")}
+	if _, _, err := net.SplitHostPort(cfg.MetricsAddr); err != nil {
+		return nil, fmt.Errorf("--metrics-addr %q: %w", cfg.MetricsAddr, err)
+	}
+	if cfg.WebConfigFile != "" {
+		if err := web.Validate(cfg.WebConfigFile); err != nil {
+			return nil, fmt.Errorf("--web-config-file %s: %w", cfg.WebConfigFile, err)
+		}
+	}
+	if !cfg.SkipPrivilegeCheck {
+		if err := checkPrivileges(cfg.NetNS != ""); err != nil {
+			return nil, err
+		}
+	}
+	ns, err := nsenter.Open(cfg.NetNS)
+	if err != nil {
+		return nil, fmt.Errorf("--netns: %w", err)
+	}
+	a.ns = ns
+	col, err := prom.NewCollector(cfg.Logger, a.sources()...)
+	if err != nil {
+		ns.Close()
+		return nil, err
+	}
+	if a.reg, err = prom.NewRegistry(col); err != nil {
+		ns.Close()
+		return nil, err
+	}
+	if a.listener, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+		ns.Close()
+		return nil, fmt.Errorf("--metrics-addr %s: %w", cfg.MetricsAddr, err)
+	}
+	return a, nil
+}
+
+// Addr returns the address the HTTP endpoint listens on.
+func (a *Agent) Addr() net.Addr { return a.listener.Addr() }
+
+// Registry returns the agent's Prometheus registry.
+func (a *Agent) Registry() *prometheus.Registry { return a.reg }
+
+// sources lists the metric sources in their fixed order.
+func (a *Agent) sources() []prom.Source {
+	return []prom.Source{
+		prom.BuildInfo(a.cfg.Version, a.cfg.Revision),
+		prom.SourceFunc{SourceName: "agent", Fn: func(e *prom.Emitter) error {
+			v := 0.0
+			if a.ready.Load() {
+				v = 1
+			}
+			e.Gauge(metricdef.AgentReady, v)
+			return nil
+		}},
+	}
+}
+
+// Run starts the agent's sources and serves HTTP until ctx is cancelled.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.ns.Close()
+	srv := &http.Server{
+		Handler:           a.handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelError),
+	}
+	errc := make(chan error, 1)
+	go func() {
+		flags := &web.FlagConfig{
+			WebListenAddresses: &[]string{a.cfg.MetricsAddr},
+			WebSystemdSocket:   new(bool),
+			WebConfigFile:      &a.cfg.WebConfigFile,
+		}
+		errc <- web.Serve(a.listener, srv, flags, a.log)
+	}()
+	a.log.Info("agent started", "netns", a.cfg.NetNS, "addr", a.listener.Addr().String())
+	a.ready.Store(true)
+
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return fmt.Errorf("http server: %w", err)
+	}
+	a.ready.Store(false)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := srv.Shutdown(shutdownCtx)
+	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	a.log.Info("agent stopped")
+	return err
+}
+
+func (a *Agent) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{
+		ErrorLog:            slog.NewLogLogger(a.log.Handler(), slog.LevelError),
+		ErrorHandling:       promhttp.ContinueOnError,
+		MaxRequestsInFlight: 4,
+		Timeout:             10 * time.Second,
+	}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			http.NotFound(w, r)
+			return
+		}
+		fmt.Fprintln(w, "layerscope agent: /metrics /healthz /readyz")
+	})
+	return mux
+}

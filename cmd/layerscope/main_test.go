@@ -1,0 +1,167 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/layerscope/layerscope/internal/testns"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "layerscope-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	// world-readable: one test runs it as an unprivileged user
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "layerscope")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build layerscope: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func TestAgentCommandLifecycle(t *testing.T) {
+	ns := testns.New(t, "ls-cmd")
+	addr := freeAddr(t)
+	var stderr bytes.Buffer
+	cmd := exec.Command(binary, "agent", "--netns", ns, "--metrics-addr", addr)
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/healthz never answered: %v\n%s", err, stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("/metrics: %v %v", err, resp)
+	}
+	resp.Body.Close()
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Fatalf("agent exited with %v after SIGTERM\n%s", err, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("agent did not exit within 10s of SIGTERM\n%s", stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "agent stopped") {
+		t.Errorf("no clean-stop log line:\n%s", stderr.String())
+	}
+}
+
+func run(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), string(out)
+	} else if err != nil {
+		t.Fatalf("%v: %v", args, err)
+	}
+	return 0, string(out)
+}
+
+func TestAgentCommandErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"unknown namespace", []string{binary, "agent", "--netns", "layerscope-no-such-ns", "--metrics-addr", "127.0.0.1:0"}, []string{"--netns", "layerscope-no-such-ns"}},
+		{"bad address", []string{binary, "agent", "--metrics-addr", "nonsense"}, []string{"--metrics-addr"}},
+		{"unknown flag", []string{binary, "agent", "--no-such-flag"}, []string{"--no-such-flag"}},
+		{"bad log level", []string{binary, "--log-level", "loud", "version"}, []string{"--log-level"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out := run(t, tt.args...)
+			if code == 0 {
+				t.Fatalf("exit 0, want failure; output:\n%s", out)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output does not name %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+}
+
+// TestAgentWithoutCapabilities runs the agent as an unprivileged user and
+// expects it to name the capabilities it lacks.
+func TestAgentWithoutCapabilities(t *testing.T) {
+	testns.RequireRoot(t)
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Fatalf("setpriv (util-linux) not found: %v", err)
+	}
+	code, out := run(t, setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+		binary, "agent", "--metrics-addr", "127.0.0.1:0")
+	if code == 0 {
+		t.Fatalf("unprivileged agent exited 0:\n%s", out)
+	}
+	for _, w := range []string{"CAP_NET_RAW", "CAP_NET_ADMIN"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("error does not name %s:\n%s", w, out)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out := run(t, binary, "version")
+	if code != 0 || !strings.HasPrefix(out, "layerscope ") {
+		t.Fatalf("version: %d %q", code, out)
+	}
+}
