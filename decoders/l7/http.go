@@ -1,0 +1,88 @@
+package l7
+
+import (
+	"bytes"
+
+	"github.com/layerscope/layerscope/decoders"
+)
+
+// methods maps request-line tokens to decoders.HTTPMethod.
+var methods = [...]struct {
+	tok string
+	m   decoders.HTTPMethod
+}{
+	{"GET ", decoders.MethodGet},
+	{"HEAD ", decoders.MethodHead},
+	{"POST ", decoders.MethodPost},
+	{"PUT ", decoders.MethodPut},
+	{"DELETE ", decoders.MethodDelete},
+	{"CONNECT ", decoders.MethodConnect},
+	{"OPTIONS ", decoders.MethodOptions},
+	{"TRACE ", decoders.MethodTrace},
+	{"PATCH ", decoders.MethodPatch},
+}
+
+// maxLineScan bounds the bytes searched for a request line's version.
+const maxLineScan = 512
+
+var httpVersion = []byte(" HTTP/1.")
+
+// HTTP decodes an HTTP/1.x request or status line at the start of a TCP
+// payload into s.HTTP. It returns false, without error, when the payload
+// does not start one: continuation segments and bodies are never decoded.
+func HTTP(payload []byte, s *decoders.Summary) bool {
+	if len(payload) < 5 {
+		return false
+	}
+	switch payload[0] {
+	case 'H':
+		if len(payload) >= 12 && string(payload[:7]) == "HTTP/1." && payload[8] == ' ' {
+			return status(payload, s)
+		}
+		fallthrough
+	case 'G', 'P', 'D', 'C', 'O', 'T':
+		for i := range methods {
+			tok := methods[i].tok
+			if len(payload) > len(tok) && string(payload[:len(tok)]) == tok {
+				return request(payload, len(tok), methods[i].m, s)
+			}
+		}
+	}
+	return false
+}
+
+func status(p []byte, s *decoders.Summary) bool {
+	minor := p[7]
+	d0, d1, d2 := p[9], p[10], p[11]
+	if minor < '0' || minor > '9' || !digit(d0) || !digit(d1) || !digit(d2) || (len(p) > 12 && p[12] != ' ' && p[12] != '\r' && p[12] != '\n') {
+		return false
+	}
+	s.HTTP = decoders.HTTP{
+		Response:     true,
+		Status:       uint16(d0-'0')*100 + uint16(d1-'0')*10 + uint16(d2-'0'),
+		VersionMinor: minor - '0',
+	}
+	s.Layers |= decoders.LayerHTTP
+	return true
+}
+
+func request(p []byte, off int, m decoders.HTTPMethod, s *decoders.Summary) bool {
+	// The target starts with '/', '*' (OPTIONS), or a scheme/authority.
+	if c := p[off]; c == ' ' || c == '\r' || c == '\n' {
+		return false
+	}
+	s.HTTP = decoders.HTTP{Method: m}
+	line := p[off:min(len(p), off+maxLineScan)]
+	if i := bytes.IndexByte(line, '\n'); i >= 0 {
+		line = line[:i]
+	}
+	if i := bytes.Index(line, httpVersion); i >= 0 && i+len(httpVersion) < len(line) {
+		if v := line[i+len(httpVersion)]; digit(v) {
+			s.HTTP.VersionMinor = v - '0'
+		}
+	}
+	s.Layers |= decoders.LayerHTTP
+	return true
+}
+
+func digit(c byte) bool { return c >= '0' && c <= '9' }
