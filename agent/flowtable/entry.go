@@ -1,0 +1,419 @@
+package flowtable
+
+import (
+	"time"
+
+	"github.com/layerscope/layerscope/agent/flow"
+)
+
+// entry is one flow. Sides are canonical: side 0 sent key.Src → key.Dst,
+// side 1 the reverse; client says which side initiated.
+type entry struct {
+	key         flow.Key // canonical
+	hash        uint64
+	first, last int64
+	reported    int64 // last active-timeout report (or first)
+	tunnel      flow.Tunnel
+	hops        [flow.MaxHops]hop
+	hopOverflow uint32
+	nhops       uint8
+	client      uint8 // canonical side of the client
+	seen        uint8 // bit per side that sent packets
+	st          uint8 // st* bits
+
+	// TCP
+	tcpFlags, rstFrom, finFrom uint8 // rstFrom, finFrom: bit per canonical side
+	synRetrans                 uint16
+	isn                        uint32
+	hsIf                       int32
+	synT, synAckT, ackT        int64
+	retransMax                 [2]uint32
+
+	// L7
+	app          flow.App
+	npend, nexch uint8
+	l7If         int32
+	req, resp    uint32
+	errs, unans  uint32
+	pend         [4]pending
+	exch         [flow.MaxExchanges]flow.Exchange
+}
+
+// hop is one observation point of an entry, with canonical sides.
+type hop struct {
+	ifIndex     int32
+	role        flow.Role
+	encap       flow.Encap
+	seqOK       uint8 // bit per side: seqEnd valid
+	dir         [2]flow.Direction
+	first, last int64
+	pkts, bytes [2]uint64
+	seqEnd      [2]uint32 // highest sequence number + payload seen
+	retrans     [2]uint32
+	zeroWin     [2]uint32
+}
+
+// pending is an L7 request waiting for its response.
+type pending struct {
+	t  int64
+	id uint16
+}
+
+// Entry state bits.
+const (
+	stFixed   uint8 = 1 << iota // client known from a SYN or SYN-ACK
+	stSyn                       // client's SYN seen
+	stSynAck                    // server's SYN-ACK seen
+	stRstOpen                   // RST seen before FINs from both sides
+)
+
+// init sets up a new entry from its first packet, guessing the client: the
+// sender of a SYN, the receiver of a SYN-ACK or of an L7 response, else the
+// sender unless it sends from a port below the ephemeral range to one in it.
+func (e *entry) init(p *flow.Packet, rev bool) {
+	e.first, e.last, e.reported = p.Time, p.Time, p.Time
+	s := side(rev)
+	e.client = s
+	if e.key.Proto == flow.ProtoTCP && p.TCPFlags&flow.TCPSyn != 0 {
+		return // the SYN or SYN-ACK fixes it in tcp
+	}
+	switch {
+	case p.App != flow.AppNone:
+		if p.Response {
+			e.client = 1 - s
+		}
+	case p.Key.SrcPort != 0 && p.Key.SrcPort < ephemeralLow && p.Key.DstPort >= ephemeralLow:
+		e.client = 1 - s
+	}
+}
+
+// ephemeralLow is the start of Linux's default ephemeral port range.
+const ephemeralLow = 32768
+
+func side(rev bool) uint8 {
+	if rev {
+		return 1
+	}
+	return 0
+}
+
+// update accounts packet p, sent by canonical side rev, to entry e.
+func (sh *shard) update(e *entry, p *flow.Packet, rev bool) {
+	s := side(rev)
+	t := p.Time
+	if t > e.last {
+		e.last = t
+	}
+	if t < e.first {
+		e.first = t
+	}
+	e.seen |= 1 << s
+	h := sh.hop(e, p)
+	if h != nil {
+		h.pkts[s]++
+		h.bytes[s] += uint64(p.Len)
+		if t > h.last {
+			h.last = t
+		}
+		if t < h.first {
+			h.first = t
+		}
+		if h.dir[s] == flow.DirUnknown {
+			h.dir[s] = p.Dir
+		}
+	}
+	if p.Tunnel.Encap != flow.EncapNone {
+		if h != nil {
+			h.encap = p.Tunnel.Encap
+		}
+		if e.tunnel.Encap == flow.EncapNone {
+			e.tunnel = p.Tunnel
+		}
+	}
+	if e.key.Proto == flow.ProtoTCP {
+		sh.tcp(e, h, p, s)
+	}
+	if p.App != flow.AppNone {
+		sh.app(e, p)
+	}
+}
+
+// hop returns the hop of p's interface, adding it when there is room, or
+// nil (counted) when the entry already has flow.MaxHops others.
+func (sh *shard) hop(e *entry, p *flow.Packet) *hop {
+	for i := range e.nhops {
+		if e.hops[i].ifIndex == p.IfIndex {
+			return &e.hops[i]
+		}
+	}
+	if int(e.nhops) == len(e.hops) {
+		e.hopOverflow++
+		sh.hopOverflows.Add(1)
+		return nil
+	}
+	h := &e.hops[e.nhops]
+	e.nhops++
+	*h = hop{ifIndex: p.IfIndex, role: p.Role, first: p.Time, last: p.Time}
+	return h
+}
+
+// tcp tracks the handshake, teardown, retransmissions and zero windows.
+func (sh *shard) tcp(e *entry, h *hop, p *flow.Packet, s uint8) {
+	const syn, ack, rst, fin = flow.TCPSyn, flow.TCPAck, flow.TCPRst, flow.TCPFin
+	f := p.TCPFlags
+	e.tcpFlags |= f
+	switch {
+	case f&syn != 0 && f&ack == 0:
+		if e.st&stFixed == 0 {
+			e.client, e.st = s, e.st|stFixed
+		}
+		if s == e.client {
+			if e.st&stSyn == 0 {
+				e.st |= stSyn
+				e.synT, e.hsIf, e.isn = p.Time, p.IfIndex, p.Seq
+			} else if p.IfIndex == e.hsIf && p.Seq == e.isn {
+				e.synRetrans++
+				sh.retransmits.Add(1)
+			}
+		}
+	case f&syn != 0:
+		if e.st&stFixed == 0 {
+			e.client, e.st = 1-s, e.st|stFixed
+		}
+		if s != e.client {
+			e.st |= stSynAck
+			if e.st&stSyn != 0 && p.IfIndex == e.hsIf {
+				if e.synAckT == 0 {
+					e.synAckT = p.Time
+				} else if h != nil {
+					sh.retrans(e, h, s)
+				}
+			}
+		}
+	case f&ack != 0 && f&rst == 0:
+		if s == e.client && e.synAckT != 0 && e.ackT == 0 && p.IfIndex == e.hsIf {
+			e.ackT = p.Time
+			sh.handshake.observe(e.ackT - e.synT)
+		}
+	}
+	if f&rst != 0 {
+		e.rstFrom |= 1 << s
+		if e.finFrom != 3 {
+			e.st |= stRstOpen
+		}
+	}
+	if f&fin != 0 {
+		e.finFrom |= 1 << s
+	}
+	if h == nil {
+		return
+	}
+	if p.Window == 0 && f&(syn|rst) == 0 {
+		h.zeroWin[s]++
+	}
+	bit := uint8(1) << s
+	if f&syn != 0 {
+		if h.seqOK&bit == 0 {
+			h.seqEnd[s], h.seqOK = p.Seq+1, h.seqOK|bit
+		}
+		return
+	}
+	if p.PayloadLen == 0 || f&rst != 0 {
+		return
+	}
+	end := p.Seq + uint32(p.PayloadLen)
+	if h.seqOK&bit == 0 {
+		h.seqEnd[s], h.seqOK = end, h.seqOK|bit
+		return
+	}
+	// A segment starting before the highest sequence seen repeats data,
+	// except a one-byte keep-alive just below it.
+	if d := int32(p.Seq - h.seqEnd[s]); d < 0 && (p.PayloadLen != 1 || d != -1) {
+		sh.retrans(e, h, s)
+	}
+	if int32(end-h.seqEnd[s]) > 0 {
+		h.seqEnd[s] = end
+	}
+}
+
+// retrans counts a retransmission of side s at hop h; the table's counter
+// grows only when the flow's largest per-hop count for s does.
+func (sh *shard) retrans(e *entry, h *hop, s uint8) {
+	h.retrans[s]++
+	if h.retrans[s] > e.retransMax[s] {
+		e.retransMax[s] = h.retrans[s]
+		sh.retransmits.Add(1)
+	}
+}
+
+// app matches DNS queries to responses by ID and HTTP requests to
+// responses in order, at the first interface an L7 message was seen on.
+func (sh *shard) app(e *entry, p *flow.Packet) {
+	if e.app == flow.AppNone {
+		e.app, e.l7If = p.App, p.IfIndex
+	}
+	if p.App != e.app || p.IfIndex != e.l7If {
+		return
+	}
+	dns := e.app == flow.AppDNS
+	if !p.Response {
+		e.req++
+		if dns {
+			for i := range e.npend {
+				if e.pend[i].id == p.DNSID {
+					return // a repeated query: time it from the first
+				}
+			}
+		}
+		if int(e.npend) == len(e.pend) {
+			copy(e.pend[:], e.pend[1:])
+			e.npend--
+			e.unans++
+		}
+		e.pend[e.npend] = pending{t: p.Time, id: p.DNSID}
+		e.npend++
+		return
+	}
+	e.resp++
+	i := uint8(0)
+	if dns {
+		for i < e.npend && e.pend[i].id != p.DNSID {
+			i++
+		}
+	}
+	if i >= e.npend {
+		return // no request waiting (or not seen)
+	}
+	req := e.pend[i]
+	copy(e.pend[i:e.npend], e.pend[i+1:e.npend])
+	e.npend--
+	x := flow.Exchange{Start: req.t, Latency: time.Duration(p.Time - req.t), ID: req.id}
+	if dns {
+		x.Code = uint16(p.DNSRcode)
+		sh.dns.observe(int64(x.Latency))
+	} else {
+		x.Code = p.HTTPStatus
+		sh.http.observe(int64(x.Latency))
+	}
+	failed := x.Failed(e.app)
+	if failed {
+		e.errs++
+	}
+	switch {
+	case int(e.nexch) < len(e.exch):
+		e.exch[e.nexch] = x
+		e.nexch++
+	case failed:
+		for _, k := range e.exch {
+			if k.Failed(e.app) {
+				return
+			}
+		}
+		e.exch[len(e.exch)-1] = x
+	}
+}
+
+// closed reports whether a TCP flow saw a RST or FINs from both sides.
+func (e *entry) closed() bool { return e.rstFrom != 0 || e.finFrom == 3 }
+
+// outcome classifies the flow; final says it is leaving the table.
+func (e *entry) outcome(final bool) flow.Outcome {
+	if e.key.Proto != flow.ProtoTCP {
+		if e.seen == 1<<e.client {
+			return flow.OutcomeUnreplied
+		}
+		return flow.OutcomeReplied
+	}
+	if e.st&stSyn != 0 && e.st&stSynAck == 0 {
+		switch {
+		case e.rstFrom&(1<<(1-e.client)) != 0:
+			return flow.OutcomeRefused
+		case e.rstFrom != 0:
+			return flow.OutcomeReset
+		case final:
+			return flow.OutcomeTimeout
+		}
+		return flow.OutcomeSynSent
+	}
+	switch {
+	case e.st&stRstOpen != 0:
+		return flow.OutcomeReset
+	case e.finFrom != 0:
+		return flow.OutcomeClosed
+	case e.st&stSynAck != 0:
+		return flow.OutcomeEstablished
+	}
+	return flow.OutcomeUnknown
+}
+
+// record fills r from e, oriented client → server.
+func (e *entry) record(r *flow.Record, end flow.EndReason, final bool) {
+	c, sv := e.client, 1-e.client
+	key := e.key
+	if c == 1 {
+		key = key.Reverse()
+	}
+	*r = flow.Record{
+		Key:         key,
+		First:       e.first,
+		Last:        e.last,
+		End:         end,
+		Outcome:     e.outcome(final),
+		Tunnel:      e.tunnel,
+		NumHops:     e.nhops,
+		HopOverflow: e.hopOverflow,
+	}
+	var zw [2]uint32
+	for i := range e.nhops {
+		h := &e.hops[i]
+		r.Hops[i] = flow.Hop{
+			IfIndex:     h.ifIndex,
+			Role:        h.role,
+			Dir:         h.dir[c],
+			Encap:       h.encap,
+			First:       h.first,
+			Last:        h.last,
+			Packets:     [2]uint64{h.pkts[c], h.pkts[sv]},
+			Bytes:       [2]uint64{h.bytes[c], h.bytes[sv]},
+			Retransmits: [2]uint32{h.retrans[c], h.retrans[sv]},
+			ZeroWindows: [2]uint32{h.zeroWin[c], h.zeroWin[sv]},
+		}
+		zw[0] = max(zw[0], h.zeroWin[c])
+		zw[1] = max(zw[1], h.zeroWin[sv])
+	}
+	if e.key.Proto == flow.ProtoTCP {
+		r.TCP = flow.TCP{
+			Flags:            e.tcpFlags,
+			RSTFrom:          sideBits(e.rstFrom, c),
+			FINFrom:          sideBits(e.finFrom, c),
+			SYNRetransmits:   e.synRetrans,
+			HandshakeIfIndex: e.hsIf,
+			Retransmits:      [2]uint32{e.retransMax[c], e.retransMax[sv]},
+			ZeroWindows:      zw,
+		}
+		if e.st&stSyn != 0 {
+			r.TCP.ISN = e.isn
+			r.TCP.SYN, r.TCP.SYNACK, r.TCP.ACK = e.synT, e.synAckT, e.ackT
+		}
+	}
+	if e.app != flow.AppNone {
+		r.L7 = flow.AppInfo{
+			App:          e.app,
+			IfIndex:      e.l7If,
+			Requests:     e.req,
+			Responses:    e.resp,
+			Errors:       e.errs,
+			Unanswered:   e.unans,
+			Exchanges:    e.exch,
+			NumExchanges: e.nexch,
+		}
+		if final {
+			r.L7.Unanswered += uint32(e.npend)
+		}
+	}
+}
+
+// sideBits maps canonical side bits to FromClient/FromServer bits.
+func sideBits(b, client uint8) uint8 {
+	return (b>>client)&1<<flow.FromClient | (b>>(1-client))&1<<flow.FromServer
+}

@@ -1,0 +1,282 @@
+package flowtable
+
+import (
+	"encoding/binary"
+	"math/bits"
+	"math/rand/v2"
+	"slices"
+	"sync"
+
+	"github.com/layerscope/layerscope/agent/flow"
+)
+
+// Table is the bounded, sharded flow table. Its methods are safe for
+// concurrent use: Update from any number of capture workers, Lookup,
+// Snapshot and Stats from query and scrape goroutines, and one sweeper
+// (Run, Sweep or Flush) at a time.
+type Table struct {
+	cfg        settings
+	seed       uint64
+	shardShift uint
+	shards     []shard
+
+	sweepMu sync.Mutex     // one sweeper at a time; guards batch
+	batch   []flow.Record // reused batch handed to OnRecords
+}
+
+// shard is one independently locked part of the table: a dense array of
+// entries and an open-addressing index into it.
+type shard struct {
+	mu      sync.Mutex
+	n       int32    // entries in use: entries[:n]
+	entries []entry  // fixed length: the shard's capacity
+	index   []uint64 // slots: 0 empty, else hash low 32 bits << 32 | entry index+1
+	mask    uint64   // len(index)-1
+	rng     uint64   // xorshift state for eviction sampling
+	evicted []flow.Record
+	counters
+	_ [64]byte // keep neighbouring shards' hot fields off one cache line
+}
+
+// New returns a table configured by cfg (nil means defaults), with all its
+// entries allocated.
+func New(cfg *Config) (*Table, error) {
+	s, err := cfg.settings()
+	if err != nil {
+		return nil, err
+	}
+	t := &Table{
+		cfg:        s,
+		seed:       rand.Uint64(),
+		shardShift: uint(64 - bits.Len(uint(s.shards-1))),
+		shards:     make([]shard, s.shards),
+		batch:      make([]flow.Record, 0, s.batchSize),
+	}
+	slots := 1 << bits.Len(uint(2*s.perShard-1)) // load factor at most 1/2
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.entries = make([]entry, s.perShard)
+		sh.index = make([]uint64, slots)
+		sh.mask = uint64(slots - 1)
+		sh.rng = rand.Uint64() | 1
+		sh.evicted = make([]flow.Record, 0, s.evictedBuffer)
+	}
+	return t, nil
+}
+
+// Cap returns the number of flows the table can hold.
+func (t *Table) Cap() int { return t.cfg.perShard * len(t.shards) }
+
+// Len returns the number of flows held.
+func (t *Table) Len() int {
+	n := 0
+	for i := range t.shards {
+		n += int(t.shards[i].active.Load())
+	}
+	return n
+}
+
+// Stats returns the table's counters summed over its shards. It takes no
+// lock: each counter is read atomically, so counters of one snapshot may be
+// a few packets apart.
+func (t *Table) Stats() Stats {
+	s := Stats{Capacity: t.Cap()}
+	for i := range t.shards {
+		t.shards[i].counters.addTo(&s)
+	}
+	return s
+}
+
+// Update accounts one packet to its flow, adding the flow when it is new.
+// It reads *p during the call only. It returns false when the flow was new
+// and its shard was full of flows it may not evict (counted in
+// Stats.Refused); the packet is then not accounted.
+func (t *Table) Update(p *flow.Packet) bool {
+	ck, rev := p.Key.Canonical()
+	h := t.hash(&ck)
+	sh := &t.shards[h>>t.shardShift]
+	sh.mu.Lock()
+	idx, pos := sh.find(&ck, h)
+	if idx < 0 {
+		idx = sh.insert(t, &ck, h, pos, p, rev)
+		if idx < 0 {
+			sh.mu.Unlock()
+			return false
+		}
+	}
+	sh.update(&sh.entries[idx], p, rev)
+	sh.mu.Unlock()
+	return true
+}
+
+// Lookup returns the active record of the flow of k (either direction).
+func (t *Table) Lookup(k flow.Key) (flow.Record, bool) {
+	ck, _ := k.Canonical()
+	h := t.hash(&ck)
+	sh := &t.shards[h>>t.shardShift]
+	var r flow.Record
+	sh.mu.Lock()
+	idx, _ := sh.find(&ck, h)
+	if idx >= 0 {
+		sh.entries[idx].record(&r, flow.EndActive, false)
+	}
+	sh.mu.Unlock()
+	return r, idx >= 0
+}
+
+// Snapshot appends a record (End == flow.EndActive) of every flow held to
+// dst and returns it. Each shard is locked while it is copied.
+func (t *Table) Snapshot(dst []flow.Record) []flow.Record {
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		n := int(sh.n)
+		dst = slices.Grow(dst, n)
+		for j := 0; j < n; j++ {
+			dst = append(dst, flow.Record{})
+			sh.entries[j].record(&dst[len(dst)-1], flow.EndActive, false)
+		}
+		sh.mu.Unlock()
+	}
+	return dst
+}
+
+// hash is a seeded multiply-mix hash of a key. The seed is random per
+// table so that crafted tuples cannot aim at one probe chain.
+func (t *Table) hash(k *flow.Key) uint64 {
+	s, d := k.Src.As16(), k.Dst.As16()
+	const (
+		m0 = 0xa0761d6478bd642f
+		m1 = 0xe7037ed1a0b428db
+		m2 = 0x8ebc6af09c88c6e3
+		m3 = 0x589965cc75374cc3
+		m4 = 0x1d8e4e27c47d124f
+	)
+	ports := uint64(k.SrcPort)<<24 | uint64(k.DstPort)<<8 | uint64(k.Proto)
+	h := mix(binary.LittleEndian.Uint64(s[:8])^t.seed^m0, binary.LittleEndian.Uint64(s[8:])^m1)
+	h = mix(h^binary.LittleEndian.Uint64(d[:8])^m2, binary.LittleEndian.Uint64(d[8:])^m3)
+	return mix(h^ports^m4, t.seed^m1)
+}
+
+func mix(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
+	return hi ^ lo
+}
+
+func slot(h uint64, idx int32) uint64 { return h<<32 | uint64(uint32(idx)+1) }
+
+// find returns the index of the entry of k, or -1 and the empty index
+// position where it would go.
+func (sh *shard) find(k *flow.Key, h uint64) (int32, uint64) {
+	tag := h << 32
+	for pos := h & sh.mask; ; pos = (pos + 1) & sh.mask {
+		s := sh.index[pos]
+		if s == 0 {
+			return -1, pos
+		}
+		if s&^0xffffffff == tag {
+			idx := int32(uint32(s) - 1)
+			if sh.entries[idx].key == *k {
+				return idx, pos
+			}
+		}
+	}
+}
+
+// slotOf returns the index position holding entry idx of hash h.
+func (sh *shard) slotOf(h uint64, idx int32) uint64 {
+	want := slot(h, idx)
+	for pos := h & sh.mask; ; pos = (pos + 1) & sh.mask {
+		if sh.index[pos] == want {
+			return pos
+		}
+	}
+}
+
+// insert adds an entry for key k at empty index position pos, evicting a
+// victim first when the shard is full. It returns the new entry's index, or
+// -1 when the shard is full and no victim may be evicted.
+func (sh *shard) insert(t *Table, k *flow.Key, h uint64, pos uint64, p *flow.Packet, rev bool) int32 {
+	if int(sh.n) == len(sh.entries) {
+		if !sh.evict(t, p.Time) {
+			sh.refused.Add(1)
+			return -1
+		}
+		_, pos = sh.find(k, h) // removal moved slots
+	}
+	idx := sh.n
+	sh.n++
+	sh.entries[idx] = entry{key: *k, hash: h}
+	sh.entries[idx].init(p, rev)
+	sh.index[pos] = slot(h, idx)
+	sh.inserts.Add(1)
+	sh.active.Store(int64(sh.n))
+	return idx
+}
+
+// evict removes one victim from a full shard, chosen among a random sample:
+// one-sided flows first, then the least recently seen. It reports false,
+// removing nothing, when the victim saw both sides within the protection
+// window before now.
+func (sh *shard) evict(t *Table, now int64) bool {
+	victim := int32(-1)
+	var vTwo bool
+	var vLast int64
+	for range max(t.cfg.sample, 1) {
+		sh.rng ^= sh.rng << 13
+		sh.rng ^= sh.rng >> 7
+		sh.rng ^= sh.rng << 17
+		i := int32((uint64(uint32(sh.rng)) * uint64(sh.n)) >> 32)
+		e := &sh.entries[i]
+		two := e.seen == 3
+		if victim < 0 || (!two && vTwo) || (two == vTwo && e.last < vLast) {
+			victim, vTwo, vLast = i, two, e.last
+		}
+	}
+	if vTwo && t.cfg.protect >= 0 && now-vLast < t.cfg.protect {
+		return false
+	}
+	e := &sh.entries[victim]
+	o := e.outcome(true)
+	sh.outcomes[o].Add(1)
+	if len(sh.evicted) < cap(sh.evicted) {
+		sh.evicted = append(sh.evicted, flow.Record{})
+		e.record(&sh.evicted[len(sh.evicted)-1], flow.EndEvicted, true)
+	} else {
+		sh.evictedLost.Add(1)
+	}
+	sh.evictions.Add(1)
+	sh.remove(victim)
+	return true
+}
+
+// remove deletes entry idx: its index slot by backward shifting, and the
+// hole in the dense array by moving the last entry into it.
+func (sh *shard) remove(idx int32) {
+	i := sh.slotOf(sh.entries[idx].hash, idx)
+	j := i
+	for {
+		j = (j + 1) & sh.mask
+		s := sh.index[j]
+		if s == 0 {
+			break
+		}
+		home := (s >> 32) & sh.mask
+		// The slot at j may move back to i unless its home lies
+		// cyclically in (i, j].
+		if (i <= j && i < home && home <= j) || (i > j && (i < home || home <= j)) {
+			continue
+		}
+		sh.index[i] = s
+		i = j
+	}
+	sh.index[i] = 0
+	last := sh.n - 1
+	if idx != last {
+		lh := sh.entries[last].hash
+		sh.index[sh.slotOf(lh, last)] = slot(lh, idx)
+		sh.entries[idx] = sh.entries[last]
+	}
+	sh.n = last
+	sh.active.Store(int64(sh.n))
+}
