@@ -28,6 +28,9 @@ func (l *Lab) build(ctx context.Context) error {
 	if err := os.MkdirAll(l.stateDir(), 0o755); err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
+	if err := l.writePID(); err != nil {
+		return err
+	}
 	handles := map[string]*netlink.Handle{}
 	defer func() {
 		for _, h := range handles {
