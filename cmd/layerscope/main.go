@@ -69,6 +69,7 @@ func newRootCmd() *cobra.Command {
 		newAgentCmd(),
 		newLabCmd(),
 		newDemoCmd(),
+		newReplayCmd(),
 		newMetricsCmd(),
 		newVersionCmd(),
 	)

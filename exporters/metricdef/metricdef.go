@@ -71,11 +71,13 @@ func (d Def) OTelUnit() string {
 	return "{" + strings.TrimSuffix(d.Subsystem, "s") + "}"
 }
 
-// Latency buckets in seconds, from 50 µs to 10 s: wide enough for an RTT
-// inside one node and a DNS timeout.
+// Latency buckets in seconds, from 25 µs to 10 s: wide enough for an RTT
+// between two pods of one node and for a DNS timeout. The flow table keeps
+// its histograms with the same bounds (a test checks they agree).
 var latencyBuckets = []float64{
-	0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-	0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+	0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
+	0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+	0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 }
 
 // LatencyBuckets returns the shared latency bucket upper bounds, in seconds.

@@ -1,0 +1,106 @@
+package agent
+
+import (
+	"strconv"
+
+	"github.com/layerscope/layerscope/agent/flow"
+	"github.com/layerscope/layerscope/agent/flowtable"
+	"github.com/layerscope/layerscope/agent/pipeline"
+	"github.com/layerscope/layerscope/exporters/metricdef"
+	"github.com/layerscope/layerscope/exporters/prom"
+)
+
+var dirNames = [pipeline.NumDirs]string{"unknown", "in", "out"}
+
+// PipelineSource returns the metrics source of the per-layer packet counters
+// summed over the workers of set.
+func PipelineSource(set *pipeline.Set) prom.Source {
+	return prom.SourceFunc{SourceName: "pipeline", Fn: func(e *prom.Emitter) error {
+		emitCounters(e, set.Sum())
+		return nil
+	}}
+}
+
+func emitCounters(e *prom.Emitter, c *pipeline.Counters) {
+	for r := range flow.NumRoles {
+		for d := range pipeline.NumDirs {
+			if c.Packets[r][d] == 0 && (d == 0 || r == flow.RoleReplay) {
+				continue // replayed frames have no direction; live ones always do
+			}
+			e.Counter(metricdef.CapturePackets, float64(c.Packets[r][d]), r.String(), dirNames[d])
+			e.Counter(metricdef.CaptureBytes, float64(c.Bytes[r][d]), r.String(), dirNames[d])
+		}
+	}
+	for l := range c.DecodeErrors {
+		for r, v := range c.DecodeErrors[l] {
+			if v > 0 {
+				e.Counter(metricdef.DecodeErrors, float64(v), pipeline.ErrLayerLabel(l), pipeline.ErrReasonLabel(r))
+			}
+		}
+	}
+	for i, v := range c.ARP {
+		e.Counter(metricdef.L2ARP, float64(v), pipeline.ARPOps[i])
+	}
+	e.Counter(metricdef.L2VLAN, float64(c.VLANTagged))
+	for i := 1; i < pipeline.NumTunnels; i++ {
+		e.Counter(metricdef.L2Tunnel, float64(c.Tunnel[i]), pipeline.TunnelKinds[i])
+		e.Counter(metricdef.L2TunnelBytes, float64(c.TunnelBytes[i]), pipeline.TunnelKinds[i])
+	}
+	for f, fam := range pipeline.Families {
+		e.Counter(metricdef.L3Packets, float64(c.IP[f]), fam)
+		e.Counter(metricdef.L3FragNeeded, float64(c.FragNeeded[f]), fam)
+		for p, pos := range pipeline.FragPositions {
+			e.Counter(metricdef.L3Fragments, float64(c.Fragments[f][p]), fam, pos)
+		}
+		for t := range c.ICMP[f] {
+			for code, v := range c.ICMP[f][t] {
+				if v > 0 {
+					e.Counter(metricdef.L3ICMP, float64(v), fam, strconv.Itoa(t), pipeline.ICMPCodeLabel(code))
+				}
+			}
+		}
+	}
+	e.Counter(metricdef.L4Packets, float64(c.TCP), "tcp")
+	e.Counter(metricdef.L4Packets, float64(c.UDP), "udp")
+	for i, v := range c.TCPFlags {
+		e.Counter(metricdef.L4TCPFlags, float64(v), pipeline.TCPFlagNames[i])
+	}
+	for i, v := range c.TLSServerHello {
+		e.Counter(metricdef.L6TLSHandshakes, float64(v), pipeline.TLSVersions[i])
+	}
+	e.Counter(metricdef.L6TLSClientHellos, float64(c.TLSClientHello))
+	e.Counter(metricdef.L7DNSQueries, float64(c.DNSQueries))
+	for i, v := range c.DNSResponses {
+		e.Counter(metricdef.L7DNSResponses, float64(v), pipeline.RcodeNames[i])
+	}
+	e.Counter(metricdef.L7HTTPRequests, float64(c.HTTPRequests))
+	for i, v := range c.HTTPResponses {
+		e.Counter(metricdef.L7HTTPResponses, float64(v), pipeline.HTTPClasses[i])
+	}
+}
+
+// FlowTableSource returns the metrics source of the flow table: its size,
+// churn, TCP retransmissions and the latency histograms.
+func FlowTableSource(t *flowtable.Table) prom.Source {
+	return prom.SourceFunc{SourceName: "flowtable", Fn: func(e *prom.Emitter) error {
+		s := t.Stats()
+		e.Gauge(metricdef.FlowEntries, float64(s.Entries))
+		e.Gauge(metricdef.FlowCapacity, float64(s.Capacity))
+		e.Counter(metricdef.FlowInserts, float64(s.Inserts))
+		e.Counter(metricdef.FlowEvictions, float64(s.Evictions))
+		e.Counter(metricdef.FlowRefused, float64(s.Refused))
+		e.Counter(metricdef.FlowExpired, float64(s.Expired))
+		e.Counter(metricdef.L4Retransmits, float64(s.Retransmits))
+		for o, v := range s.Outcomes {
+			e.Counter(metricdef.L4Connections, float64(v), flow.Outcome(o).String())
+		}
+		histogram(e, metricdef.L4Handshake, &s.HandshakeRTT)
+		histogram(e, metricdef.L7DNSLatency, &s.DNSLatency)
+		histogram(e, metricdef.L7HTTPLatency, &s.HTTPLatency)
+		return nil
+	}}
+}
+
+func histogram(e *prom.Emitter, d metricdef.Def, h *flowtable.Histogram) {
+	e.Histogram(d, flowtable.LatencyBounds, h.Counts[:], h.Sum)
+}

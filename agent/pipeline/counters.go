@@ -1,0 +1,141 @@
+package pipeline
+
+import (
+	"strconv"
+
+	"github.com/layerscope/layerscope/agent/flow"
+	"github.com/layerscope/layerscope/decoders"
+)
+
+// Sizes of the counter arrays. Values beyond a size are counted in its last
+// slot ("other").
+const (
+	NumDirs       = 3  // flow.DirUnknown, DirIn, DirOut
+	NumICMPCodes  = 16 // codes 0..14 kept, 15 = 15 or above
+	NumTCPFlags   = 9  // FIN SYN RST PSH ACK URG ECE CWR NS
+	NumRcodes     = 6  // NOERROR FORMERR SERVFAIL NXDOMAIN NOTIMP REFUSED; other → last slot+1
+	NumTLSVer     = 6  // ssl3, 1.0, 1.1, 1.2, 1.3, other
+	NumHTTPClass  = 6  // 1xx … 5xx, other
+	NumErrLayers  = 8  // decoders.OSILayer values
+	NumErrReasons = 16 // decoders.Reason values
+	NumTunnels    = 3  // none, vxlan, geneve
+)
+
+// Counters are the per-layer packet counts of one worker, or of many summed.
+// It is a plain value: a worker owns one and writes it without atomics; it
+// publishes a copy (see Worker.Publish) that readers sum at scrape time.
+type Counters struct {
+	Frames         uint64                         // frames handled
+	Packets        [flow.NumRoles][NumDirs]uint64 // by interface role and direction
+	Bytes          [flow.NumRoles][NumDirs]uint64 // wire bytes, by role and direction
+	VLANTagged     uint64                         // frames with at least one 802.1Q/802.1ad tag
+	ARP            [3]uint64                      // other, request, reply
+	IP             [2]uint64                      // IPv4, IPv6 packets (main view)
+	Fragments      [2][2]uint64                   // [IPv4, IPv6][first, non-first]
+	ICMP           [2][256][NumICMPCodes]uint64   // [v4, v6][type][code]
+	FragNeeded     [2]uint64                      // ICMPv4 3/4, ICMPv6 packet too big
+	TCP, UDP       uint64                         // transport packets
+	TCPFlags       [NumTCPFlags]uint64            // packets with each flag bit set
+	Tunnel         [NumTunnels]uint64             // encapsulated frames by tunnel kind
+	TunnelBytes    [NumTunnels]uint64             // their wire bytes
+	TLSClientHello uint64
+	TLSServerHello [NumTLSVer]uint64 // by negotiated version
+	DNSQueries     uint64
+	DNSResponses   [NumRcodes + 1]uint64 // by rcode; last slot: other
+	HTTPRequests   uint64
+	HTTPResponses  [NumHTTPClass]uint64 // by status class
+	DecodeErrors   [NumErrLayers][NumErrReasons]uint64
+}
+
+// Add adds o to c.
+func (c *Counters) Add(o *Counters) {
+	c.Frames += o.Frames
+	addMatrix(&c.Packets, &o.Packets)
+	addMatrix(&c.Bytes, &o.Bytes)
+	c.VLANTagged += o.VLANTagged
+	addSlice(c.ARP[:], o.ARP[:])
+	addSlice(c.IP[:], o.IP[:])
+	for f := range c.Fragments {
+		addSlice(c.Fragments[f][:], o.Fragments[f][:])
+	}
+	for f := range c.ICMP {
+		for t := range c.ICMP[f] {
+			addSlice(c.ICMP[f][t][:], o.ICMP[f][t][:])
+		}
+	}
+	addSlice(c.FragNeeded[:], o.FragNeeded[:])
+	c.TCP += o.TCP
+	c.UDP += o.UDP
+	addSlice(c.TCPFlags[:], o.TCPFlags[:])
+	addSlice(c.Tunnel[:], o.Tunnel[:])
+	addSlice(c.TunnelBytes[:], o.TunnelBytes[:])
+	c.TLSClientHello += o.TLSClientHello
+	addSlice(c.TLSServerHello[:], o.TLSServerHello[:])
+	c.DNSQueries += o.DNSQueries
+	addSlice(c.DNSResponses[:], o.DNSResponses[:])
+	c.HTTPRequests += o.HTTPRequests
+	addSlice(c.HTTPResponses[:], o.HTTPResponses[:])
+	for l := range c.DecodeErrors {
+		addSlice(c.DecodeErrors[l][:], o.DecodeErrors[l][:])
+	}
+}
+
+func addSlice(dst, src []uint64) {
+	for i := range dst {
+		dst[i] += src[i]
+	}
+}
+
+func addMatrix(dst, src *[flow.NumRoles][NumDirs]uint64) {
+	for r := range dst {
+		addSlice(dst[r][:], src[r][:])
+	}
+}
+
+// Label values of the counter arrays, in index order.
+var (
+	ARPOps        = [3]string{"other", "request", "reply"}
+	Families      = [2]string{"ipv4", "ipv6"}
+	FragPositions = [2]string{"first", "non_first"}
+	TCPFlagNames  = [NumTCPFlags]string{"fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr", "ns"}
+	RcodeNames    = [NumRcodes + 1]string{"noerror", "formerr", "servfail", "nxdomain", "notimp", "refused", "other"}
+	TLSVersions   = [NumTLSVer]string{"ssl3", "1.0", "1.1", "1.2", "1.3", "other"}
+	HTTPClasses   = [NumHTTPClass]string{"1xx", "2xx", "3xx", "4xx", "5xx", "other"}
+	TunnelKinds   = [NumTunnels]string{"none", "vxlan", "geneve"}
+)
+
+// ICMPCodeLabel returns the label value of ICMP code slot i.
+func ICMPCodeLabel(i int) string {
+	if i == NumICMPCodes-1 {
+		return "15+"
+	}
+	return strconv.Itoa(i)
+}
+
+// ErrLayerLabel and ErrReasonLabel return the label values of the decode
+// error slots.
+func ErrLayerLabel(l int) string  { return decoders.OSILayer(l).String() }
+func ErrReasonLabel(r int) string { return decoders.Reason(r).String() }
+
+func tlsVersionSlot(v uint16) int {
+	switch v {
+	case 0x0300:
+		return 0
+	case 0x0301:
+		return 1
+	case 0x0302:
+		return 2
+	case 0x0303:
+		return 3
+	case 0x0304:
+		return 4
+	}
+	return 5
+}
+
+func httpClassSlot(status uint16) int {
+	if status >= 100 && status < 600 {
+		return int(status/100) - 1
+	}
+	return NumHTTPClass - 1
+}

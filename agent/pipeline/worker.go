@@ -1,0 +1,219 @@
+package pipeline
+
+import (
+	"sync"
+
+	"github.com/layerscope/layerscope/agent/flow"
+	"github.com/layerscope/layerscope/decoders"
+	"github.com/layerscope/layerscope/decoders/parser"
+)
+
+// Table is what a worker needs of the flow table. *flowtable.Table
+// implements it; Update must be safe for concurrent use by many workers.
+type Table interface {
+	Update(p *flow.Packet) bool
+}
+
+// Meta describes one captured frame: where, when and how long it was.
+type Meta struct {
+	Time     int64 // capture time, Unix nanoseconds
+	Len      uint32
+	IfIndex  int32
+	Role     flow.Role
+	Dir      flow.Direction
+	LinkType decoders.LinkType
+}
+
+// Worker decodes the frames of one source (a capture ring or a file) and
+// feeds the flow table. It owns its parser, its Summary, its Packet and its
+// counters; Handle is called by one goroutine only and takes no lock and
+// allocates nothing. Publish copies the counters for readers.
+type Worker struct {
+	parser *parser.Parser
+	table  Table
+	s      decoders.Summary
+	p      flow.Packet
+	c      Counters
+	dirty  bool
+
+	mu  sync.Mutex
+	pub Counters
+}
+
+// NewWorker returns a worker decoding with a parser built from cfg and
+// updating table (nil: decode and count only).
+func NewWorker(cfg parser.Config, table Table) (*Worker, error) {
+	p, err := parser.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Worker{parser: p, table: table}, nil
+}
+
+// Summary returns the worker's last decoded frame. It is overwritten by the
+// next Handle; only the worker's goroutine may read it.
+func (w *Worker) Summary() *decoders.Summary { return &w.s }
+
+// Handle decodes one frame and accounts for it. frame is not retained.
+func (w *Worker) Handle(frame []byte, m *Meta) {
+	s := &w.s
+	w.parser.Decode(frame, m.LinkType, s)
+	c := &w.c
+	w.dirty = true
+	c.Frames++
+	role, dir := m.Role, m.Dir
+	if role >= flow.NumRoles {
+		role = flow.RoleOther
+	}
+	if dir >= NumDirs {
+		dir = flow.DirUnknown
+	}
+	c.Packets[role][dir]++
+	c.Bytes[role][dir] += uint64(m.Len)
+	if layer, reason := s.ErrInfo(); reason != decoders.ReasonNone {
+		c.DecodeErrors[min(int(layer), NumErrLayers-1)][min(int(reason), NumErrReasons-1)]++
+	}
+	L := s.Layers
+	if L == 0 {
+		return
+	}
+	if L&decoders.LayerVLAN != 0 {
+		c.VLANTagged++
+	}
+	if L&decoders.LayerARP != 0 {
+		op := s.ARP.Op
+		if op > 2 {
+			op = 0
+		}
+		c.ARP[op]++
+	}
+	tun := 0
+	if L&(decoders.LayerVXLAN|decoders.LayerGeneve) != 0 {
+		tun = int(s.Tunnel.Kind)
+		if tun >= NumTunnels {
+			tun = 0
+		}
+		c.Tunnel[tun]++
+		c.TunnelBytes[tun] += uint64(m.Len)
+	}
+	fam := -1
+	switch {
+	case L&decoders.LayerIPv4 != 0:
+		fam = 0
+	case L&decoders.LayerIPv6 != 0:
+		fam = 1
+	}
+	if fam < 0 {
+		return
+	}
+	c.IP[fam]++
+	if L&decoders.LayerFragment != 0 {
+		pos := 0
+		if s.IP.FragOffset != 0 {
+			pos = 1
+		}
+		c.Fragments[fam][pos]++
+	}
+	if L&(decoders.LayerICMPv4|decoders.LayerICMPv6) != 0 {
+		ifam := 0
+		if L&decoders.LayerICMPv6 != 0 {
+			ifam = 1
+		}
+		c.ICMP[ifam][s.ICMP.Type][min(int(s.ICMP.Code), NumICMPCodes-1)]++
+		if (ifam == 0 && s.ICMP.Type == decoders.ICMPv4DestUnreachable && s.ICMP.Code == decoders.ICMPv4CodeFragNeeded) ||
+			(ifam == 1 && s.ICMP.Type == decoders.ICMPv6PacketTooBig) {
+			c.FragNeeded[ifam]++
+		}
+	}
+
+	p := &w.p
+	p.Key.Src, p.Key.Dst = s.IP.Src, s.IP.Dst
+	p.Key.Proto = s.IP.Proto
+	p.Key.SrcPort, p.Key.DstPort = 0, 0
+	p.Time, p.Len, p.IfIndex, p.Role, p.Dir = m.Time, m.Len, m.IfIndex, role, dir
+	p.Tunnel = flow.Tunnel{}
+	if tun != 0 {
+		p.Tunnel = flow.Tunnel{Encap: flow.Encap(tun), VNI: s.Tunnel.VNI, OuterSrc: s.Tunnel.OuterSrc, OuterDst: s.Tunnel.OuterDst}
+	}
+	p.TCPFlags, p.Window, p.PayloadLen, p.Seq, p.Ack = 0, 0, 0, 0, 0
+	p.App, p.Response, p.DNSID, p.DNSRcode, p.HTTPStatus = flow.AppNone, false, 0, 0, 0
+
+	switch {
+	case L&decoders.LayerTCP != 0:
+		c.TCP++
+		f := s.L4.Flags
+		for i := 0; i < NumTCPFlags; i++ {
+			if f&(1<<i) != 0 {
+				c.TCPFlags[i]++
+			}
+		}
+		p.Key.SrcPort, p.Key.DstPort = s.L4.SrcPort, s.L4.DstPort
+		p.TCPFlags = uint8(f)
+		p.Window, p.PayloadLen, p.Seq, p.Ack = s.L4.Window, s.L4.PayloadLen, s.L4.Seq, s.L4.Ack
+	case L&decoders.LayerUDP != 0:
+		c.UDP++
+		p.Key.SrcPort, p.Key.DstPort = s.L4.SrcPort, s.L4.DstPort
+		p.PayloadLen = s.L4.PayloadLen
+	}
+	if L&(decoders.LayerTLS|decoders.LayerDNS|decoders.LayerHTTP) != 0 {
+		w.app(s, p)
+	}
+	// A non-first fragment carries no transport header: it would make a
+	// port-less flow of its own.
+	if w.table != nil && (L&decoders.LayerFragment == 0 || s.IP.FragOffset == 0) {
+		w.table.Update(p)
+	}
+}
+
+// app counts the L6/L7 message of the frame and marks it in the Packet.
+func (w *Worker) app(s *decoders.Summary, p *flow.Packet) {
+	c := &w.c
+	L := s.Layers
+	if L&decoders.LayerTLS != 0 {
+		switch s.TLS.HandshakeType {
+		case decoders.TLSClientHello:
+			c.TLSClientHello++
+		case decoders.TLSServerHello:
+			c.TLSServerHello[tlsVersionSlot(s.TLS.Version)]++
+		}
+	}
+	if L&decoders.LayerDNS != 0 {
+		p.App, p.DNSID, p.Response = flow.AppDNS, s.DNS.ID, s.DNS.Response
+		if s.DNS.Response {
+			p.DNSRcode = s.DNS.RCode
+			c.DNSResponses[min(int(s.DNS.RCode), NumRcodes)]++
+		} else {
+			c.DNSQueries++
+		}
+	}
+	if L&decoders.LayerHTTP != 0 {
+		p.App, p.Response = flow.AppHTTP, s.HTTP.Response
+		if s.HTTP.Response {
+			p.HTTPStatus = s.HTTP.Status
+			c.HTTPResponses[httpClassSlot(s.HTTP.Status)]++
+		} else {
+			c.HTTPRequests++
+		}
+	}
+}
+
+// Publish makes the worker's counters visible to Snapshot. The worker calls
+// it from its own goroutine: periodically, and when its source is idle. It
+// copies only when something changed since the last call.
+func (w *Worker) Publish() {
+	if !w.dirty {
+		return
+	}
+	w.dirty = false
+	w.mu.Lock()
+	w.pub = w.c
+	w.mu.Unlock()
+}
+
+// AddTo adds the worker's last published counters to dst. It is safe to
+// call from any goroutine.
+func (w *Worker) AddTo(dst *Counters) {
+	w.mu.Lock()
+	dst.Add(&w.pub)
+	w.mu.Unlock()
+}
