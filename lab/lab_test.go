@@ -75,3 +75,7 @@ func TestPodToPodAcrossVXLAN(t *testing.T) {
 	}
 	require.Contains(t, all.String(), "X-Backend: pod-c")
 }
+
+func osexec(name string, args ...string) ([]byte, error) {
+	return exec.Command(name, args...).CombinedOutput()
+}

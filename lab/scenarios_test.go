@@ -2,9 +2,7 @@ package lab
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -259,5 +257,3 @@ func TestUnknownScenario(t *testing.T) {
 	require.ErrorIs(t, err, ErrUnknownScenario)
 }
 
-var _ = fmt.Sprint
-var _ = os.Getpid
