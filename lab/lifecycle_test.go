@@ -208,4 +208,3 @@ func TestStatusAndDownAfterCrash(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, removed)
 }
-

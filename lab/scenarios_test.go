@@ -256,4 +256,3 @@ func TestUnknownScenario(t *testing.T) {
 	_, err := l.Traffic(context.Background(), "nope", TrafficOptions{})
 	require.ErrorIs(t, err, ErrUnknownScenario)
 }
-
