@@ -96,7 +96,14 @@ func (l *Lab) build(ctx context.Context) error {
 		return err
 	}
 	l.servers = &servers{lab: l, http: map[string]*podServer{}}
-	return l.servers.start()
+	if err := l.servers.start(); err != nil {
+		return err
+	}
+	if err := l.startControl(); err != nil {
+		// Attached processes then cannot stop backends; the lab still works.
+		l.log.Warn("no control socket", "err", err)
+	}
+	return nil
 }
 
 func (l *Lab) buildNode(h *netlink.Handle, n Node) error {

@@ -1,3 +1,82 @@
 // Package lab builds the two-node mini-cluster of network namespaces that is
-// layerscope's embedded default and test bed.
+// layerscope's embedded default and test bed, and drives traffic through it.
+//
+// # Topology
+//
+// A lab with prefix P is six named network namespaces under /run/netns
+// ("ip netns exec" works on them):
+//
+//	P+node-1  10.0.0.10/24 on eth0, cbr0 10.244.0.1/24, vxlan0 10.244.0.0/32
+//	P+node-2  10.0.0.11/24 on eth0, cbr0 10.244.1.1/24, vxlan0 10.244.1.0/32
+//	P+pod-a   10.244.0.5 on node-1   (Service backend)
+//	P+pod-b   10.244.0.8 on node-1   (Service backend)
+//	P+pod-c   10.244.1.8 on node-2   (Service backend)
+//	P+dns     10.244.0.10 on node-1  (cluster DNS)
+//
+// The nodes are joined by one veth pair named eth0 in each (MTU 1500). Each
+// pod has eth0 (MTU 1450) on a veth whose host end, veth-POD, is a hairpin
+// port of its node's cbr0; its default route is the bridge IP. Each node has
+// vxlan0 (VNI 1, UDP 4789, MTU 1450, local = node IP, learning off) and
+// reaches the other node's pod CIDR the way flannel does: an onlink route via
+// the remote VTEP address with a permanent neighbour and FDB entry. Links are
+// created inside the namespaces with netlink handles (a veth's peer is
+// created directly in its target namespace), so nothing ever appears in the
+// root namespace and parallel labs never collide on interface names.
+//
+// # Service
+//
+// Both nodes carry kube-proxy's iptables-mode rules for the Service
+// 10.96.0.42:8080 (ServicePortName "default/my-service:http") with the three
+// backends, and for its NodePort 30080 on every node IP: KUBE-SERVICES →
+// KUBE-SVC-… (statistic random 0.3333333333, 0.5000000000, rest) →
+// KUBE-SEP-… DNAT, KUBE-NODEPORTS → KUBE-EXT-…, KUBE-MARK-MASQ and
+// KUBE-POSTROUTING masquerade for hairpin and NodePort traffic. They are
+// applied with "iptables-restore -w --noflush" inside each node namespace,
+// as kube-proxy does; see KubeProxyRules. Pod → ClusterIP traffic is routed
+// by the node (the ClusterIP is off-link), and bridge-nf-call-iptables is
+// enabled per node namespace where br_netfilter exists.
+//
+// # Servers
+//
+// The servers run as goroutines of the process that built the lab, each on
+// a socket opened inside its pod's namespace: HTTP on :8080 and TLS on :8443
+// of every backend (answering with the pod's name and IP in the X-Backend
+// and X-Backend-IP headers and the body; /status/NNN answers NNN, /missing
+// 404; a self-signed ECDSA certificate per pod is made at start), and DNS on
+// 10.244.0.10:53 (github.com/miekg/dns): ServiceName A → 10.96.0.42,
+// anything under BrokenZone → SERVFAIL, other names → NXDOMAIN.
+//
+// # Scenarios
+//
+// Traffic runs one of Scenarios with clients whose sockets are opened in the
+// pods' and nodes' namespaces, and returns a Report with the ground truth a
+// test compares the agent's view with: every Request with its client socket
+// address (to find it in conntrack and captures), the backend that answered
+// and, for Service traffic, the backend the DNAT picked (from the nodes'
+// conntrack NEW events, read only), plus per-scenario counts (MTUReport,
+// FloodReport, HTTP status, TLS versions, DNS rcodes). Scenarios that change
+// the lab put it back before returning.
+//
+// # Lifecycle
+//
+// New builds a lab and Close removes everything it made, also after a
+// partial New: servers stop, handles close, the namespaces are deleted (with
+// their links, routes and iptables rules), and a lowered nf_conntrack_max is
+// restored. The conntrack-flood scenario is the only code that changes a
+// global setting: it lowers net.netfilter.nf_conntrack_max from the initial
+// namespace while holding a machine-wide file lock, records the original in
+// StateDir/PREFIX/nf_conntrack_max.orig and restores it before returning.
+//
+// The process that built a lab writes its pid to StateDir/PREFIX/pid and
+// answers stop/start requests for backends on StateDir/PREFIX/control.sock,
+// so that another process can attach with Open and run every scenario. Down
+// cleans up after a crashed run (stopping a live lab process first) and
+// Status reports what exists.
+//
+// # Concurrency
+//
+// A Lab's methods may be called from several goroutines. Scenarios that
+// change the lab (dead-backend, mtu) run one at a time.
+//
+// All lab traffic stays between the lab's namespaces.
 package lab

@@ -73,6 +73,7 @@ type Lab struct {
 
 	servers *servers
 	pki     *pki
+	control net.Listener // owner only: stop/start requests of attached processes
 
 	scenarioMu sync.Mutex // one changing scenario at a time
 	mu         sync.Mutex
@@ -245,6 +246,9 @@ func (l *Lab) Close() error {
 	l.closed = true
 	l.mu.Unlock()
 	var errs []error
+	if l.control != nil {
+		errs = append(errs, l.control.Close())
+	}
 	if l.servers != nil {
 		errs = append(errs, l.servers.close())
 	}

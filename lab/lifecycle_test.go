@@ -208,3 +208,26 @@ func TestStatusAndDownAfterCrash(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, removed)
 }
+
+func TestOpenDrivesALabOfAnotherOwner(t *testing.T) {
+	l := newTestLab(t)
+	a, err := Open(&Config{Prefix: l.Prefix(), StateDir: l.cfg.StateDir})
+	require.NoError(t, err)
+	defer a.Close()
+	require.False(t, a.BackendRunning(PodC))
+	r, err := a.Traffic(context.Background(), ScenarioDeadBackend, TrafficOptions{Count: 6})
+	require.NoError(t, err)
+	require.Positive(t, r.Failed)
+	for _, q := range r.Requests {
+		require.Equal(t, q.DNATBackend == PodC, !q.OK(), "%+v", q)
+	}
+	require.True(t, l.BackendRunning(PodC), "the owner restarted pod-c on request")
+	r, err = a.Traffic(context.Background(), ScenarioTLS, TrafficOptions{Count: 1})
+	require.NoError(t, err)
+	require.Zero(t, r.Failed, "the attached lab verifies the servers with the saved certificates")
+	require.NoError(t, a.Close())
+	// Closing the attached lab leaves the lab in place.
+	st, err := Status(context.Background(), &Config{Prefix: l.Prefix(), StateDir: l.cfg.StateDir})
+	require.NoError(t, err)
+	require.True(t, st.Up())
+}

@@ -122,23 +122,24 @@ func (l *Lab) service(ctx context.Context, opts TrafficOptions, r *Report) error
 // deadBackend stops pod-c's servers while it stays in the DNAT chain, runs
 // the service scenario and starts pod-c again.
 func (l *Lab) deadBackend(ctx context.Context, opts TrafficOptions, r *Report) (err error) {
-	if l.servers == nil {
-		return ErrNotOwner
-	}
 	l.scenarioMu.Lock()
 	defer l.scenarioMu.Unlock()
-	if err := l.servers.stopPod(PodC); err != nil {
+	if err := l.StopBackend(PodC); err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, l.servers.startPod(PodC)) }()
+	defer func() { err = errors.Join(err, l.StartBackend(PodC)) }()
 	return l.service(ctx, opts, r)
 }
 
 // StopBackend stops a backend's HTTP and TLS servers (it stays in the
-// Service's DNAT chain); StartBackend starts them again.
+// Service's DNAT chain); StartBackend starts them again. On a lab from Open
+// the request goes to the process serving the lab.
 func (l *Lab) StopBackend(pod string) error {
 	if l.servers == nil {
-		return ErrNotOwner
+		return l.controlRequest("stop", pod)
+	}
+	if p, ok := l.Pod(pod); !ok || !p.Backend {
+		return fmt.Errorf("%w: %q is not a backend", ErrNotFound, pod)
 	}
 	return l.servers.stopPod(pod)
 }
@@ -146,12 +147,16 @@ func (l *Lab) StopBackend(pod string) error {
 // StartBackend starts a backend's servers stopped by StopBackend.
 func (l *Lab) StartBackend(pod string) error {
 	if l.servers == nil {
-		return ErrNotOwner
+		return l.controlRequest("start", pod)
+	}
+	if p, ok := l.Pod(pod); !ok || !p.Backend {
+		return fmt.Errorf("%w: %q is not a backend", ErrNotFound, pod)
 	}
 	return l.servers.startPod(pod)
 }
 
-// BackendRunning reports whether a backend's servers run in this process.
+// BackendRunning reports whether a backend's servers run in this process
+// (always false on a lab from Open).
 func (l *Lab) BackendRunning(pod string) bool {
 	return l.servers != nil && l.servers.running(pod)
 }
