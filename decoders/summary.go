@@ -207,6 +207,7 @@ type Tunnel struct {
 	VNI                        uint32 // 24-bit virtual network identifier
 	OuterSrcPort, OuterDstPort uint16
 	OuterTTL                   uint8
+	OuterFragment              bool // the outer IP packet is a fragment (the first: it carries the tunnel header)
 	OuterSrc, OuterDst         netip.Addr
 	InnerProto                 uint16 // EtherType of the payload (0x6558 for Ethernet)
 }

@@ -236,6 +236,7 @@ func (p *Parser) decap(pl []byte, vx bool, depth int, s *decoders.Summary) {
 		outer = decoders.Tunnel{
 			OuterSrc: s.IP.Src, OuterDst: s.IP.Dst, OuterTTL: s.IP.TTL,
 			OuterSrcPort: s.L4.SrcPort, OuterDstPort: s.L4.DstPort,
+			OuterFragment: s.Layers.Has(decoders.LayerFragment),
 		}
 	}
 	var (
