@@ -231,3 +231,13 @@ func TestOpenDrivesALabOfAnotherOwner(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, st.Up())
 }
+
+func TestParallelLabsDoNotCollide(t *testing.T) {
+	l1 := newTestLab(t)
+	l2 := newTestLab(t)
+	for _, l := range []*Lab{l1, l2} {
+		r, err := l.Traffic(context.Background(), ScenarioService, TrafficOptions{Count: 2})
+		require.NoError(t, err)
+		require.Zero(t, r.Failed, "lab %s: %s", l.Prefix(), r)
+	}
+}
