@@ -128,7 +128,9 @@ func comparisons() []comparison {
 	for _, rc := range []uint8{0, 1, 2, 3, 4, 5} {
 		cs = append(cs, comparison{fmt.Sprintf("dns rcode %d", rc), "dns",
 			chain(ipRE+`:(udp|tcp):dns`) + ` && ` + unfrag + fmt.Sprintf(` && dns.flags.response#1 == 1 && dns.flags.rcode#1 == %d`, rc),
-			func(s *decoders.Summary) bool { return plain(s, decoders.LayerDNS) && s.DNS.Response && s.DNS.RCode == rc }})
+			func(s *decoders.Summary) bool {
+				return plain(s, decoders.LayerDNS) && s.DNS.Response && s.DNS.RCode == rc
+			}})
 	}
 	for _, tun := range []struct {
 		name, re string
