@@ -118,11 +118,13 @@ func (l *Lab) buildNode(h *netlink.Handle, n Node) error {
 		}
 	}
 	// Route bridged pod traffic through iptables where br_netfilter is there
-	// (per namespace since Linux 5.3). Without it, same-node Service traffic
-	// still works because pods reach the ClusterIP through the node's router,
-	// and replies come back un-NATed only when masqueraded (see kubeproxy.go).
+	// (per namespace since Linux 5.3). Without it a backend's reply to a
+	// client on the same bridge would be bridged past conntrack and never
+	// un-DNATed, so the rules then masquerade all Service traffic, as
+	// kube-proxy's --masquerade-all does.
 	if err := writeSysctl(ns, "net.bridge.bridge-nf-call-iptables", "1"); err != nil {
-		l.log.Debug("br_netfilter not available", "node", n.Name, "err", err)
+		l.log.Info("br_netfilter not available: Service traffic is masqueraded (kube-proxy --masquerade-all)", "node", n.Name, "err", err)
+		l.masqueradeAll = true
 	}
 	eth, err := h.LinkByName(NodeIface)
 	if err != nil {

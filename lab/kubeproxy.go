@@ -40,7 +40,8 @@ func EndpointChain(p Pod) string {
 
 // KubeProxyRules returns the iptables-restore input (nat table) that
 // kube-proxy's iptables mode writes for the lab's Service and NodePort on a
-// node. It is applied with --noflush so that it only adds the KUBE-* chains
+// node (with --masquerade-all where br_netfilter is missing). It is applied
+// with --noflush so that it only adds the KUBE-* chains
 // and the jumps to them.
 func (l *Lab) KubeProxyRules() string {
 	var b strings.Builder
@@ -69,8 +70,13 @@ func (l *Lab) KubeProxyRules() string {
 	fmt.Fprintf(&b, "-A %s -p tcp -m comment --comment \"%s\" -m tcp --dport %d -j %s\n", ChainNodePorts, comment, NodePort, ext)
 	fmt.Fprintf(&b, "-A %s -m comment --comment \"masquerade traffic for %s external destinations\" -j %s\n", ext, comment, ChainMarkMasq)
 	fmt.Fprintf(&b, "-A %s -j %s\n", ext, svc)
-	fmt.Fprintf(&b, "-A %s ! -s %s -d %s/32 -p tcp -m comment --comment \"%s cluster IP\" -m tcp --dport %d -j %s\n",
-		svc, ClusterCIDR, ServiceVIP, comment, ServicePort, ChainMarkMasq)
+	if l.masqueradeAll {
+		fmt.Fprintf(&b, "-A %s -d %s/32 -p tcp -m comment --comment \"%s cluster IP\" -m tcp --dport %d -j %s\n",
+			svc, ServiceVIP, comment, ServicePort, ChainMarkMasq)
+	} else {
+		fmt.Fprintf(&b, "-A %s ! -s %s -d %s/32 -p tcp -m comment --comment \"%s cluster IP\" -m tcp --dport %d -j %s\n",
+			svc, ClusterCIDR, ServiceVIP, comment, ServicePort, ChainMarkMasq)
+	}
 	for i, p := range backends {
 		left := len(backends) - i
 		fmt.Fprintf(&b, "-A %s -m comment --comment \"%s -> %s:%d\"", svc, comment, p.IP, ServicePort)

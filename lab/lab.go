@@ -75,6 +75,9 @@ type Lab struct {
 	pki     *pki
 	control net.Listener // owner only: stop/start requests of attached processes
 
+	// masqueradeAll is set when br_netfilter is missing (see buildNode).
+	masqueradeAll bool
+
 	scenarioMu sync.Mutex // one changing scenario at a time
 	mu         sync.Mutex
 	closed     bool

@@ -75,8 +75,9 @@ func TestServiceDNATSeenInConntrack(t *testing.T) {
 		require.NotNil(t, found, "no conntrack entry in %s for %s → %s", node1.NetNS, src, backend)
 		require.Equal(t, ServiceAddr, found.origDst, "original tuple goes to the ClusterIP")
 		require.Equal(t, netip.AddrPortFrom(p.IP, ServicePort), found.replySrc, "reply tuple comes from the backend %s", backend)
-		if backend == PodB {
-			// Hairpin: KUBE-SEP masquerades the pod's own traffic to the bridge IP.
+		if backend == PodB || l.masqueradeAll {
+			// Hairpin: KUBE-SEP masquerades the pod's own traffic to the
+			// bridge IP (all of it without br_netfilter).
 			require.Equal(t, node1.BridgeIP, found.replyDst.Addr())
 		} else {
 			require.Equal(t, src, found.replyDst)
