@@ -3,6 +3,7 @@ package parser
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime/debug"
 	"testing"
@@ -116,4 +117,14 @@ func TestAllCaptures(t *testing.T) {
 	if frames < 10000 {
 		t.Errorf("only %d frames decoded", frames)
 	}
+}
+
+// pcapDirIfPresent returns the tcpdump capture directory for seeding fuzz
+// targets; seeds are optional, so a missing directory only means fewer.
+func pcapDirIfPresent() (string, bool) {
+	p := filepath.Join("..", "..", "..", "shared", "pcaps", "tcpdump-tests")
+	if st, err := os.Stat(p); err == nil && st.IsDir() {
+		return p, true
+	}
+	return "", false
 }
