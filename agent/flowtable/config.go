@@ -40,9 +40,11 @@ type Config struct {
 	// refused instead (counted in Stats.Refused). Zero means 1 s; a
 	// negative value disables the protection (a new flow always gets in).
 	EvictProtect time.Duration
-	// EvictSample is the number of random entries of a full shard looked
-	// at to choose a victim: the one-sided (unanswered) flows first, then
-	// the least recently seen. Zero means 8.
+	// EvictSample is the number of entries of a full shard looked at to
+	// choose a victim: the one-sided (unanswered) flows first, then the
+	// least recently seen. Successive evictions look at successive
+	// entries, so every entry is looked at once per Cap/Shards/EvictSample
+	// evictions. Zero means 8.
 	EvictSample int
 	// EvictedBuffer is the number of evicted flows per shard whose records
 	// are kept until the next sweep reports them (End == flow.EndEvicted);

@@ -6,51 +6,58 @@ import (
 	"github.com/layerscope/layerscope/agent/flow"
 )
 
-// entry is one flow. Sides are canonical: side 0 sent key.Src → key.Dst,
-// side 1 the reverse; client says which side initiated.
+// entry is one flow. Sides are canonical: side 0 sent k's source →
+// destination, side 1 the reverse; client says which side initiated.
+//
+// The layout keeps what an established flow's packet touches in four cache
+// lines: the key (line 0), the TCP state (line 1) and one hop (one line
+// each); the rest follows.
 type entry struct {
-	key         flow.Key // canonical
-	hash        uint64
-	first, last int64
-	reported    int64 // last active-timeout report (or first)
-	tunnel      flow.Tunnel
-	hops        [flow.MaxHops]hop
-	hopOverflow uint32
-	nhops       uint8
-	client      uint8 // canonical side of the client
-	seen        uint8 // bit per side that sent packets
-	st          uint8 // st* bits
+	// line 0
+	k                          ikey
+	hash                       uint64
+	last                       int64
+	nhops, client, seen, st    uint8 // seen: bit per side that sent; st: st* bits
+	tcpFlags, rstFrom, finFrom uint8 // rstFrom, finFrom: bit per side
+	app                        flow.App
 
-	// TCP
-	tcpFlags, rstFrom, finFrom uint8 // rstFrom, finFrom: bit per canonical side
-	synRetrans                 uint16
-	isn                        uint32
-	hsIf                       int32
-	synT, synAckT, ackT        int64
-	retransMax                 [2]uint32
+	// line 1
+	first               int64
+	hsIf                int32
+	isn                 uint32
+	synT, synAckT, ackT int64
+	reported            int64 // last active-timeout report (or first)
+	l7If                int32
+	hopOverflow         uint32
+	synRetrans          uint16
+	npend, nexch        uint8
 
-	// L7
-	app          flow.App
-	npend, nexch uint8
-	l7If         int32
-	req, resp    uint32
-	errs, unans  uint32
-	pend         [4]pending
-	exch         [flow.MaxExchanges]flow.Exchange
+	hops [flow.MaxHops]hop // lines 2-5
+
+	// cold: touched on hop creation, rare events, L7 messages and reports
+	hopFirst   [flow.MaxHops]int64
+	retrans    [flow.MaxHops][2]uint32
+	zeroWin    [flow.MaxHops][2]uint16
+	retransMax [2]uint32
+	tunnel     flow.Tunnel
+	req, resp  uint32
+	errs       uint32
+	unans      uint32
+	pend       [4]pending
+	exch       [flow.MaxExchanges]flow.Exchange
 }
 
-// hop is one observation point of an entry, with canonical sides.
+// hop is the per-packet part of one observation point of an entry, with
+// canonical sides; its rarely written counters live in the entry.
 type hop struct {
+	last        int64
+	pkts, bytes [2]uint64
 	ifIndex     int32
 	role        flow.Role
 	encap       flow.Encap
 	seqOK       uint8 // bit per side: seqEnd valid
 	dir         [2]flow.Direction
-	first, last int64
-	pkts, bytes [2]uint64
 	seqEnd      [2]uint32 // highest sequence number + payload seen
-	retrans     [2]uint32
-	zeroWin     [2]uint32
 }
 
 // pending is an L7 request waiting for its response.
@@ -74,7 +81,7 @@ func (e *entry) init(p *flow.Packet, rev bool) {
 	e.first, e.last, e.reported = p.Time, p.Time, p.Time
 	s := side(rev)
 	e.client = s
-	if e.key.Proto == flow.ProtoTCP && p.TCPFlags&flow.TCPSyn != 0 {
+	if e.k.proto() == flow.ProtoTCP && p.TCPFlags&flow.TCPSyn != 0 {
 		return // the SYN or SYN-ACK fixes it in tcp
 	}
 	switch {
@@ -108,15 +115,14 @@ func (sh *shard) update(e *entry, p *flow.Packet, rev bool) {
 		e.first = t
 	}
 	e.seen |= 1 << s
-	h := sh.hop(e, p)
-	if h != nil {
+	hi := sh.hop(e, p)
+	var h *hop
+	if hi >= 0 {
+		h = &e.hops[hi]
 		h.pkts[s]++
 		h.bytes[s] += uint64(p.Len)
 		if t > h.last {
 			h.last = t
-		}
-		if t < h.first {
-			h.first = t
 		}
 		if h.dir[s] == flow.DirUnknown {
 			h.dir[s] = p.Dir
@@ -130,35 +136,37 @@ func (sh *shard) update(e *entry, p *flow.Packet, rev bool) {
 			e.tunnel = p.Tunnel
 		}
 	}
-	if e.key.Proto == flow.ProtoTCP {
-		sh.tcp(e, h, p, s)
+	if e.k.proto() == flow.ProtoTCP {
+		sh.tcp(e, hi, p, s)
 	}
 	if p.App != flow.AppNone {
 		sh.app(e, p)
 	}
 }
 
-// hop returns the hop of p's interface, adding it when there is room, or
-// nil (counted) when the entry already has flow.MaxHops others.
-func (sh *shard) hop(e *entry, p *flow.Packet) *hop {
-	for i := range e.nhops {
+// hop returns the index of the hop of p's interface, adding it when there
+// is room, or -1 (counted) when the entry already has flow.MaxHops others.
+func (sh *shard) hop(e *entry, p *flow.Packet) int {
+	for i := range int(e.nhops) {
 		if e.hops[i].ifIndex == p.IfIndex {
-			return &e.hops[i]
+			return i
 		}
 	}
-	if int(e.nhops) == len(e.hops) {
+	i := int(e.nhops)
+	if i == len(e.hops) {
 		e.hopOverflow++
 		sh.hopOverflows.Add(1)
-		return nil
+		return -1
 	}
-	h := &e.hops[e.nhops]
 	e.nhops++
-	*h = hop{ifIndex: p.IfIndex, role: p.Role, first: p.Time, last: p.Time}
-	return h
+	e.hops[i] = hop{ifIndex: p.IfIndex, role: p.Role, last: p.Time}
+	e.hopFirst[i] = p.Time
+	e.retrans[i], e.zeroWin[i] = [2]uint32{}, [2]uint16{}
+	return i
 }
 
 // tcp tracks the handshake, teardown, retransmissions and zero windows.
-func (sh *shard) tcp(e *entry, h *hop, p *flow.Packet, s uint8) {
+func (sh *shard) tcp(e *entry, hi int, p *flow.Packet, s uint8) {
 	const syn, ack, rst, fin = flow.TCPSyn, flow.TCPAck, flow.TCPRst, flow.TCPFin
 	f := p.TCPFlags
 	e.tcpFlags |= f
@@ -185,8 +193,8 @@ func (sh *shard) tcp(e *entry, h *hop, p *flow.Packet, s uint8) {
 			if e.st&stSyn != 0 && p.IfIndex == e.hsIf {
 				if e.synAckT == 0 {
 					e.synAckT = p.Time
-				} else if h != nil {
-					sh.retrans(e, h, s)
+				} else if hi >= 0 {
+					sh.retrans(e, hi, s)
 				}
 			}
 		}
@@ -205,11 +213,12 @@ func (sh *shard) tcp(e *entry, h *hop, p *flow.Packet, s uint8) {
 	if f&fin != 0 {
 		e.finFrom |= 1 << s
 	}
-	if h == nil {
+	if hi < 0 {
 		return
 	}
-	if p.Window == 0 && f&(syn|rst) == 0 {
-		h.zeroWin[s]++
+	h := &e.hops[hi]
+	if p.Window == 0 && f&(syn|rst) == 0 && e.zeroWin[hi][s] < 0xffff {
+		e.zeroWin[hi][s]++
 	}
 	bit := uint8(1) << s
 	if f&syn != 0 {
@@ -229,19 +238,19 @@ func (sh *shard) tcp(e *entry, h *hop, p *flow.Packet, s uint8) {
 	// A segment starting before the highest sequence seen repeats data,
 	// except a one-byte keep-alive just below it.
 	if d := int32(p.Seq - h.seqEnd[s]); d < 0 && (p.PayloadLen != 1 || d != -1) {
-		sh.retrans(e, h, s)
+		sh.retrans(e, hi, s)
 	}
 	if int32(end-h.seqEnd[s]) > 0 {
 		h.seqEnd[s] = end
 	}
 }
 
-// retrans counts a retransmission of side s at hop h; the table's counter
+// retrans counts a retransmission of side s at hop hi; the table's counter
 // grows only when the flow's largest per-hop count for s does.
-func (sh *shard) retrans(e *entry, h *hop, s uint8) {
-	h.retrans[s]++
-	if h.retrans[s] > e.retransMax[s] {
-		e.retransMax[s] = h.retrans[s]
+func (sh *shard) retrans(e *entry, hi int, s uint8) {
+	e.retrans[hi][s]++
+	if n := e.retrans[hi][s]; n > e.retransMax[s] {
+		e.retransMax[s] = n
 		sh.retransmits.Add(1)
 	}
 }
@@ -318,7 +327,7 @@ func (e *entry) closed() bool { return e.rstFrom != 0 || e.finFrom == 3 }
 
 // outcome classifies the flow; final says it is leaving the table.
 func (e *entry) outcome(final bool) flow.Outcome {
-	if e.key.Proto != flow.ProtoTCP {
+	if e.k.proto() != flow.ProtoTCP {
 		if e.seen == 1<<e.client {
 			return flow.OutcomeUnreplied
 		}
@@ -349,7 +358,7 @@ func (e *entry) outcome(final bool) flow.Outcome {
 // record fills r from e, oriented client → server.
 func (e *entry) record(r *flow.Record, end flow.EndReason, final bool) {
 	c, sv := e.client, 1-e.client
-	key := e.key
+	key := e.k.flowKey()
 	if c == 1 {
 		key = key.Reverse()
 	}
@@ -364,24 +373,24 @@ func (e *entry) record(r *flow.Record, end flow.EndReason, final bool) {
 		HopOverflow: e.hopOverflow,
 	}
 	var zw [2]uint32
-	for i := range e.nhops {
+	for i := range int(e.nhops) {
 		h := &e.hops[i]
+		z := [2]uint32{uint32(e.zeroWin[i][c]), uint32(e.zeroWin[i][sv])}
 		r.Hops[i] = flow.Hop{
 			IfIndex:     h.ifIndex,
 			Role:        h.role,
 			Dir:         h.dir[c],
 			Encap:       h.encap,
-			First:       h.first,
+			First:       e.hopFirst[i],
 			Last:        h.last,
 			Packets:     [2]uint64{h.pkts[c], h.pkts[sv]},
 			Bytes:       [2]uint64{h.bytes[c], h.bytes[sv]},
-			Retransmits: [2]uint32{h.retrans[c], h.retrans[sv]},
-			ZeroWindows: [2]uint32{h.zeroWin[c], h.zeroWin[sv]},
+			Retransmits: [2]uint32{e.retrans[i][c], e.retrans[i][sv]},
+			ZeroWindows: z,
 		}
-		zw[0] = max(zw[0], h.zeroWin[c])
-		zw[1] = max(zw[1], h.zeroWin[sv])
+		zw[0], zw[1] = max(zw[0], z[0]), max(zw[1], z[1])
 	}
-	if e.key.Proto == flow.ProtoTCP {
+	if e.k.proto() == flow.ProtoTCP {
 		r.TCP = flow.TCP{
 			Flags:            e.tcpFlags,
 			RSTFrom:          sideBits(e.rstFrom, c),

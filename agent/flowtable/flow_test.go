@@ -104,9 +104,9 @@ func TestFlowRecords(t *testing.T) {
 				step{at: 410 * us, ifIndex: 2, flags: psh, seq: 1001, payload: 100},
 				step{at: 600 * us, flags: psh, seq: 1001, payload: 100},
 				step{at: 610 * us, ifIndex: 2, flags: psh, seq: 1001, payload: 100},
-				step{at: 700 * us, flags: psh, seq: 1050, payload: 100},  // partial overlap
-				step{at: 800 * us, flags: ack, seq: 1149, payload: 1},    // keep-alive
-				step{at: 900 * us, flags: psh, seq: 1150, payload: 100},  // new data
+				step{at: 700 * us, flags: psh, seq: 1050, payload: 100}, // partial overlap
+				step{at: 800 * us, flags: ack, seq: 1149, payload: 1},   // keep-alive
+				step{at: 900 * us, flags: psh, seq: 1150, payload: 100}, // new data
 				step{at: 950 * us, srv: true, flags: synack, seq: 5000}, // repeated SYN-ACK
 			),
 			check: func(t *testing.T, r *flow.Record, s Stats) {

@@ -96,11 +96,11 @@ type Stats struct {
 // counters are a shard's counters. Writers hold the shard lock; readers
 // (Stats) read them without it, hence the atomics.
 type counters struct {
-	active                                                    atomic.Int64
+	active                                                     atomic.Int64
 	inserts, evictions, refused, expired, flushed, evictedLost atomic.Uint64
 	records, hopOverflows, retransmits                         atomic.Uint64
-	outcomes                                                  [flow.NumOutcomes]atomic.Uint64
-	handshake, dns, http                                      histogram
+	outcomes                                                   [flow.NumOutcomes]atomic.Uint64
+	handshake, dns, http                                       histogram
 }
 
 // histogram is a shard's part of one latency histogram.

@@ -74,7 +74,7 @@ func (t *Table) sweepShard(sh *shard, now int64, flush bool) int {
 		}
 		e := &sh.entries[i]
 		timeout := t.cfg.idle
-		if e.key.Proto == flow.ProtoTCP && e.closed() {
+		if e.k.proto() == flow.ProtoTCP && e.closed() {
 			timeout = t.cfg.closed
 		}
 		switch {

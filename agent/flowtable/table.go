@@ -1,7 +1,6 @@
 package flowtable
 
 import (
-	"encoding/binary"
 	"math/bits"
 	"math/rand/v2"
 	"slices"
@@ -20,7 +19,7 @@ type Table struct {
 	shardShift uint
 	shards     []shard
 
-	sweepMu sync.Mutex     // one sweeper at a time; guards batch
+	sweepMu sync.Mutex    // one sweeper at a time; guards batch
 	batch   []flow.Record // reused batch handed to OnRecords
 }
 
@@ -32,7 +31,7 @@ type shard struct {
 	entries []entry  // fixed length: the shard's capacity
 	index   []uint64 // slots: 0 empty, else hash low 32 bits << 32 | entry index+1
 	mask    uint64   // len(index)-1
-	rng     uint64   // xorshift state for eviction sampling
+	hand    int32    // next entry the eviction sample starts at
 	evicted []flow.Record
 	counters
 	_ [64]byte // keep neighbouring shards' hot fields off one cache line
@@ -58,7 +57,6 @@ func New(cfg *Config) (*Table, error) {
 		sh.entries = make([]entry, s.perShard)
 		sh.index = make([]uint64, slots)
 		sh.mask = uint64(slots - 1)
-		sh.rng = rand.Uint64() | 1
 		sh.evicted = make([]flow.Record, 0, s.evictedBuffer)
 	}
 	return t, nil
@@ -92,7 +90,7 @@ func (t *Table) Stats() Stats {
 // and its shard was full of flows it may not evict (counted in
 // Stats.Refused); the packet is then not accounted.
 func (t *Table) Update(p *flow.Packet) bool {
-	ck, rev := p.Key.Canonical()
+	ck, rev := makeKey(&p.Key)
 	h := t.hash(&ck)
 	sh := &t.shards[h>>t.shardShift]
 	sh.mu.Lock()
@@ -111,7 +109,7 @@ func (t *Table) Update(p *flow.Packet) bool {
 
 // Lookup returns the active record of the flow of k (either direction).
 func (t *Table) Lookup(k flow.Key) (flow.Record, bool) {
-	ck, _ := k.Canonical()
+	ck, _ := makeKey(&k)
 	h := t.hash(&ck)
 	sh := &t.shards[h>>t.shardShift]
 	var r flow.Record
@@ -143,8 +141,7 @@ func (t *Table) Snapshot(dst []flow.Record) []flow.Record {
 
 // hash is a seeded multiply-mix hash of a key. The seed is random per
 // table so that crafted tuples cannot aim at one probe chain.
-func (t *Table) hash(k *flow.Key) uint64 {
-	s, d := k.Src.As16(), k.Dst.As16()
+func (t *Table) hash(k *ikey) uint64 {
 	const (
 		m0 = 0xa0761d6478bd642f
 		m1 = 0xe7037ed1a0b428db
@@ -152,10 +149,9 @@ func (t *Table) hash(k *flow.Key) uint64 {
 		m3 = 0x589965cc75374cc3
 		m4 = 0x1d8e4e27c47d124f
 	)
-	ports := uint64(k.SrcPort)<<24 | uint64(k.DstPort)<<8 | uint64(k.Proto)
-	h := mix(binary.LittleEndian.Uint64(s[:8])^t.seed^m0, binary.LittleEndian.Uint64(s[8:])^m1)
-	h = mix(h^binary.LittleEndian.Uint64(d[:8])^m2, binary.LittleEndian.Uint64(d[8:])^m3)
-	return mix(h^ports^m4, t.seed^m1)
+	h := mix(k.s0^t.seed^m0, k.s1^m1)
+	h = mix(h^k.d0^m2, k.d1^m3)
+	return mix(h^k.meta^m4, t.seed^m1)
 }
 
 func mix(a, b uint64) uint64 {
@@ -167,7 +163,7 @@ func slot(h uint64, idx int32) uint64 { return h<<32 | uint64(uint32(idx)+1) }
 
 // find returns the index of the entry of k, or -1 and the empty index
 // position where it would go.
-func (sh *shard) find(k *flow.Key, h uint64) (int32, uint64) {
+func (sh *shard) find(k *ikey, h uint64) (int32, uint64) {
 	tag := h << 32
 	for pos := h & sh.mask; ; pos = (pos + 1) & sh.mask {
 		s := sh.index[pos]
@@ -176,7 +172,7 @@ func (sh *shard) find(k *flow.Key, h uint64) (int32, uint64) {
 		}
 		if s&^0xffffffff == tag {
 			idx := int32(uint32(s) - 1)
-			if sh.entries[idx].key == *k {
+			if sh.entries[idx].k == *k {
 				return idx, pos
 			}
 		}
@@ -196,7 +192,7 @@ func (sh *shard) slotOf(h uint64, idx int32) uint64 {
 // insert adds an entry for key k at empty index position pos, evicting a
 // victim first when the shard is full. It returns the new entry's index, or
 // -1 when the shard is full and no victim may be evicted.
-func (sh *shard) insert(t *Table, k *flow.Key, h uint64, pos uint64, p *flow.Packet, rev bool) int32 {
+func (sh *shard) insert(t *Table, k *ikey, h uint64, pos uint64, p *flow.Packet, rev bool) int32 {
 	if int(sh.n) == len(sh.entries) {
 		if !sh.evict(t, p.Time) {
 			sh.refused.Add(1)
@@ -206,7 +202,7 @@ func (sh *shard) insert(t *Table, k *flow.Key, h uint64, pos uint64, p *flow.Pac
 	}
 	idx := sh.n
 	sh.n++
-	sh.entries[idx] = entry{key: *k, hash: h}
+	sh.entries[idx] = entry{k: *k, hash: h}
 	sh.entries[idx].init(p, rev)
 	sh.index[pos] = slot(h, idx)
 	sh.inserts.Add(1)
@@ -214,19 +210,22 @@ func (sh *shard) insert(t *Table, k *flow.Key, h uint64, pos uint64, p *flow.Pac
 	return idx
 }
 
-// evict removes one victim from a full shard, chosen among a random sample:
-// one-sided flows first, then the least recently seen. It reports false,
-// removing nothing, when the victim saw both sides within the protection
-// window before now.
+// evict removes one victim from a full shard, chosen among a sample of
+// consecutive entries starting at a hand that moves on by the sample size
+// each time (entries sit in no particular order, and consecutive ones are
+// cheap to read): one-sided flows first, then the least recently seen. It
+// reports false, removing nothing, when the victim saw both sides within
+// the protection window before now.
 func (sh *shard) evict(t *Table, now int64) bool {
 	victim := int32(-1)
 	var vTwo bool
 	var vLast int64
 	for range max(t.cfg.sample, 1) {
-		sh.rng ^= sh.rng << 13
-		sh.rng ^= sh.rng >> 7
-		sh.rng ^= sh.rng << 17
-		i := int32((uint64(uint32(sh.rng)) * uint64(sh.n)) >> 32)
+		if sh.hand >= sh.n {
+			sh.hand = 0
+		}
+		i := sh.hand
+		sh.hand++
 		e := &sh.entries[i]
 		two := e.seen == 3
 		if victim < 0 || (!two && vTwo) || (two == vTwo && e.last < vLast) {

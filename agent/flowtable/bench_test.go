@@ -1,0 +1,211 @@
+package flowtable
+
+import (
+	"math/rand/v2"
+	"testing"
+	"unsafe"
+
+	"github.com/layerscope/layerscope/agent/flow"
+)
+
+// benchKeys returns n random keys and the TCP packets of an established
+// flow for each.
+func benchPackets(n int) []flow.Packet {
+	r := rand.New(rand.NewPCG(7, 8))
+	ps := make([]flow.Packet, n)
+	for i := range ps {
+		k := randomKey(r)
+		k.Proto = flow.ProtoTCP
+		ps[i] = flow.Packet{Key: k, Time: base, Len: 1500, IfIndex: 3, Role: flow.RolePod, Dir: flow.DirOut,
+			TCPFlags: flow.TCPAck | flow.TCPPsh, Seq: 1, PayloadLen: 1448, Window: 512}
+	}
+	return ps
+}
+
+// BenchmarkUpdateExisting updates established TCP flows (4096 of them,
+// round robin, both directions): the per-packet cost in steady state.
+func BenchmarkUpdateExisting(b *testing.B) {
+	tab, _ := newTable(b, Config{})
+	ps := benchPackets(4096)
+	for i := range ps {
+		tab.Update(&ps[i])
+	}
+	b.ReportAllocs()
+	ct := startCPU(b)
+	defer ct.stop()
+	for i := 0; b.Loop(); i++ {
+		p := &ps[i&4095]
+		p.Seq += 1448
+		p.Time += 1000
+		tab.Update(p)
+	}
+}
+
+// BenchmarkUpdateHot updates one established TCP flow: the CPU cost of
+// an update without cache misses.
+func BenchmarkUpdateHot(b *testing.B) {
+	tab, _ := newTable(b, Config{})
+	p := benchPackets(1)[0]
+	tab.Update(&p)
+	b.ReportAllocs()
+	ct := startCPU(b)
+	defer ct.stop()
+	for b.Loop() {
+		p.Seq += 1448
+		p.Time += 1000
+		tab.Update(&p)
+	}
+}
+
+// BenchmarkUpdateExistingParallel is BenchmarkUpdateExisting from all
+// Ps at once, each with its own flows.
+func BenchmarkUpdateExistingParallel(b *testing.B) {
+	tab, _ := newTable(b, Config{})
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		ps := benchPackets(4096)
+		for i := range ps {
+			ps[i].Key.SrcPort ^= uint16(rand.Uint32())
+			tab.Update(&ps[i])
+		}
+		for i := 0; pb.Next(); i++ {
+			p := &ps[i&4095]
+			p.Seq += 1448
+			p.Time += 1000
+			tab.Update(p)
+		}
+	})
+}
+
+// BenchmarkInsertEvict adds a new flow per packet to a full table: every
+// insert evicts (the flood case).
+func BenchmarkInsertEvict(b *testing.B) {
+	tab, _ := newTable(b, Config{MaxEntries: 65536})
+	r := rand.New(rand.NewPCG(9, 10))
+	p := flow.Packet{IfIndex: 1, Len: 80, Time: base}
+	for range 2 * tab.Cap() {
+		p.Key = randomKey(r)
+		tab.Update(&p)
+	}
+	keys := make([]flow.Key, 1<<16)
+	for i := range keys {
+		keys[i] = randomKey(r)
+	}
+	b.ReportAllocs()
+	ct := startCPU(b)
+	defer ct.stop()
+	for i := 0; b.Loop(); i++ {
+		p.Key = keys[i&(1<<16-1)]
+		p.Key.DstPort = uint16(i >> 16) // new on every pass
+		p.Time++
+		tab.Update(&p)
+	}
+}
+
+// BenchmarkMixed is 95% packets of 100k established flows and 5% new
+// flows in a table at its bound.
+func BenchmarkMixed(b *testing.B) {
+	tab, _ := newTable(b, Config{MaxEntries: 131072})
+	ps := benchPackets(100000)
+	for i := range ps {
+		tab.Update(&ps[i])
+	}
+	r := rand.New(rand.NewPCG(11, 12))
+	fresh := flow.Packet{IfIndex: 1, Len: 80, Time: base}
+	order := make([]int32, 1<<16)
+	for i := range order {
+		order[i] = int32(r.IntN(len(ps)))
+	}
+	b.ReportAllocs()
+	ct := startCPU(b)
+	defer ct.stop()
+	for i := 0; b.Loop(); i++ {
+		if i%20 == 0 {
+			fresh.Key = randomKey(r)
+			fresh.Time += 1000
+			tab.Update(&fresh)
+			continue
+		}
+		p := &ps[order[i&(1<<16-1)]]
+		p.Seq += 1448
+		p.Time += 1000
+		tab.Update(p)
+	}
+}
+
+// The lookups below compare the shard's open-addressing index with a
+// plain Go map from key to entry index over the same 4096 keys.
+func BenchmarkLookupOpenAddressing(b *testing.B) {
+	tab, _ := newTable(b, Config{MaxEntries: 8192, Shards: 1})
+	ps := benchPackets(4096)
+	for i := range ps {
+		tab.Update(&ps[i])
+	}
+	sh := &tab.shards[0]
+	b.ReportAllocs()
+	ct := startCPU(b)
+	defer ct.stop()
+	found := 0
+	for i := 0; b.Loop(); i++ {
+		k, _ := makeKey(&ps[i&4095].Key)
+		if idx, _ := sh.find(&k, tab.hash(&k)); idx >= 0 {
+			found++
+		}
+	}
+	if found != b.N {
+		b.Fatalf("found %d of %d", found, b.N)
+	}
+}
+
+func BenchmarkLookupGoMap(b *testing.B) {
+	ps := benchPackets(4096)
+	m := make(map[flow.Key]int32, 8192)
+	for i := range ps {
+		k, _ := ps[i].Key.Canonical()
+		m[k] = int32(i)
+	}
+	b.ReportAllocs()
+	ct := startCPU(b)
+	defer ct.stop()
+	found := 0
+	for i := 0; b.Loop(); i++ {
+		k, _ := ps[i&4095].Key.Canonical()
+		if _, ok := m[k]; ok {
+			found++
+		}
+	}
+	if found != b.N {
+		b.Fatalf("found %d of %d", found, b.N)
+	}
+}
+
+func BenchmarkLookupGoMapIkey(b *testing.B) {
+	ps := benchPackets(4096)
+	m := make(map[ikey]int32, 8192)
+	for i := range ps {
+		k, _ := makeKey(&ps[i].Key)
+		m[k] = int32(i)
+	}
+	b.ReportAllocs()
+	ct := startCPU(b)
+	defer ct.stop()
+	found := 0
+	for i := 0; b.Loop(); i++ {
+		k, _ := makeKey(&ps[i&4095].Key)
+		if _, ok := m[k]; ok {
+			found++
+		}
+	}
+	if found != b.N {
+		b.Fatalf("found %d of %d", found, b.N)
+	}
+}
+
+func TestEntrySize(t *testing.T) {
+	tab, _ := newTable(t, Config{})
+	perEntry := float64(unsafe.Sizeof(entry{}))
+	idx := float64(len(tab.shards)*len(tab.shards[0].index)*8) / float64(tab.Cap())
+	t.Logf("entry %v bytes, index %.0f bytes per entry, record %d bytes, packet %d bytes; %d entries: %.1f MiB",
+		perEntry, idx, unsafe.Sizeof(flow.Record{}), unsafe.Sizeof(flow.Packet{}), tab.Cap(),
+		(perEntry+idx)*float64(tab.Cap())/(1<<20))
+}
