@@ -201,11 +201,25 @@ func BenchmarkLookupGoMapIkey(b *testing.B) {
 	}
 }
 
+// TestEntrySize keeps the layout the package documentation describes: the
+// entry's hot fields in its first two cache lines, one line per hop.
 func TestEntrySize(t *testing.T) {
+	var e entry
+	if got := unsafe.Sizeof(e); got != 704 {
+		t.Errorf("entry is %d bytes; the package documentation says 704", got)
+	}
+	if got := unsafe.Sizeof(hop{}); got != 64 {
+		t.Errorf("hop is %d bytes, want one cache line", got)
+	}
+	if off := unsafe.Offsetof(e.hops); off != 128 {
+		t.Errorf("hops start at byte %d, want 128 (after the key and TCP lines)", off)
+	}
+	if off := unsafe.Offsetof(e.app); off >= 64 {
+		t.Errorf("state bytes at %d, want them in line 0 with the key and last-seen time", off)
+	}
 	tab, _ := newTable(t, Config{})
-	perEntry := float64(unsafe.Sizeof(entry{}))
 	idx := float64(len(tab.shards)*len(tab.shards[0].index)*8) / float64(tab.Cap())
-	t.Logf("entry %v bytes, index %.0f bytes per entry, record %d bytes, packet %d bytes; %d entries: %.1f MiB",
-		perEntry, idx, unsafe.Sizeof(flow.Record{}), unsafe.Sizeof(flow.Packet{}), tab.Cap(),
-		(perEntry+idx)*float64(tab.Cap())/(1<<20))
+	t.Logf("entry %d bytes, index %.0f bytes per entry, record %d bytes, packet %d bytes; %d entries: %.1f MiB",
+		unsafe.Sizeof(e), idx, unsafe.Sizeof(flow.Record{}), unsafe.Sizeof(flow.Packet{}), tab.Cap(),
+		(float64(unsafe.Sizeof(e))+idx)*float64(tab.Cap())/(1<<20))
 }

@@ -1,3 +1,91 @@
 // Package flowtable is the agent's bounded, sharded table of flows and their
 // per-interface observations, with idle timeouts and counted evictions.
+//
+// The per-packet pipeline fills a flow.Packet for each decoded frame and
+// calls Table.Update; a sweeper (Table.Run, or Table.Sweep driven by the
+// capture clock in a replay) removes idle flows and hands their flow.Record
+// values to Config.OnRecords in batches; Table.Stats gives the counters and
+// latency histograms a Prometheus collector reads at scrape time.
+//
+// # Flows, sides and hops
+//
+// A flow is identified by its transport tuple with both directions folded
+// into one entry (IPv6 zones are not part of the identity). The client is
+// the sender of the first SYN (or the receiver of a SYN-ACK); without a
+// handshake it is the sender of the first packet, unless that packet is a
+// DNS or HTTP response, or is sent from a port below 32768 to one at or
+// above it (then the receiver). Records are oriented client → server and
+// count by sending side (flow.FromClient, flow.FromServer).
+//
+// Each interface a flow is seen on is one hop (up to flow.MaxHops, in the
+// order the table first saw them; packets on more interfaces are counted
+// in Record.HopOverflow). A hop has its own packets, bytes, first/last
+// times, retransmissions and zero windows: one segment crossing three
+// interfaces is three packets, one per hop, not three retransmissions.
+// A hop's First is the time of the first packet the table processed there.
+//
+// # TCP
+//
+// The handshake is timed at one interface, the one where the table first
+// saw the client's SYN: SYN → SYN-ACK is the server side of the round trip
+// from that point (flow.TCP.ServerRTT), SYN-ACK → ACK the client side
+// (ClientRTT); the histogram in Stats.HandshakeRTT observes their sum
+// (HandshakeRTT), once per connection. A repeated SYN with the same initial
+// sequence number at that interface is a SYN retransmission. A data segment
+// that starts before the highest sequence number already seen from its
+// side at the same interface counts as a retransmission (reordering too; a
+// one-byte keep-alive does not). The outcome (flow.Outcome) follows from
+// SYN, SYN-ACK, RST and FIN: a SYN answered by a RST is refused, a SYN
+// without answer when the flow ends is a timeout, a RST before FINs from
+// both sides after the handshake is a reset.
+//
+// A new connection reusing the tuple of a flow still in the table (a new
+// SYN with another sequence number) is accounted to the old flow; the
+// short timeout of closed flows (Config.ClosedTimeout) keeps this rare.
+//
+// # DNS and HTTP
+//
+// L7 messages are matched at one interface, the first one an L7 message of
+// the flow was seen on, so the same message seen on several hops counts
+// once. DNS responses match queries by message ID (up to four queries
+// outstanding per flow), HTTP/1.x responses match requests in order (up to
+// four pipelined). A matched exchange gives a latency, observed in
+// Stats.DNSLatency or Stats.HTTPLatency, and its rcode or status; records
+// keep the first flow.MaxExchanges exchanges (and the first failed one).
+//
+// # Bounds and eviction
+//
+// The table holds at most Config.MaxEntries flows, split evenly over
+// Config.Shards shards (so one shard may fill before the table does). All
+// entries are allocated by New; Update allocates nothing, whether it
+// updates a flow, adds one or evicts one. When a new flow finds its shard
+// full, the table looks at Config.EvictSample entries and evicts one:
+// a one-sided flow (no answer yet, the shape of a scan or a spoofed flood)
+// before a two-sided one, the least recently seen among equals. A
+// two-sided flow seen within Config.EvictProtect is never evicted; the new
+// flow is refused instead and counted in Stats.Refused. Evicted flows are
+// reported at the next sweep (End == flow.EndEvicted) as far as a small
+// per-shard buffer holds them; the rest are counted in Stats.EvictedLost.
+//
+// # Memory
+//
+// An entry takes 704 bytes and its index slots 16 more: about 180 MiB of
+// address space at the default 262,144 entries. Pages are touched as
+// flows arrive (about 11 MiB resident with 10,000 flows); after the table
+// has once been full (a flood), all of it stays resident. Lower MaxEntries
+// on small nodes.
+//
+// # Concurrency
+//
+// Every method is safe for concurrent use. Update locks only the shard of
+// its flow, for the few dozen nanoseconds an update takes; nothing takes a
+// global lock. Sweeps lock one shard at a time and never call OnRecords
+// while holding a lock; one sweep runs at a time. Stats takes no lock and
+// reads per-shard atomic counters.
+//
+// # Time
+//
+// The table's clock is the packets' capture time (flow.Packet.Time): Sweep
+// takes "now" in the same clock, so a replayed capture ages its flows by
+// its own timestamps. Run sweeps with the wall clock.
 package flowtable
