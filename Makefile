@@ -11,10 +11,13 @@ LDFLAGS     := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 TOOLS       ?= $(HOME)/.cache/layerscope/tools
 STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
+PROMTOOL_VERSION ?= v0.316.0
+PROMTOOL    := $(TOOLS)/promtool-$(PROMTOOL_VERSION)/promtool
+PCAPS       ?= ../shared/pcaps/tcpdump-tests
 TEST_FLAGS  ?= -race -timeout 20m
 FUZZTIME    ?= 10s
 
-.PHONY: all build demo test fmt-check vet staticcheck unit fuzz bench docs clean
+.PHONY: all build demo test fmt-check vet staticcheck unit fuzz checkmetrics bench docs clean
 
 all: build
 
@@ -24,7 +27,7 @@ build:
 demo: build
 	./$(BIN) demo
 
-test: fmt-check vet staticcheck unit fuzz
+test: fmt-check vet staticcheck unit fuzz checkmetrics
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -38,6 +41,15 @@ $(STATICCHECK):
 
 staticcheck: $(STATICCHECK)
 	$(STATICCHECK) ./...
+
+$(PROMTOOL):
+	GOBIN=$(dir $(PROMTOOL)) $(GO) install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+
+# promtool's lint of the exposition the agent serves, on the metrics of a
+# replay of every tcpdump test capture (every per-layer series present).
+checkmetrics: build $(PROMTOOL)
+	./$(BIN) replay --metrics $(PCAPS)/*.pcap $(PCAPS)/*.pcapng 2>/dev/null > bin/metrics.prom
+	$(PROMTOOL) check metrics < bin/metrics.prom
 
 unit:
 	$(GO) test $(TEST_FLAGS) ./...

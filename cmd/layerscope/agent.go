@@ -35,7 +35,3 @@ served in the caller's namespace.`,
 	f.StringVar(&cfg.WebConfigFile, "web-config-file", "", "exporter-toolkit web config file for TLS and basic auth")
 	return cmd
 }
-
-func newDemoCmd() *cobra.Command {
-	return &cobra.Command{Use: "demo", Short: "Run the lab with one agent per node and a live summary"}
-}

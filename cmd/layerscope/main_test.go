@@ -165,3 +165,51 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("version: %d %q", code, out)
 	}
 }
+
+// TestDemoOneRound runs the README's first command for one round of
+// scenarios on its own lab prefix and ports, and checks that it prints the
+// scenarios' ground truth and each node agent's summary, then removes the lab.
+func TestDemoOneRound(t *testing.T) {
+	testns.RequireRoot(t)
+	prefix := fmt.Sprintf("dm%d-", os.Getpid()%10000)
+	base := freePortPair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, "demo", "--prefix", prefix, "--base-port", fmt.Sprint(base),
+		"--rounds", "1", "--interval", "1h", "--scenarios", "service,dns,http")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"scenario service", "scenario dns", "rcodes map[NOERROR:5 NXDOMAIN:5 SERVFAIL:5]",
+		"node-1:", "node-2:", "L2 ", "L7 ", "removing the lab",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := os.Stat("/run/netns/" + prefix + "node-1"); err == nil {
+		t.Errorf("lab namespace %snode-1 left behind", prefix)
+	}
+}
+
+// freePortPair returns a port p such that p and p+1 were free.
+func freePortPair(t *testing.T) int {
+	t.Helper()
+	for i := 0; i < 50; i++ {
+		l1, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := l1.Addr().(*net.TCPAddr).Port
+		l2, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+1))
+		l1.Close()
+		if err == nil {
+			l2.Close()
+			return p
+		}
+	}
+	t.Fatal("no free port pair")
+	return 0
+}

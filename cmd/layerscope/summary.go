@@ -81,6 +81,15 @@ func (f families) sum(name string, match ...string) float64 {
 	return s
 }
 
+// n formats the sum of name's matching series, or "n/a" when the agent
+// does not export name at all (never an invented zero).
+func (f families) n(name string, match ...string) string {
+	if f[name] == nil {
+		return "n/a"
+	}
+	return num(f.sum(name, match...))
+}
+
 // by returns the values of name summed by one label, largest first.
 func (f families) by(name, label string) []kv {
 	mf := f[name]
@@ -88,6 +97,7 @@ func (f families) by(name, label string) []kv {
 		return nil
 	}
 	acc := map[string]float64{}
+	out := []kv{}
 	for _, m := range mf.GetMetric() {
 		for _, lp := range m.GetLabel() {
 			if lp.GetName() == label {
@@ -95,7 +105,6 @@ func (f families) by(name, label string) []kv {
 			}
 		}
 	}
-	out := make([]kv, 0, len(acc))
 	for k, v := range acc {
 		if v != 0 {
 			out = append(out, kv{k, v})
@@ -116,8 +125,11 @@ type kv struct {
 }
 
 func joinKV(kvs []kv) string {
+	if kvs == nil {
+		return "n/a"
+	}
 	if len(kvs) == 0 {
-		return "-"
+		return "0"
 	}
 	parts := make([]string, len(kvs))
 	for i, e := range kvs {
@@ -210,37 +222,37 @@ func renderSummary(w io.Writer, f families) {
 	if _, ok := f["layerscope_l1_links_up"]; ok {
 		p("L1", "links up: %s   rx/tx errors %s  drops %s  carrier changes %s",
 			joinKV(f.by("layerscope_l1_links_up", "role")),
-			num(f.sum("layerscope_l1_errors_total")), num(f.sum("layerscope_l1_drops_total")),
-			num(f.sum("layerscope_l1_carrier_changes_total")))
+			f.n("layerscope_l1_errors_total"), f.n("layerscope_l1_drops_total"),
+			f.n("layerscope_l1_carrier_changes_total"))
 	}
 	p("L2", "frames by role: %s   ARP: %s   VLAN-tagged %s   tunnels: %s",
 		joinKV(f.by("layerscope_capture_packets_total", "role")),
 		joinKV(f.by("layerscope_l2_arp_total", "op")),
-		num(f.sum("layerscope_l2_vlan_tagged_total")),
+		f.n("layerscope_l2_vlan_tagged_total"),
 		joinKV(f.by("layerscope_l2_tunnel_packets_total", "tunnel")))
 	p("L3", "packets: %s   fragments: %s   ICMP %s (frag-needed %s)",
 		joinKV(f.by("layerscope_l3_packets_total", "family")),
 		joinKV(f.by("layerscope_l3_fragments_total", "position")),
-		num(f.sum("layerscope_l3_icmp_total")), num(f.sum("layerscope_l3_frag_needed_total")))
+		f.n("layerscope_l3_icmp_total"), f.n("layerscope_l3_frag_needed_total"))
 	p("L4", "%s   flags: %s   retransmits %s   handshake %s",
 		joinKV(f.by("layerscope_l4_packets_total", "protocol")),
 		joinKV(f.by("layerscope_l4_tcp_flags_total", "flag")),
-		num(f.sum("layerscope_l4_tcp_retransmits_total")),
+		f.n("layerscope_l4_tcp_retransmits_total"),
 		dur(f, "layerscope_l4_tcp_handshake_seconds"))
 	p("", "connections ended: %s", joinKV(f.by("layerscope_l4_connections_total", "outcome")))
 	p("L6", "TLS ClientHello %s   ServerHello by version: %s",
-		num(f.sum("layerscope_l6_tls_client_hellos_total")),
+		f.n("layerscope_l6_tls_client_hellos_total"),
 		joinKV(f.by("layerscope_l6_tls_handshakes_total", "version")))
 	p("L7", "DNS queries %s, responses: %s, latency %s",
-		num(f.sum("layerscope_l7_dns_queries_total")),
+		f.n("layerscope_l7_dns_queries_total"),
 		joinKV(f.by("layerscope_l7_dns_responses_total", "rcode")),
 		dur(f, "layerscope_l7_dns_latency_seconds"))
 	p("", "HTTP requests %s, responses: %s, latency %s",
-		num(f.sum("layerscope_l7_http_requests_total")),
+		f.n("layerscope_l7_http_requests_total"),
 		joinKV(f.by("layerscope_l7_http_responses_total", "status_class")),
 		dur(f, "layerscope_l7_http_latency_seconds"))
 	p("agent", "flows %s/%s (evicted %s)   ring drops %s   decode errors: %s",
-		num(f.sum("layerscope_flowtable_entries")), num(f.sum("layerscope_flowtable_entries_limit")),
-		num(f.sum("layerscope_flowtable_evictions_total")), num(f.sum("layerscope_capture_drops_total")),
+		f.n("layerscope_flowtable_entries"), f.n("layerscope_flowtable_entries_limit"),
+		f.n("layerscope_flowtable_evictions_total"), f.n("layerscope_capture_drops_total"),
 		joinKV(f.by("layerscope_decode_errors_total", "reason")))
 }
