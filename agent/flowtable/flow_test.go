@@ -172,6 +172,16 @@ func TestFlowRecords(t *testing.T) {
 			},
 		},
 		{
+			name:  "RST after FINs from both sides is a close",
+			key:   tcpKey(40006),
+			steps: append(append([]step{}, handshake...), step{at: ms, flags: rstack, seq: 1102}),
+			check: func(t *testing.T, r *flow.Record, s Stats) {
+				if r.Outcome != flow.OutcomeClosed || r.TCP.RSTFrom != 1<<flow.FromClient || s.Outcomes[flow.OutcomeClosed] != 1 {
+					t.Errorf("outcome %v RST from %b", r.Outcome, r.TCP.RSTFrom)
+				}
+			},
+		},
+		{
 			name: "DNS matched by ID at the first interface only",
 			key:  udpKey(40100, 53),
 			steps: []step{
