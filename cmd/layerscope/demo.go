@@ -213,4 +213,3 @@ func scrape(ctx context.Context, url string) (families, error) {
 	}
 	return parseExposition(resp.Body)
 }
-
