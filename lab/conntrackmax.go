@@ -104,14 +104,33 @@ func restoreConntrackMax(stateRoot, prefix string) error {
 	return os.Remove(state)
 }
 
+// HoldConntrackMax keeps every lab of the machine from lowering the global
+// nf_conntrack_max until release is called: it takes the limit's lock
+// shared. Traffic holds it during every scenario but a conntrack-flood
+// that lowers the limit; tests that make many connections outside Traffic
+// hold it too, so that another test's lowered limit cannot drop them.
+func HoldConntrackMax(cfg *Config) (release func(), err error) {
+	c := cfg.withDefaults()
+	if err := os.MkdirAll(c.StateDir, 0o755); err != nil {
+		return nil, err
+	}
+	return flockFile(filepath.Join(c.StateDir, conntrackMaxLock), unix.LOCK_SH)
+}
+
 // lockFile takes an exclusive flock on path, waiting for other holders.
 func lockFile(path string) (unlock func(), err error) {
+	return flockFile(path, unix.LOCK_EX)
+}
+
+// flockFile takes a flock of kind how (LOCK_SH, LOCK_EX) on path, waiting
+// for conflicting holders.
+func flockFile(path string, how int) (unlock func(), err error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		err = unix.Flock(int(f.Fd()), how)
 		if !errors.Is(err, unix.EINTR) {
 			break
 		}

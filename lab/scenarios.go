@@ -25,6 +25,13 @@ func (l *Lab) Traffic(ctx context.Context, scenario string, opts TrafficOptions)
 	if closed {
 		return nil, ErrClosed
 	}
+	if scenario != ScenarioConntrackFlood || opts.ConntrackMax <= 0 {
+		release, err := HoldConntrackMax(&l.cfg)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+	}
 	r := newReport(scenario, l.cfg.Prefix)
 	var err error
 	switch scenario {
