@@ -1,0 +1,332 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/layerscope/layerscope/agent/capture"
+	"github.com/layerscope/layerscope/agent/flow"
+	"github.com/layerscope/layerscope/agent/flowtable"
+	"github.com/layerscope/layerscope/agent/pipeline"
+	"github.com/layerscope/layerscope/decoders"
+	"github.com/layerscope/layerscope/decoders/parser"
+	"github.com/layerscope/layerscope/internal/nsenter"
+	"github.com/layerscope/layerscope/internal/testns"
+)
+
+// The live benchmarks offer Rate packets/s of Ethernet/IPv4/TCP (256
+// flows, 100-byte payload) with trafgen on one veth of a namespace pair and
+// capture them on the peer: once with the agent's ring + decode + flow
+// table, once with tcpdump at the same snap length. b.N is the number of
+// packets offered. They report the CPU each spent per packet and the
+// kernel's ring drops.
+const (
+	liveRate    = 300000 // packets/s offered
+	liveSnapLen = 256
+)
+
+type vethPair struct {
+	srcNS, dstNS string
+	srcIf, dstIf string
+	dstIndex     int
+}
+
+func newVethPair(b *testing.B) *vethPair {
+	b.Helper()
+	for _, tool := range []string{"trafgen", "tcpdump", "ip"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			b.Fatalf("%s not installed (apt install netsniff-ng tcpdump iproute2)", tool)
+		}
+	}
+	p := &vethPair{srcNS: testns.New(b, "lsb-src"), dstNS: testns.New(b, "lsb-dst"), srcIf: "gen0", dstIf: "cap0"}
+	src, err := netns.GetFromName(p.srcNS)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer src.Close()
+	dst, err := netns.GetFromName(p.dstNS)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer dst.Close()
+	h, err := netlink.NewHandleAt(src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: p.srcIf, MTU: 1500, TxQLen: 10000}, PeerName: p.dstIf, PeerNamespace: netlink.NsFd(int(dst))}
+	if err := h.LinkAdd(veth); err != nil {
+		b.Fatalf("add veth: %v", err)
+	}
+	if err := h.LinkSetUp(veth); err != nil {
+		b.Fatal(err)
+	}
+	hd, err := netlink.NewHandleAt(dst)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer hd.Close()
+	peer, err := hd.LinkByName(p.dstIf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := hd.LinkSetUp(peer); err != nil {
+		b.Fatal(err)
+	}
+	p.dstIndex = peer.Attrs().Index
+	return p
+}
+
+// trafgenConfig writes a trafgen packet config of one Ethernet/IPv4/TCP
+// frame whose source port's low byte is random (256 flows).
+func trafgenConfig(b *testing.B) string {
+	b.Helper()
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: net.IP{10, 244, 0, 5}, DstIP: net.IP{10, 244, 1, 8}, Flags: layers.IPv4DontFragment}
+	tcp := &layers.TCP{SrcPort: 40000, DstPort: 8080, Seq: 1, Ack: 1, ACK: true, PSH: true, Window: 502}
+	_ = tcp.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, tcp, gopacket.Payload(bytes.Repeat([]byte{'x'}, 100))); err != nil {
+		b.Fatal(err)
+	}
+	frame := buf.Bytes()
+	var sb strings.Builder
+	sb.WriteString("{ ")
+	for i, c := range frame {
+		if i == 14+20+1 { // low byte of the TCP source port
+			sb.WriteString("drnd(1), ")
+			continue
+		}
+		fmt.Fprintf(&sb, "0x%02x, ", c)
+	}
+	sb.WriteString("}\n")
+	path := filepath.Join(b.TempDir(), "frame.cfg")
+	if err := os.WriteFile(path, []byte(sb.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return path
+}
+
+// offer sends n frames at liveRate from the source namespace.
+func (p *vethPair) offer(b *testing.B, cfg string, n int) {
+	b.Helper()
+	out, err := exec.Command("ip", "netns", "exec", p.srcNS, "trafgen", "--dev", p.srcIf, "--conf", cfg,
+		"--num", strconv.Itoa(n), "--rate", strconv.Itoa(liveRate)+"pps", "--cpus", "1", "--no-sock-mem", "-q").CombinedOutput()
+	if err != nil {
+		b.Fatalf("trafgen: %v\n%s", err, out)
+	}
+}
+
+// machineBusy returns the CPU time all CPUs spent not idle (user, system,
+// irq and softirq: the kernel's receive path included), from /proc/stat.
+func machineBusy(b *testing.B) time.Duration {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)[1:]
+	var busy int64
+	for i, v := range f {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		if i >= 8 { // guest time is already in user
+			break
+		}
+		busy += n
+	}
+	return time.Duration(busy) * 10 * time.Millisecond
+}
+
+// reportMachine reports the machine's busy CPU per offered packet.
+func reportMachine(b *testing.B, busy time.Duration) {
+	b.ReportMetric(float64(busy.Nanoseconds())/float64(b.N), "machine-ns/pkt")
+}
+
+// BenchmarkLiveBaseline offers the same traffic with no capture at all: the
+// machine's CPU per packet of trafgen and the veth path alone. Subtract it
+// from the others' machine-ns/pkt for the capture's own cost.
+func BenchmarkLiveBaseline(b *testing.B) {
+	p := newVethPair(b)
+	cfg := trafgenConfig(b)
+	b.ResetTimer()
+	m0 := machineBusy(b)
+	p.offer(b, cfg, b.N)
+	time.Sleep(200 * time.Millisecond)
+	reportMachine(b, machineBusy(b)-m0)
+}
+
+func rusageSelf() time.Duration {
+	u, s := rusageSplit()
+	return u + s
+}
+
+func rusageSplit() (user, sys time.Duration) {
+	var ru unix.Rusage
+	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())
+}
+
+// BenchmarkLiveAgent captures with the agent's per-ring path: TPACKET_V3
+// ring → decode L2–L7 → flow table → per-layer counters ("full"), and
+// without the flow table ("decode") or with a handler that only counts
+// ("ring"), to show where the time goes.
+func BenchmarkLiveAgent(b *testing.B) {
+	for _, mode := range []string{"ring", "decode", "full"} {
+		b.Run(mode, func(b *testing.B) { liveAgent(b, mode) })
+	}
+}
+
+func liveAgent(b *testing.B, mode string) {
+	p := newVethPair(b)
+	cfg := trafgenConfig(b)
+	ns, err := nsenter.Open(p.dstNS)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ns.Close()
+	ring, err := capture.Open(p.dstIndex, capture.Config{NetNS: ns, SnapLen: liveSnapLen, NumBlocks: 32})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ring.Close()
+	table, err := flowtable.New(&flowtable.Config{MaxEntries: 65536})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var tbl pipeline.Table = table
+	if mode != "full" {
+		tbl = nil
+	}
+	w, err := pipeline.NewWorker(parser.Config{}, tbl)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var seen atomic.Int64
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m := pipeline.Meta{Role: flow.RolePod, LinkType: decoders.LinkEthernet, IfIndex: int32(p.dstIndex)}
+		_ = ring.Run(ctx, func(frame []byte, cm *capture.Meta) {
+			if mode != "ring" {
+				m.Time, m.Len, m.Dir = cm.Timestamp.UnixNano(), uint32(cm.Length), cm.Direction
+				w.Handle(frame, &m)
+			}
+			seen.Add(1)
+		})
+	}()
+	before, _ := ring.Stats()
+	b.ResetTimer()
+	cpu0 := rusageSelf()
+	u0, s0 := rusageSplit()
+	m0 := machineBusy(b)
+	p.offer(b, cfg, b.N)
+	deadline := time.Now().Add(5 * time.Second)
+	for seen.Load() < int64(b.N) && time.Now().Before(deadline) {
+		after, _ := ring.Stats()
+		if int64(after.Packets-before.Packets) >= int64(b.N) && seen.Load()+int64(after.Drops-before.Drops) >= int64(b.N) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	cpu := rusageSelf() - cpu0
+	u1, s1 := rusageSplit()
+	reportMachine(b, machineBusy(b)-m0)
+	b.ReportMetric(float64((u1-u0).Nanoseconds())/float64(b.N), "user-ns/pkt")
+	b.ReportMetric(float64((s1-s0).Nanoseconds())/float64(b.N), "sys-ns/pkt")
+	b.StopTimer()
+	cancel()
+	<-done
+	after, _ := ring.Stats()
+	drops := after.Drops - before.Drops
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/pkt")
+	b.ReportMetric(float64(drops), "drops")
+	b.ReportMetric(float64(seen.Load())/float64(b.N)*100, "%seen")
+	b.ReportMetric(float64(after.Polls-before.Polls)/float64(b.N), "polls/pkt")
+	if got := seen.Load() + int64(drops); got < int64(b.N) {
+		b.Logf("offered %d, captured %d, dropped %d: the rest never reached the ring", b.N, seen.Load(), drops)
+	}
+	runtime.KeepAlive(w)
+}
+
+var tcpdumpStats = regexp.MustCompile(`(\d+) packets captured[\s\S]*?(\d+) packets dropped by kernel`)
+
+// BenchmarkLiveTcpdump is the peer: tcpdump -s 256 -B 16384 -w /dev/null on
+// the same interface at the same rate.
+func BenchmarkLiveTcpdump(b *testing.B) {
+	p := newVethPair(b)
+	cfg := trafgenConfig(b)
+	cmd := exec.Command("ip", "netns", "exec", p.dstNS, "tcpdump", "-i", p.dstIf, "-s", strconv.Itoa(liveSnapLen),
+		"-B", "16384", "-w", "/dev/null", "-n")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	rd := bufio.NewReader(stderr)
+	line, err := rd.ReadString('\n')
+	if err != nil || !strings.Contains(line, "listening on") {
+		b.Fatalf("tcpdump did not start: %q %v", line, err)
+	}
+	cpu0 := procCPU(b, cmd.Process.Pid)
+	b.ResetTimer()
+	m0 := machineBusy(b)
+	p.offer(b, cfg, b.N)
+	time.Sleep(200 * time.Millisecond) // let tcpdump drain its ring
+	cpu := procCPU(b, cmd.Process.Pid) - cpu0
+	reportMachine(b, machineBusy(b)-m0)
+	b.StopTimer()
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	rest := new(bytes.Buffer)
+	_, _ = rest.ReadFrom(rd)
+	_ = cmd.Wait()
+	m := tcpdumpStats.FindStringSubmatch(rest.String())
+	if m == nil {
+		b.Fatalf("no statistics from tcpdump: %s", rest)
+	}
+	captured, _ := strconv.Atoi(m[1])
+	drops, _ := strconv.Atoi(m[2])
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/pkt")
+	b.ReportMetric(float64(drops), "drops")
+	b.ReportMetric(float64(captured)/float64(b.N)*100, "%seen")
+}
+
+// procCPU returns the user+system CPU time of a process (10 ms ticks).
+func procCPU(b *testing.B, pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := string(data)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseInt(fields[11], 10, 64)
+	st, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
