@@ -16,7 +16,7 @@ const (
 	bpfRet       = 0x06
 	bpfOpMask    = 0xf0
 	bpfJA        = 0x00
-	bpfRetK      = bpfRet | 0x00 // BPF_RET|BPF_K
+	bpfRetK      = bpfRet // BPF_RET|BPF_K (BPF_K is 0)
 	bpfMaxInsns  = 4096
 )
 
