@@ -1,0 +1,30 @@
+// Package attach keeps a capture ring on every interface of a network
+// namespace whose role is selected, following the interface set as links
+// come, change role and go.
+//
+// # Selection
+//
+// An interface is captured when its role (see package links) is one of
+// Config.Roles (default: pod, overlay, uplink), its name matches one of
+// Config.Include (default: any) and none of Config.Exclude. Roles change with
+// topology (a new veth becomes a pod when it is enslaved to a bridge), and
+// the Manager attaches or detaches as they do: a pod veth is captured within
+// one rtnetlink notification of its becoming a pod.
+//
+// # Ring sizes
+//
+// Unless Config.Ring says otherwise, pod rings are 1 MiB (8 blocks of
+// 128 KiB: one pod's traffic), overlay and uplink rings 8 MiB (32 blocks of
+// 256 KiB: the node's whole traffic crosses them), others the capture
+// default.
+//
+// # Callbacks and ownership
+//
+// OnAttach receives the link and its open ring; the callee starts reading it
+// (typically a goroutine running ring.Run). On detach the Manager closes the
+// ring first, which makes that Run return capture.ErrClosed at once and
+// release the ring's descriptors and memory, then calls OnDetach. Both
+// callbacks run on the Manager's goroutine, one at a time, and should not
+// block. When Run returns, every ring it attached has been closed and
+// OnDetach called for it.
+package attach
