@@ -55,6 +55,8 @@ type Config struct {
 	Version, Revision string
 	// Logger receives the agent's logs. Nil means slog.Default().
 	Logger *slog.Logger
+	// Capture says what the agent captures and how it decodes it.
+	Capture CaptureConfig
 	// SkipPrivilegeCheck disables the capability check at start (the
 	// kernel still refuses what the process may not do).
 	SkipPrivilegeCheck bool
@@ -67,6 +69,7 @@ type Agent struct {
 	ns       *nsenter.NS
 	reg      *prometheus.Registry
 	listener net.Listener
+	capture  *captureSet
 	ready    atomic.Bool
 }
 
@@ -104,6 +107,10 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("--netns: %w", err)
 	}
 	a.ns = ns
+	if a.capture, err = newCaptureSet(a); err != nil {
+		ns.Close()
+		return nil, err
+	}
 	col, err := prom.NewCollector(cfg.Logger, a.sources()...)
 	if err != nil {
 		ns.Close()
@@ -138,10 +145,15 @@ func (a *Agent) sources() []prom.Source {
 			e.Gauge(metricdef.AgentReady, v)
 			return nil
 		}},
+		linksSource(a.ns),
+		a.capture.source(),
+		PipelineSource(a.capture.workers),
+		FlowTableSource(a.capture.table),
 	}
 }
 
-// Run starts the agent's sources and serves HTTP until ctx is cancelled.
+// Run starts the agent's sources and serves HTTP until ctx is cancelled or
+// a source fails; it then stops everything and returns.
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.ns.Close()
 	srv := &http.Server{
@@ -149,29 +161,54 @@ func (a *Agent) Run(ctx context.Context) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelError),
 	}
-	errc := make(chan error, 1)
+	httpErr := make(chan error, 1)
 	go func() {
 		flags := &web.FlagConfig{
 			WebListenAddresses: &[]string{a.cfg.MetricsAddr},
 			WebSystemdSocket:   new(bool),
 			WebConfigFile:      &a.cfg.WebConfigFile,
 		}
-		errc <- web.Serve(a.listener, srv, flags, a.log)
+		httpErr <- web.Serve(a.listener, srv, flags, a.log)
 	}()
 	a.log.Info("agent started", "netns", a.cfg.NetNS, "addr", a.listener.Addr().String())
-	a.ready.Store(true)
 
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	capErr := make(chan error, 1)
+	go func() { capErr <- a.capture.run(runCtx) }()
+	go func() {
+		select {
+		case <-a.capture.ready():
+			a.ready.Store(true)
+			a.log.Info("capturing", "interfaces", a.capture.attachedCount())
+		case <-runCtx.Done():
+		}
+	}()
+
+	var err error
 	select {
 	case <-ctx.Done():
-	case err := <-errc:
-		return fmt.Errorf("http server: %w", err)
+	case e := <-httpErr:
+		err, httpErr = fmt.Errorf("http server: %w", e), nil
+	case e := <-capErr:
+		err, capErr = fmt.Errorf("capture: %w", e), nil
 	}
 	a.ready.Store(false)
+	stop()
+	if capErr != nil {
+		if e := <-capErr; e != nil {
+			err = errors.Join(err, fmt.Errorf("capture: %w", e))
+		}
+	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err := srv.Shutdown(shutdownCtx)
-	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
-		err = errors.Join(err, serr)
+	if e := srv.Shutdown(shutdownCtx); e != nil {
+		err = errors.Join(err, e)
+	}
+	if httpErr != nil {
+		if e := <-httpErr; e != nil && !errors.Is(e, http.ErrServerClosed) {
+			err = errors.Join(err, e)
+		}
 	}
 	a.log.Info("agent stopped")
 	return err

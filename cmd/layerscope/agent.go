@@ -1,15 +1,25 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/layerscope/layerscope/agent"
+	"github.com/layerscope/layerscope/agent/flow"
+	"github.com/layerscope/layerscope/agent/flowtable"
 )
 
 func newAgentCmd() *cobra.Command {
-	var cfg agent.Config
+	var (
+		cfg                     agent.Config
+		roles                   []string
+		vxlan, geneve, dnsPorts []uint
+		flowMax                 int
+		flowIdle                time.Duration
+	)
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run the node agent",
@@ -22,6 +32,21 @@ served in the caller's namespace.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Version, cfg.Revision, cfg.Logger = version, revision, slog.Default()
+			for _, r := range roles {
+				role, ok := flow.ParseRole(r)
+				if !ok || role == flow.RoleReplay {
+					return fmt.Errorf("--capture-roles: unknown role %q (pod, overlay, uplink, bridge, other)", r)
+				}
+				cfg.Capture.Roles = append(cfg.Capture.Roles, role)
+			}
+			var err error
+			if cfg.Capture.Decoders, err = parserConfig(vxlan, geneve, dnsPorts); err != nil {
+				return err
+			}
+			if flowMax < 0 || flowIdle < 0 {
+				return fmt.Errorf("--flow-table-max and --flow-idle-timeout must not be negative")
+			}
+			cfg.Capture.FlowTable = &flowtable.Config{MaxEntries: flowMax, IdleTimeout: flowIdle}
 			a, err := agent.New(cfg)
 			if err != nil {
 				return err
@@ -33,5 +58,14 @@ served in the caller's namespace.`,
 	f.StringVar(&cfg.NetNS, "netns", "", "network namespace to observe (name under /run/netns or path); default: the agent's own")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", agent.DefaultMetricsAddr, "host:port to serve /metrics, /healthz and /readyz on")
 	f.StringVar(&cfg.WebConfigFile, "web-config-file", "", "exporter-toolkit web config file for TLS and basic auth")
+	f.StringSliceVar(&roles, "capture-roles", []string{"pod", "overlay", "uplink"}, "interface roles to capture: pod, overlay, uplink, bridge, other")
+	f.StringSliceVar(&cfg.Capture.Include, "capture-include", nil, "capture only interfaces whose name matches one of these globs")
+	f.StringSliceVar(&cfg.Capture.Exclude, "capture-exclude", nil, "never capture interfaces whose name matches one of these globs")
+	f.IntVar(&cfg.Capture.SnapLen, "snaplen", 256, "bytes kept of each frame (enough for L7 headers)")
+	f.StringVar(&cfg.Capture.FilterFile, "capture-filter-file", "", "classic BPF filter as printed by `tcpdump -dd EXPR`")
+	f.BoolVar(&cfg.Capture.Disabled, "no-capture", false, "do not capture packets (link metrics only)")
+	f.IntVar(&flowMax, "flow-table-max", 65536, "most flows tracked at once (about 720 bytes each)")
+	f.DurationVar(&flowIdle, "flow-idle-timeout", 60*time.Second, "forget a flow after this long without packets")
+	addDecoderFlags(f, &vxlan, &geneve, &dnsPorts)
 	return cmd
 }

@@ -26,6 +26,7 @@ type demoOptions struct {
 	rounds       int
 	scenarios    []string
 	conntrackMax int
+	pause        time.Duration
 }
 
 func newDemoCmd() *cobra.Command {
@@ -53,6 +54,7 @@ The conntrack-flood scenario leaves the global nf_conntrack_max alone unless
 	f.DurationVar(&o.interval, "interval", 5*time.Second, "how often to print the summary")
 	f.IntVar(&o.rounds, "rounds", 0, "rounds of scenarios to run before stopping (0: until Ctrl-C)")
 	f.StringSliceVar(&o.scenarios, "scenarios", []string{"service", "dns", "http", "tls", "mtu", "dead-backend", "conntrack-flood"}, "scenarios to run each round")
+	f.DurationVar(&o.pause, "pause", time.Second, "pause between rounds of scenarios")
 	f.IntVar(&o.conntrackMax, "conntrack-max", 0, "lower the global nf_conntrack_max to this during conntrack-flood (0: leave it alone)")
 	return cmd
 }
@@ -140,6 +142,12 @@ func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 	g.Go(func() error {
 		defer func() {
 			if o.rounds > 0 {
+				// Agents publish their counters every 250 ms: wait for
+				// the last packets to show before the final summary.
+				select {
+				case <-gctx.Done():
+				case <-time.After(time.Second):
+				}
 				print()
 				cancel()
 			}
@@ -159,6 +167,13 @@ func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 				mu.Lock()
 				last = replaceReport(last, r)
 				mu.Unlock()
+			}
+			if o.rounds == 0 || round < o.rounds {
+				select {
+				case <-gctx.Done():
+					return nil
+				case <-time.After(o.pause):
+				}
 			}
 		}
 		return nil
