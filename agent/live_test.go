@@ -1,0 +1,308 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/layerscope/layerscope/agent/flow"
+	"github.com/layerscope/layerscope/agent/links"
+	"github.com/layerscope/layerscope/internal/testns"
+	"github.com/layerscope/layerscope/lab"
+)
+
+// newLab builds a lab with a unique prefix, removed when the test ends.
+func newLab(t *testing.T) *lab.Lab {
+	t.Helper()
+	testns.RequireRoot(t)
+	var b [3]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := lab.New(ctx, &lab.Config{Prefix: "a" + hex.EncodeToString(b[:]) + "-"})
+	if err != nil {
+		t.Fatalf("lab: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("lab close: %v", err)
+		}
+	})
+	return l
+}
+
+// startAgent runs an agent observing the lab node and waits until it is
+// ready (every interface present at start captured).
+func startAgent(t *testing.T, l *lab.Lab, node string) *Agent {
+	t.Helper()
+	a, err := New(Config{NetNS: l.NetNS(node), MetricsAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("agent Run: %v", err)
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for !a.ready.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("agent not ready within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return a
+}
+
+// ifIndex returns the index of a link in a lab namespace.
+func ifIndex(t *testing.T, l *lab.Lab, member, name string) int32 {
+	t.Helper()
+	ns, err := l.Namespace(member)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls, err := links.List(links.Config{NetNS: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range ls {
+		if k.Name == name {
+			return int32(k.Index)
+		}
+	}
+	t.Fatalf("no link %s in %s", name, member)
+	return 0
+}
+
+// TestLiveCrossNodeTCPOnEveryHop makes one TCP connection from pod-a to
+// pod-c across the VXLAN and checks that the agent of node-1 saw it on the
+// pod veth, on vxlan0 and, encapsulated, on eth0, with per-direction packet
+// counts equal to the client socket's own TCP_INFO segment counts.
+func TestLiveCrossNodeTCPOnEveryHop(t *testing.T) {
+	l := newLab(t)
+	a := startAgent(t, l, lab.Node1)
+	podA, _ := l.Pod(lab.PodA)
+	podC, _ := l.Pod(lab.PodC)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := l.DialTCP(ctx, lab.PodA, netip.AddrPortFrom(podC.IP, lab.ServicePort), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	tc := conn.(*net.TCPConn)
+	if _, err := io.WriteString(tc, "GET /hello HTTP/1.1\r\nHost: pod-c\r\nConnection: close\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err := tc.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, tc) // until the server's FIN
+	time.Sleep(100 * time.Millisecond)
+	info := tcpInfo(t, tc)
+	if info.Segs_out < 4 || info.Segs_in < 4 {
+		t.Fatalf("client socket sent %d and received %d segments: not a whole exchange", info.Segs_out, info.Segs_in)
+	}
+	t.Logf("client socket: %d segments out, %d in", info.Segs_out, info.Segs_in)
+	local := netip.MustParseAddrPort(tc.LocalAddr().String())
+
+	key := flow.Key{Src: podA.IP, Dst: podC.IP, SrcPort: local.Port(), DstPort: lab.ServicePort, Proto: flow.ProtoTCP}
+	rec, ok := a.capture.table.Lookup(key)
+	if !ok {
+		t.Fatalf("flow %v not in the flow table", key)
+	}
+	if rec.Key != key {
+		t.Errorf("record oriented %v, want client→server %v", rec.Key, key)
+	}
+	want := map[int32]string{
+		ifIndex(t, l, lab.Node1, podA.HostVeth): "pod veth",
+		ifIndex(t, l, lab.Node1, lab.VXLANName): "vxlan0",
+		ifIndex(t, l, lab.Node1, lab.NodeIface): "eth0",
+	}
+	if int(rec.NumHops) != len(want) {
+		t.Errorf("seen on %d hops, want %d (pod veth, vxlan0, eth0)", rec.NumHops, len(want))
+	}
+	for _, h := range rec.Hops[:rec.NumHops] {
+		name, ok := want[h.IfIndex]
+		if !ok {
+			t.Errorf("unexpected hop interface %d", h.IfIndex)
+			continue
+		}
+		delete(want, h.IfIndex)
+		if h.Packets[flow.FromClient] != uint64(info.Segs_out) || h.Packets[flow.FromServer] != uint64(info.Segs_in) {
+			t.Errorf("%s: packets client→server %d, server→client %d; the client socket sent %d and received %d",
+				name, h.Packets[flow.FromClient], h.Packets[flow.FromServer], info.Segs_out, info.Segs_in)
+		}
+		if wantEncap := name == "eth0"; (h.Encap == flow.EncapVXLAN) != wantEncap {
+			t.Errorf("%s: encapsulation %v", name, h.Encap)
+		}
+	}
+	for _, name := range want {
+		t.Errorf("never seen on %s", name)
+	}
+	if rtt := rec.TCP.HandshakeRTT(); rtt <= 0 || rtt > time.Second {
+		t.Errorf("handshake RTT %v", rtt)
+	}
+	if rec.Outcome != flow.OutcomeClosed {
+		t.Errorf("outcome %v, want closed", rec.Outcome)
+	}
+	if rec.Tunnel.Encap != flow.EncapVXLAN || rec.Tunnel.VNI != lab.VNI {
+		t.Errorf("tunnel %+v, want VXLAN VNI %d", rec.Tunnel, lab.VNI)
+	}
+
+	// The handshake histogram and the per-layer counters are exported.
+	metrics := scrapeAgent(t, a)
+	for _, want := range []string{
+		`layerscope_l4_tcp_handshake_seconds_count `,
+		`layerscope_l2_tunnel_packets_total{tunnel="vxlan"} `,
+		`layerscope_capture_packets_total{direction="out",role="uplink"} `,
+	} {
+		if v := sample(metrics, want); v <= 0 {
+			t.Errorf("%s= %v, want > 0", want, v)
+		}
+	}
+}
+
+func tcpInfo(t *testing.T, c *net.TCPConn) *unix.TCPInfo {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info *unix.TCPInfo
+	var serr error
+	if err := rc.Control(func(fd uintptr) { info, serr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }); err != nil {
+		t.Fatal(err)
+	}
+	if serr != nil {
+		t.Fatal(serr)
+	}
+	return info
+}
+
+func scrapeAgent(t *testing.T, a *Agent) string {
+	t.Helper()
+	time.Sleep(2 * publishInterval) // workers publish every publishInterval
+	code, body := get(t, "http://"+a.Addr().String()+"/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics: %d", code)
+	}
+	return body
+}
+
+// sample returns the value of the line starting with prefix, or -1.
+func sample(body, prefix string) float64 {
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, prefix) {
+			var v float64
+			if _, err := fmt.Sscan(strings.TrimPrefix(line, prefix), &v); err == nil {
+				return v
+			}
+		}
+	}
+	return -1
+}
+
+// TestLiveDNSRcodes checks the agent's DNS responses by rcode against the
+// dns scenario's own counts. Each DNS message crosses two captured pod veths
+// on node-1 (pod-a's and the DNS pod's), so the per-packet counters see it
+// twice.
+func TestLiveDNSRcodes(t *testing.T) {
+	l := newLab(t)
+	a := startAgent(t, l, lab.Node1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := l.Traffic(ctx, lab.ScenarioDNS, lab.TrafficOptions{DNSMix: [3]int{4, 3, 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics := scrapeAgent(t, a)
+	for rcode, label := range map[string]string{"NOERROR": "noerror", "NXDOMAIN": "nxdomain", "SERVFAIL": "servfail"} {
+		got := sample(metrics, `layerscope_l7_dns_responses_total{rcode="`+label+`"} `)
+		if want := float64(2 * r.RCodes[rcode]); got != want {
+			t.Errorf("dns responses %s = %v, want %v (2 hops × %d received by the client)", label, got, want, r.RCodes[rcode])
+		}
+	}
+	if got, want := sample(metrics, "layerscope_l7_dns_queries_total "), float64(2*r.Attempted); got != want {
+		t.Errorf("dns queries = %v, want %v", got, want)
+	}
+}
+
+// TestLiveNewVethAttachedWithinASecond creates a pod-like veth (enslaved to
+// cbr0) in node-1 after the agent started, and expects a ring on it within
+// one second, and none once it is deleted.
+func TestLiveNewVethAttachedWithinASecond(t *testing.T) {
+	l := newLab(t)
+	a := startAgent(t, l, lab.Node1)
+	h, err := netns.GetFromName(l.NetNS(lab.Node1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	nh, err := netlink.NewHandleAt(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nh.Close()
+	br, err := nh.LinkByName(lab.BridgeName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "vnew0", MasterIndex: br.Attrs().Index}, PeerName: "vnew1"}
+	if err := nh.LinkAdd(veth); err != nil {
+		t.Fatal(err)
+	}
+	if err := nh.LinkSetUp(veth); err != nil {
+		t.Fatal(err)
+	}
+	attached := func() bool {
+		for _, at := range a.capture.manager.Attached() {
+			if at.Link.Name == "vnew0" {
+				return at.Link.Role == flow.RolePod
+			}
+		}
+		return false
+	}
+	for !attached() {
+		if time.Since(start) > time.Second {
+			t.Fatalf("vnew0 not captured within 1s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("captured %v after creation", time.Since(start).Round(time.Millisecond))
+	if err := nh.LinkDel(veth); err != nil {
+		t.Fatal(err)
+	}
+	for start = time.Now(); attached(); time.Sleep(5 * time.Millisecond) {
+		if time.Since(start) > time.Second {
+			t.Fatalf("vnew0 still captured 1s after deletion")
+		}
+	}
+}
