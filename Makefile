@@ -13,7 +13,7 @@ STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 PROMTOOL_VERSION ?= v0.316.0
 PROMTOOL    := $(TOOLS)/promtool-$(PROMTOOL_VERSION)/promtool
-PCAPS       ?= ../shared/pcaps/tcpdump-tests
+PCAPS       ?= testdata/tcpdump-tests
 TEST_FLAGS  ?= -race -timeout 20m
 FUZZTIME    ?= 10s
 

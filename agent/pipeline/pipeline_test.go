@@ -18,7 +18,7 @@ import (
 	"github.com/layerscope/layerscope/decoders/parser"
 )
 
-const pcapDir = "../../../shared/pcaps/tcpdump-tests"
+const pcapDir = "../../testdata/tcpdump-tests"
 
 func tcpFrame(tb testing.TB, sport uint16, flags string, payload []byte) []byte {
 	tb.Helper()

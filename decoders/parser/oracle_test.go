@@ -126,7 +126,7 @@ func TestAllCaptures(t *testing.T) {
 // pcapDirIfPresent returns the tcpdump capture directory for seeding fuzz
 // targets; seeds are optional, so a missing directory only means fewer.
 func pcapDirIfPresent() (string, bool) {
-	p := filepath.Join("..", "..", "..", "shared", "pcaps", "tcpdump-tests")
+	p := filepath.Join("..", "..", "testdata", "tcpdump-tests")
 	if st, err := os.Stat(p); err == nil && st.IsDir() {
 		return p, true
 	}

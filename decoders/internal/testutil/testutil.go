@@ -36,8 +36,8 @@ type Frame struct {
 	Link decoders.LinkType
 }
 
-// PcapDir returns the directory of tcpdump's test captures, resolved from
-// the module root as ../shared/pcaps/tcpdump-tests. It fails t when the
+// PcapDir returns the directory of tcpdump's test captures,
+// testdata/tcpdump-tests under the module root. It fails t when the
 // directory is missing.
 func PcapDir(tb testing.TB) string {
 	tb.Helper()
@@ -55,9 +55,9 @@ func PcapDir(tb testing.TB) string {
 		}
 		dir = parent
 	}
-	p := filepath.Join(dir, "..", "shared", "pcaps", "tcpdump-tests")
+	p := filepath.Join(dir, "testdata", "tcpdump-tests")
 	if st, err := os.Stat(p); err != nil || !st.IsDir() {
-		tb.Fatalf("tcpdump test captures missing at %s (want ../shared/pcaps/tcpdump-tests from the module root): %v", p, err)
+		tb.Fatalf("tcpdump test captures missing at %s: %v", p, err)
 	}
 	return p
 }
