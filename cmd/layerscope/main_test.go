@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/layerscope/layerscope/internal/testns"
+	"github.com/layerscope/layerscope/lab"
 )
 
 var binary string
@@ -51,8 +53,21 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// TestAgentCommandLifecycle runs the agent binary on a lab node: it must
+// answer /healthz and /metrics (with the node's interfaces captured) and
+// exit 0 on SIGTERM.
 func TestAgentCommandLifecycle(t *testing.T) {
-	ns := testns.New(t, "ls-cmd")
+	testns.RequireRoot(t)
+	l, err := lab.New(context.Background(), &lab.Config{Prefix: fmt.Sprintf("c%d-", os.Getpid()%100000)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("lab close: %v", err)
+		}
+	})
+	ns := l.NetNS(lab.Node1)
 	addr := freeAddr(t)
 	var stderr bytes.Buffer
 	cmd := exec.Command(binary, "agent", "--netns", ns, "--metrics-addr", addr)
@@ -76,11 +91,26 @@ func TestAgentCommandLifecycle(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("/metrics: %v %v", err, resp)
+	var body []byte
+	for {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("/metrics: %v %v", err, resp)
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		// pod-a, pod-b and the DNS pod, vxlan0 and eth0
+		if strings.Contains(string(body), `layerscope_agent_capture_attached{role="pod"} 3`) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	resp.Body.Close()
+	for _, want := range []string{`layerscope_agent_capture_attached{role="pod"} 3`, `layerscope_agent_capture_attached{role="overlay"} 1`,
+		`layerscope_agent_capture_attached{role="uplink"} 1`, "layerscope_agent_ready 1"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
