@@ -2,6 +2,7 @@ package flowtable
 
 import (
 	"math/rand/v2"
+	"reflect"
 	"testing"
 	"unsafe"
 
@@ -202,24 +203,52 @@ func BenchmarkLookupGoMapIkey(b *testing.B) {
 }
 
 // TestEntrySize keeps the layout the package documentation describes: the
-// entry's hot fields in its first two cache lines, one line per hop.
+// key, times and state bytes in line 0, one line per hop right after it,
+// whole cache lines, and no pointers (the collector never scans entries).
 func TestEntrySize(t *testing.T) {
 	var e entry
 	if got := unsafe.Sizeof(e); got != 704 {
 		t.Errorf("entry is %d bytes; the package documentation says 704", got)
 	}
+	if got := unsafe.Sizeof(e) % 64; got != 0 {
+		t.Errorf("entry is not a whole number of cache lines (%d bytes over)", got)
+	}
 	if got := unsafe.Sizeof(hop{}); got != 64 {
 		t.Errorf("hop is %d bytes, want one cache line", got)
 	}
-	if off := unsafe.Offsetof(e.hops); off != 128 {
-		t.Errorf("hops start at byte %d, want 128 (after the key and TCP lines)", off)
+	if off := unsafe.Offsetof(e.hops); off != 64 {
+		t.Errorf("hops start at byte %d, want 64 (right after the key line)", off)
 	}
 	if off := unsafe.Offsetof(e.app); off >= 64 {
 		t.Errorf("state bytes at %d, want them in line 0 with the key and last-seen time", off)
+	}
+	if off := unsafe.Offsetof(e.first); off >= 64 {
+		t.Errorf("first-seen time at %d, want it in line 0", off)
+	}
+	if hasPointers(reflect.TypeOf(e)) {
+		t.Errorf("entry holds pointers: the collector would scan the whole table")
 	}
 	tab, _ := newTable(t, Config{})
 	idx := float64(len(tab.shards)*len(tab.shards[0].index)*8) / float64(tab.Cap())
 	t.Logf("entry %d bytes, index %.0f bytes per entry, record %d bytes, packet %d bytes; %d entries: %.1f MiB",
 		unsafe.Sizeof(e), idx, unsafe.Sizeof(flow.Record{}), unsafe.Sizeof(flow.Packet{}), tab.Cap(),
 		(float64(unsafe.Sizeof(e))+idx)*float64(tab.Cap())/(1<<20))
+}
+
+// hasPointers reports whether values of t hold pointers.
+func hasPointers(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Pointer, reflect.UnsafePointer, reflect.Map, reflect.Slice, reflect.String,
+		reflect.Chan, reflect.Func, reflect.Interface:
+		return true
+	case reflect.Array:
+		return t.Len() > 0 && hasPointers(t.Elem())
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if hasPointers(t.Field(i).Type) {
+				return true
+			}
+		}
+	}
+	return false
 }

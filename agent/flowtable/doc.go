@@ -73,7 +73,11 @@
 // address space at the default 262,144 entries. Pages are touched as
 // flows arrive (about 11 MiB resident with 10,000 flows); after the table
 // has once been full (a flood), all of it stays resident. Lower MaxEntries
-// on small nodes.
+// on small nodes. Entries hold no pointers, so the garbage collector never
+// scans the table. An established flow's packet reads and writes two cache
+// lines of its entry (the key line, with the times and state bytes, and the
+// line of its hop, which for the first hop is the next one) and one index
+// slot.
 //
 // # Concurrency
 //

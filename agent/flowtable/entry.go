@@ -1,6 +1,7 @@
 package flowtable
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/layerscope/layerscope/agent/flow"
@@ -9,20 +10,25 @@ import (
 // entry is one flow. Sides are canonical: side 0 sent k's source →
 // destination, side 1 the reverse; client says which side initiated.
 //
-// The layout keeps what an established flow's packet touches in four cache
-// lines: the key (line 0), the TCP state (line 1) and one hop (one line
-// each); the rest follows.
+// The layout keeps what an established flow's packet touches in two cache
+// lines: the key with the times and state bytes (line 0) and the hop of the
+// packet's interface (one line each, right after line 0, so the first hop
+// is the line next to the key). The TCP handshake state (line 5) is read
+// only by packets with SYN, and by the client's ACKs while stWantAck says
+// the handshake's last ACK is still to be timed; the rest is cold. An entry
+// holds no pointers, so the garbage collector never scans the table.
 type entry struct {
 	// line 0
 	k                          ikey
-	hash                       uint64
-	last                       int64
+	first, last                int64
 	nhops, client, seen, st    uint8 // seen: bit per side that sent; st: st* bits
 	tcpFlags, rstFrom, finFrom uint8 // rstFrom, finFrom: bit per side
 	app                        flow.App
 
-	// line 1
-	first               int64
+	hops [flow.MaxHops]hop // lines 1-4
+
+	// line 5: TCP handshake
+	hash                uint64
 	hsIf                int32
 	isn                 uint32
 	synT, synAckT, ackT int64
@@ -32,19 +38,55 @@ type entry struct {
 	synRetrans          uint16
 	npend, nexch        uint8
 
-	hops [flow.MaxHops]hop // lines 2-5
-
 	// cold: touched on hop creation, rare events, L7 messages and reports
 	hopFirst   [flow.MaxHops]int64
 	retrans    [flow.MaxHops][2]uint32
 	zeroWin    [flow.MaxHops][2]uint16
 	retransMax [2]uint32
-	tunnel     flow.Tunnel
+	tunnel     tunnel
 	req, resp  uint32
 	errs       uint32
 	unans      uint32
 	pend       [4]pending
 	exch       [flow.MaxExchanges]flow.Exchange
+	_          [16]byte // whole cache lines: entries stay line-aligned
+}
+
+// tunnel is a flow.Tunnel without pointers: its outer addresses as the
+// words of ikey (see addrWords) and their kinds (0: no address, 4, 6).
+type tunnel struct {
+	src0, src1, dst0, dst1 uint64
+	vni                    uint32
+	encap                  flow.Encap
+	srcKind, dstKind       uint8
+}
+
+func makeTunnel(t *flow.Tunnel) tunnel {
+	x := tunnel{vni: t.VNI, encap: t.Encap, srcKind: addrKind(t.OuterSrc), dstKind: addrKind(t.OuterDst)}
+	x.src0, x.src1 = addrWords(&t.OuterSrc)
+	x.dst0, x.dst1 = addrWords(&t.OuterDst)
+	return x
+}
+
+func addrKind(a netip.Addr) uint8 {
+	switch {
+	case a.Is4():
+		return 4
+	case a.IsValid():
+		return 6
+	}
+	return 0
+}
+
+func (x *tunnel) flowTunnel() flow.Tunnel {
+	t := flow.Tunnel{Encap: x.encap, VNI: x.vni}
+	if x.srcKind != 0 {
+		t.OuterSrc = addr(x.src0, x.src1, x.srcKind == 4)
+	}
+	if x.dstKind != 0 {
+		t.OuterDst = addr(x.dst0, x.dst1, x.dstKind == 4)
+	}
+	return t
 }
 
 // hop is the per-packet part of one observation point of an entry, with
@@ -72,6 +114,7 @@ const (
 	stSyn                       // client's SYN seen
 	stSynAck                    // server's SYN-ACK seen
 	stRstOpen                   // RST seen before FINs from both sides
+	stWantAck                   // SYN-ACK timed, handshake ACK not yet: synAckT != 0 && ackT == 0
 )
 
 // init sets up a new entry from its first packet, guessing the client: the
@@ -132,8 +175,8 @@ func (sh *shard) update(e *entry, p *flow.Packet, rev bool) {
 		if h != nil {
 			h.encap = p.Tunnel.Encap
 		}
-		if e.tunnel.Encap == flow.EncapNone {
-			e.tunnel = p.Tunnel
+		if e.tunnel.encap == flow.EncapNone {
+			e.tunnel = makeTunnel(&p.Tunnel)
 		}
 	}
 	if e.k.proto() == flow.ProtoTCP {
@@ -193,14 +236,20 @@ func (sh *shard) tcp(e *entry, hi int, p *flow.Packet, s uint8) {
 			if e.st&stSyn != 0 && p.IfIndex == e.hsIf {
 				if e.synAckT == 0 {
 					e.synAckT = p.Time
+					if p.Time != 0 {
+						e.st |= stWantAck
+					}
 				} else if hi >= 0 {
 					sh.retrans(e, hi, s)
 				}
 			}
 		}
 	case f&ack != 0 && f&rst == 0:
-		if s == e.client && e.synAckT != 0 && e.ackT == 0 && p.IfIndex == e.hsIf {
+		if e.st&stWantAck != 0 && s == e.client && p.IfIndex == e.hsIf {
 			e.ackT = p.Time
+			if p.Time != 0 {
+				e.st &^= stWantAck
+			}
 			sh.handshake.observe(e.ackT - e.synT)
 		}
 	}
@@ -368,7 +417,7 @@ func (e *entry) record(r *flow.Record, end flow.EndReason, final bool) {
 		Last:        e.last,
 		End:         end,
 		Outcome:     e.outcome(final),
-		Tunnel:      e.tunnel,
+		Tunnel:      e.tunnel.flowTunnel(),
 		NumHops:     e.nhops,
 		HopOverflow: e.hopOverflow,
 	}

@@ -50,8 +50,18 @@ type ikey struct {
 // ikey's destination to its source.
 func makeKey(k *flow.Key) (ikey, bool) {
 	var x ikey
-	x.s0, x.s1 = addrWords(&k.Src)
-	x.d0, x.d1 = addrWords(&k.Dst)
+	rev := x.set(k)
+	return x, rev
+}
+
+// set makes x the canonical ikey of k and reports whether k runs from x's
+// destination to its source. It works in registers and stores each word of
+// x once, with the width the hash and the key comparison read it back
+// (building the key on the stack and copying it out made the processor
+// wait for store forwarding that fails on the copy's wider loads).
+func (x *ikey) set(k *flow.Key) bool {
+	s0, s1 := addrWords(&k.Src)
+	d0, d1 := addrWords(&k.Dst)
 	sp, dp := k.SrcPort, k.DstPort
 	var s4, d4 uint64
 	if k.Src.Is4() {
@@ -60,13 +70,20 @@ func makeKey(k *flow.Key) (ikey, bool) {
 	if k.Dst.Is4() {
 		d4 = 1
 	}
-	rev := x.s0 > x.d0 || x.s0 == x.d0 && (x.s1 > x.d1 || x.s1 == x.d1 && (sp > dp || sp == dp && s4 > d4))
+	rev := s0 > d0 || s0 == d0 && (s1 > d1 || s1 == d1 && (sp > dp || sp == dp && s4 > d4))
 	if rev {
-		x.s0, x.s1, x.d0, x.d1 = x.d0, x.d1, x.s0, x.s1
+		s0, s1, d0, d1 = d0, d1, s0, s1
 		sp, dp, s4, d4 = dp, sp, d4, s4
 	}
+	x.s0, x.s1, x.d0, x.d1 = s0, s1, d0, d1
 	x.meta = uint64(sp)<<48 | uint64(dp)<<32 | uint64(k.Proto)<<8 | s4<<1 | d4
-	return x, rev
+	return rev
+}
+
+// equal reports whether x and y are the same key, without a call to
+// runtime.memequal.
+func (x *ikey) equal(y *ikey) bool {
+	return (x.s0^y.s0)|(x.s1^y.s1)|(x.d0^y.d0)|(x.d1^y.d1)|(x.meta^y.meta) == 0
 }
 
 func (x *ikey) proto() uint8 { return uint8(x.meta >> 8) }

@@ -90,7 +90,8 @@ func (t *Table) Stats() Stats {
 // and its shard was full of flows it may not evict (counted in
 // Stats.Refused); the packet is then not accounted.
 func (t *Table) Update(p *flow.Packet) bool {
-	ck, rev := makeKey(&p.Key)
+	var ck ikey
+	rev := ck.set(&p.Key)
 	h := t.hash(&ck)
 	sh := &t.shards[h>>t.shardShift]
 	sh.mu.Lock()
@@ -109,7 +110,8 @@ func (t *Table) Update(p *flow.Packet) bool {
 
 // Lookup returns the active record of the flow of k (either direction).
 func (t *Table) Lookup(k flow.Key) (flow.Record, bool) {
-	ck, _ := makeKey(&k)
+	var ck ikey
+	ck.set(&k)
 	h := t.hash(&ck)
 	sh := &t.shards[h>>t.shardShift]
 	var r flow.Record
@@ -172,7 +174,7 @@ func (sh *shard) find(k *ikey, h uint64) (int32, uint64) {
 		}
 		if s&^0xffffffff == tag {
 			idx := int32(uint32(s) - 1)
-			if sh.entries[idx].k == *k {
+			if sh.entries[idx].k.equal(k) {
 				return idx, pos
 			}
 		}
