@@ -133,9 +133,15 @@ func TestLiveCrossNodeTCPOnEveryHop(t *testing.T) {
 	local := netip.MustParseAddrPort(tc.LocalAddr().String())
 
 	key := flow.Key{Src: podA.IP, Dst: podC.IP, SrcPort: local.Port(), DstPort: lab.ServicePort, Proto: flow.ProtoTCP}
-	rec, ok := a.capture.table.Lookup(key)
-	if !ok {
-		t.Fatalf("flow %v not in the flow table", key)
+	// Rings hand frames over at the latest after their block timeout:
+	// wait until every hop has seen every segment, or give up and report.
+	var rec flow.Record
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var ok bool
+		rec, ok = a.capture.table.Lookup(key)
+		if ok && complete(&rec, 3, uint64(info.Segs_out+info.Segs_in)) || time.Now().After(deadline) {
+			break
+		}
 	}
 	if rec.Key != key {
 		t.Errorf("record oriented %v, want client→server %v", rec.Key, key)
@@ -187,6 +193,20 @@ func TestLiveCrossNodeTCPOnEveryHop(t *testing.T) {
 			t.Errorf("%s= %v, want > 0", want, v)
 		}
 	}
+}
+
+// complete reports whether r was seen on hops interfaces with total
+// packets on each.
+func complete(r *flow.Record, hops int, total uint64) bool {
+	if int(r.NumHops) < hops {
+		return false
+	}
+	for _, h := range r.Hops[:r.NumHops] {
+		if h.Packets[0]+h.Packets[1] < total {
+			return false
+		}
+	}
+	return true
 }
 
 func tcpInfo(t *testing.T, c *net.TCPConn) *unix.TCPInfo {
@@ -242,15 +262,27 @@ func TestLiveDNSRcodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	metrics := scrapeAgent(t, a)
+	want := map[string]float64{"layerscope_l7_dns_queries_total ": float64(2 * r.Attempted)}
 	for rcode, label := range map[string]string{"NOERROR": "noerror", "NXDOMAIN": "nxdomain", "SERVFAIL": "servfail"} {
-		got := sample(metrics, `layerscope_l7_dns_responses_total{rcode="`+label+`"} `)
-		if want := float64(2 * r.RCodes[rcode]); got != want {
-			t.Errorf("dns responses %s = %v, want %v (2 hops × %d received by the client)", label, got, want, r.RCodes[rcode])
+		want[`layerscope_l7_dns_responses_total{rcode="`+label+`"} `] = float64(2 * r.RCodes[rcode])
+	}
+	// Counters are published every publishInterval: poll until they
+	// settle or a deadline passes.
+	var metrics string
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		metrics = scrapeAgent(t, a)
+		settled := true
+		for k, v := range want {
+			settled = settled && sample(metrics, k) == v
+		}
+		if settled || time.Now().After(deadline) {
+			break
 		}
 	}
-	if got, want := sample(metrics, "layerscope_l7_dns_queries_total "), float64(2*r.Attempted); got != want {
-		t.Errorf("dns queries = %v, want %v", got, want)
+	for k, v := range want {
+		if got := sample(metrics, k); got != v {
+			t.Errorf("%s= %v, want %v (each message crosses 2 captured pod veths; the scenario's rcodes: %v)", k, got, v, r.RCodes)
+		}
 	}
 }
 

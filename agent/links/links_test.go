@@ -97,26 +97,47 @@ func TestListClassifies(t *testing.T) {
 func TestListStats(t *testing.T) {
 	a, b := newNS(t), newNS(t)
 	vethPair(t, a, "s0", "10.97.0.1/24", b, "s1", "10.97.0.2/24")
-	before, err := List(Config{NetNS: a.ns})
-	require.NoError(t, err)
-	// Ten pings' worth of frames out of s0, sent as UDP from a.
-	err = a.ns.Do(func() error {
-		c, err := net.ListenUDP("udp4", nil)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		for i := 0; i < 10; i++ {
-			if _, err := c.WriteToUDP(make([]byte, 100), &net.UDPAddr{IP: net.IPv4(10, 97, 0, 2), Port: 9}); err != nil {
+	send := func(n int) {
+		t.Helper()
+		err := a.ns.Do(func() error {
+			c, err := net.ListenUDP("udp4", nil)
+			if err != nil {
 				return err
 			}
+			defer c.Close()
+			for i := 0; i < n; i++ {
+				if _, err := c.WriteToUDP(make([]byte, 100), &net.UDPAddr{IP: net.IPv4(10, 97, 0, 2), Port: 9}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		require.NoError(t, err)
+	}
+	// Resolve the peer's address first: datagrams sent while ARP is
+	// pending are queued, and partly dropped, by the neighbour layer.
+	start, err := List(Config{NetNS: a.ns})
+	require.NoError(t, err)
+	send(1)
+	require.Eventually(t, func() bool {
+		now, err := List(Config{NetNS: a.ns})
+		return err == nil && byName(now)["s0"].Stats.TxPackets > byName(start)["s0"].Stats.TxPackets+1 // ARP request + datagram
+	}, 3*time.Second, 10*time.Millisecond, "ARP for 10.97.0.2 never resolved")
+	before, err := List(Config{NetNS: a.ns})
+	require.NoError(t, err)
+	// Ten datagrams out of s0. A veth counts them when its peer has
+	// received them, in softirq context: wait for that.
+	send(10)
+	s0 := byName(before)["s0"].Stats
+	var s1 Stats
+	require.Eventually(t, func() bool {
+		after, err := List(Config{NetNS: a.ns})
+		if err != nil {
+			return false
 		}
-		return nil
-	})
-	require.NoError(t, err)
-	after, err := List(Config{NetNS: a.ns})
-	require.NoError(t, err)
-	s0, s1 := byName(before)["s0"].Stats, byName(after)["s0"].Stats
+		s1 = byName(after)["s0"].Stats
+		return s1.TxPackets-s0.TxPackets >= 10
+	}, 3*time.Second, 10*time.Millisecond, "tx packets of s0 grew by %d, want 10", s1.TxPackets-s0.TxPackets)
 	require.GreaterOrEqual(t, s1.TxPackets-s0.TxPackets, uint64(10))
 	require.GreaterOrEqual(t, s1.TxBytes-s0.TxBytes, uint64(10*(14+20+8+100)))
 	require.GreaterOrEqual(t, s1.CarrierChanges, uint32(1), "setting the veth up changed its carrier")
