@@ -66,15 +66,7 @@ func TestAgentServesInNamespace(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
-	problems, err := promlint.New(strings.NewReader(body)).Lint()
-	if err != nil {
-		t.Fatalf("promlint: %v", err)
-	}
-	for _, p := range problems {
-		if strings.HasPrefix(p.Metric, "layerscope_") {
-			t.Errorf("promlint: %s: %s", p.Metric, p.Text)
-		}
-	}
+	lint(t, body)
 
 	cancel()
 	select {
@@ -110,5 +102,20 @@ func TestAgentConfigErrors(t *testing.T) {
 				t.Fatalf("New() error = %v, want errors.Is %v", err, tt.is)
 			}
 		})
+	}
+}
+
+// lint fails t on every promlint problem of a layerscope metric: the checks
+// of `promtool check metrics`.
+func lint(t *testing.T, exposition string) {
+	t.Helper()
+	problems, err := promlint.New(strings.NewReader(exposition)).Lint()
+	if err != nil {
+		t.Fatalf("promlint: %v", err)
+	}
+	for _, p := range problems {
+		if strings.HasPrefix(p.Metric, "layerscope_") {
+			t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+		}
 	}
 }

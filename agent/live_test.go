@@ -182,8 +182,10 @@ func TestLiveCrossNodeTCPOnEveryHop(t *testing.T) {
 		t.Errorf("tunnel %+v, want VXLAN VNI %d", rec.Tunnel, lab.VNI)
 	}
 
-	// The handshake histogram and the per-layer counters are exported.
+	// The handshake histogram and the per-layer counters are exported,
+	// and the exposition passes promtool's lint (promlint).
 	metrics := scrapeAgent(t, a)
+	lint(t, metrics)
 	for _, want := range []string{
 		`layerscope_l4_tcp_handshake_seconds_count `,
 		`layerscope_l2_tunnel_packets_total{tunnel="vxlan"} `,

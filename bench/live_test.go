@@ -98,7 +98,9 @@ func newVethPair(b *testing.B) *vethPair {
 }
 
 // trafgenConfig writes a trafgen packet config of one Ethernet/IPv4/TCP
-// frame whose source port's low byte is random (256 flows).
+// frame whose source port's low byte is random (256 flows) and whose
+// sequence number grows by 256 per frame (so the flow table sees new data,
+// with a wrap every 256 frames that it counts as a retransmission).
 func trafgenConfig(b *testing.B) string {
 	b.Helper()
 	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv4}
@@ -113,8 +115,12 @@ func trafgenConfig(b *testing.B) string {
 	var sb strings.Builder
 	sb.WriteString("{ ")
 	for i, c := range frame {
-		if i == 14+20+1 { // low byte of the TCP source port
+		switch i {
+		case 14 + 20 + 1: // low byte of the TCP source port: 256 flows
 			sb.WriteString("drnd(1), ")
+			continue
+		case 14 + 20 + 6: // bits 8-15 of the sequence number: data moves on
+			sb.WriteString("dinc(0, 255), ")
 			continue
 		}
 		fmt.Fprintf(&sb, "0x%02x, ", c)
@@ -207,12 +213,12 @@ func liveAgent(b *testing.B, mode string) {
 		b.Fatal(err)
 	}
 	defer ns.Close()
-	ring, err := capture.Open(p.dstIndex, capture.Config{NetNS: ns, SnapLen: liveSnapLen, NumBlocks: 32})
+	ring, err := capture.Open(p.dstIndex, capture.Config{NetNS: ns, SnapLen: liveSnapLen, NumBlocks: envInt("LS_NBLK", 32), BlockSize: envInt("LS_BLK", 0)})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer ring.Close()
-	table, err := flowtable.New(&flowtable.Config{MaxEntries: 65536})
+	table, err := flowtable.New(&flowtable.Config{MaxEntries: envInt("LS_MAXENT", 65536), Shards: envInt("LS_SHARDS", 0)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -329,4 +335,11 @@ func procCPU(b *testing.B, pid int) time.Duration {
 	ut, _ := strconv.ParseInt(fields[11], 10, 64)
 	st, _ := strconv.ParseInt(fields[12], 10, 64)
 	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+func envInt(k string, d int) int {
+	if v, err := strconv.Atoi(os.Getenv(k)); err == nil {
+		return v
+	}
+	return d
 }

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -339,4 +340,24 @@ func openWatcher(t testing.TB, ns *nsenter.NS, cfg Config) *Watcher {
 	}
 	t.Cleanup(func() { w.Close() })
 	return w
+}
+
+func serviceAddrPort() netip.AddrPort { return netip.AddrPortFrom(serviceIP, 80) }
+
+// burst sends n new flows from len(fds) sockets in parallel, as fast as
+// they go, and returns the achieved rate of new flows per second.
+func burst(t testing.TB, fds []int, n int) float64 {
+	t.Helper()
+	start := time.Now()
+	var wg sync.WaitGroup
+	per := n / len(fds)
+	for i, fd := range fds {
+		from, cnt := i*per, per
+		if i == len(fds)-1 {
+			cnt = n - from
+		}
+		wg.Go(func() { sendFlows(t, fd, from, cnt, 0) })
+	}
+	wg.Wait()
+	return float64(n) / time.Since(start).Seconds()
 }

@@ -25,9 +25,8 @@ const (
 	DefaultReadBuffer    = 16 << 20
 	DefaultTopN          = 10
 	DefaultQueryTimeout  = 5 * time.Second
-	// minResyncGap keeps back-to-back overflows from turning into
-	// back-to-back dumps.
-	minResyncGap = 100 * time.Millisecond
+	resyncQuiet    = 200 * time.Millisecond
+	resyncMaxDelay = 2 * time.Second
 )
 
 // Config configures a Watcher. The zero value watches the caller's network
@@ -350,23 +349,35 @@ func (w *Watcher) requestResync() {
 	}
 }
 
+// resyncLoop runs the dumps that overflows and reconnects ask for. A dump
+// costs CPU in proportion to the table, so during a storm of overflows it
+// waits for resyncQuiet without a new request (at most resyncMaxDelay after
+// the first) rather than dumping after every loss.
 func (w *Watcher) resyncLoop(ctx context.Context) {
 	defer w.wg.Done()
-	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-w.resyncReq:
 		}
-		if d := minResyncGap - time.Since(last); d > 0 {
+		deadline := time.Now().Add(resyncMaxDelay)
+	quiet:
+		for {
+			t := time.NewTimer(resyncQuiet)
 			select {
 			case <-ctx.Done():
+				t.Stop()
 				return
-			case <-time.After(d):
+			case <-w.resyncReq:
+				t.Stop()
+				if time.Now().After(deadline) {
+					break quiet
+				}
+			case <-t.C:
+				break quiet
 			}
 		}
-		last = time.Now()
 		if err := w.resync(); err != nil && ctx.Err() == nil {
 			w.log.Error("conntrack resync failed", "err", err)
 		}

@@ -168,4 +168,3 @@ func TestStats(t *testing.T) {
 	require.Equal(t, ctStats(t, p.client), statsMap(s.Stats), "per-CPU sums vs conntrack -S")
 	require.Zero(t, s.Health.StatsErrors)
 }
-
