@@ -81,7 +81,7 @@ func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
 
 // startManager runs a Manager on node and waits until it is ready.
 func startManager(t *testing.T, node *testNS, rc *recorder, cfg Config) *Manager {
-	cfg.NetNS = node.ns
+	cfg.NetNS = node.Enter
 	cfg.OnAttach, cfg.OnDetach = rc.onAttach, rc.onDetach
 	m, err := New(cfg)
 	require.NoError(t, err)
@@ -103,12 +103,12 @@ func startManager(t *testing.T, node *testNS, rc *recorder, cfg Config) *Manager
 }
 
 func addBridge(t *testing.T, n *testNS, name, cidr string) netlink.Link {
-	require.NoError(t, n.h.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}))
-	br := n.link(t, name)
+	require.NoError(t, n.H.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}))
+	br := n.Link(t, name)
 	addr, err := netlink.ParseAddr(cidr)
 	require.NoError(t, err)
-	require.NoError(t, n.h.AddrAdd(br, addr))
-	require.NoError(t, n.h.LinkSetUp(br))
+	require.NoError(t, n.H.AddrAdd(br, addr))
+	require.NoError(t, n.H.LinkSetUp(br))
 	return br
 }
 
@@ -121,13 +121,13 @@ func TestNewPodVethCapturedWithinOneSecond(t *testing.T) {
 
 	// The pod's veth: created, then enslaved to the bridge, as a CNI does.
 	start := time.Now()
-	require.NoError(t, node.h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "veth-pa", MasterIndex: br.Attrs().Index},
-		PeerName: "eth0", PeerNamespace: netlink.NsFd(int(pod.fd))}))
-	require.NoError(t, node.h.LinkSetUp(node.link(t, "veth-pa")))
-	peer := pod.link(t, "eth0")
+	require.NoError(t, node.H.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "veth-pa", MasterIndex: br.Attrs().Index},
+		PeerName: "eth0", PeerNamespace: netlink.NsFd(int(pod.Fd))}))
+	require.NoError(t, node.H.LinkSetUp(node.Link(t, "veth-pa")))
+	peer := pod.Link(t, "eth0")
 	addr, _ := netlink.ParseAddr("10.244.0.5/24")
-	require.NoError(t, pod.h.AddrAdd(peer, addr))
-	require.NoError(t, pod.h.LinkSetUp(peer))
+	require.NoError(t, pod.H.AddrAdd(peer, addr))
+	require.NoError(t, pod.H.LinkSetUp(peer))
 	waitFor(t, "attach of veth-pa", time.Second, func() bool {
 		rc.mu.Lock()
 		defer rc.mu.Unlock()
@@ -155,7 +155,7 @@ func TestNewPodVethCapturedWithinOneSecond(t *testing.T) {
 	require.Zero(t, rc.count("veth-pa", 5354, flow.DirIn))
 
 	// Leaving the bridge makes it "other": detached.
-	require.NoError(t, node.h.LinkSetNoMaster(node.link(t, "veth-pa")))
+	require.NoError(t, node.H.LinkSetNoMaster(node.Link(t, "veth-pa")))
 	waitFor(t, "detach of veth-pa", time.Second, func() bool {
 		rc.mu.Lock()
 		defer rc.mu.Unlock()
@@ -176,10 +176,10 @@ func TestDeleting100VethsLeaksNothing(t *testing.T) {
 
 	const n = 100
 	for i := 0; i < n; i++ {
-		require.NoError(t, node.h.LinkAdd(&netlink.Veth{
+		require.NoError(t, node.H.LinkAdd(&netlink.Veth{
 			LinkAttrs: netlink.LinkAttrs{Name: fmt.Sprintf("vp%d", i), MasterIndex: br.Attrs().Index},
-			PeerName:  fmt.Sprintf("e%d", i), PeerNamespace: netlink.NsFd(int(pods.fd))}))
-		require.NoError(t, node.h.LinkSetUp(node.link(t, fmt.Sprintf("vp%d", i))))
+			PeerName:  fmt.Sprintf("e%d", i), PeerNamespace: netlink.NsFd(int(pods.Fd))}))
+		require.NoError(t, node.H.LinkSetUp(node.Link(t, fmt.Sprintf("vp%d", i))))
 	}
 	waitFor(t, "100 attachments", 5*time.Second, func() bool { return len(m.Attached()) == n })
 	require.Equal(t, fds0+2*n, countFDs(t), "each ring holds a socket and an eventfd")
@@ -189,7 +189,7 @@ func TestDeleting100VethsLeaksNothing(t *testing.T) {
 	require.GreaterOrEqual(t, runtime.NumGoroutine(), gor0+n-1, "one reader per ring")
 
 	for i := 0; i < n; i++ {
-		require.NoError(t, node.h.LinkDel(node.link(t, fmt.Sprintf("vp%d", i))))
+		require.NoError(t, node.H.LinkDel(node.Link(t, fmt.Sprintf("vp%d", i))))
 	}
 	waitFor(t, "100 detachments", 5*time.Second, func() bool { return len(m.Attached()) == 0 })
 	waitFor(t, "descriptors and goroutines to settle", 2*time.Second, func() bool {

@@ -21,7 +21,7 @@ import (
 func flood(tb testing.TB, n *testNS, ifName string) (stop func() uint64) {
 	tb.Helper()
 	var fd int
-	err := n.ns.Do(func() error {
+	err := n.Enter.Do(func() error {
 		ifi, err := net.InterfaceByName(ifName)
 		if err != nil {
 			return err
@@ -77,7 +77,7 @@ func threadCPU(tb testing.TB) time.Duration {
 // reader thread's CPU per frame.
 func BenchmarkRingReadLive(b *testing.B) {
 	p := newPair(b)
-	r, err := Open(p.index, Config{NetNS: p.a.ns, BlockSize: 64 << 10, NumBlocks: 256, BlockTimeout: 10 * time.Millisecond})
+	r, err := Open(p.index, Config{NetNS: p.a.Enter, BlockSize: 64 << 10, NumBlocks: 256, BlockTimeout: 10 * time.Millisecond})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func BenchmarkRingReadLive(b *testing.B) {
 func BenchmarkGopacketReadLive(b *testing.B) {
 	p := newPair(b)
 	var tp *afpacket.TPacket
-	err := p.a.ns.Do(func() (err error) {
+	err := p.a.Enter.Do(func() (err error) {
 		tp, err = afpacket.NewTPacket(afpacket.OptInterface("a0"), afpacket.TPacketVersion3,
 			afpacket.OptFrameSize(512), afpacket.OptBlockSize(64<<10), afpacket.OptNumBlocks(256),
 			afpacket.OptBlockTimeout(10*time.Millisecond))
@@ -163,7 +163,7 @@ func newSender(tb testing.TB, n *testNS, ifName string) *sender {
 	copy(s.frame, []byte{0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02, 0x08, 0x00,
 		0x45, 0, 0, 50, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 77, 0, 2, 10, 77, 0, 1,
 		0x30, 0x39, 0x1e, 0x61, 0, 30, 0, 0})
-	err := n.ns.Do(func() error {
+	err := n.Enter.Do(func() error {
 		ifi, err := net.InterfaceByName(ifName)
 		if err != nil {
 			return err
@@ -201,7 +201,7 @@ func BenchmarkRingRead(b *testing.B) {
 		}
 	}
 	p := newPair(b)
-	r, err := Open(p.index, Config{NetNS: p.a.ns, BlockSize: 64 << 10, NumBlocks: 256, BlockTimeout: 10 * time.Millisecond})
+	r, err := Open(p.index, Config{NetNS: p.a.Enter, BlockSize: 64 << 10, NumBlocks: 256, BlockTimeout: 10 * time.Millisecond})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -240,7 +240,7 @@ func BenchmarkRingRead(b *testing.B) {
 func BenchmarkGopacketRead(b *testing.B) {
 	p := newPair(b)
 	var tp *afpacket.TPacket
-	err := p.a.ns.Do(func() (err error) {
+	err := p.a.Enter.Do(func() (err error) {
 		tp, err = afpacket.NewTPacket(afpacket.OptInterface("a0"), afpacket.TPacketVersion3,
 			afpacket.OptFrameSize(512), afpacket.OptBlockSize(64<<10), afpacket.OptNumBlocks(256),
 			afpacket.OptBlockTimeout(10*time.Millisecond))

@@ -84,7 +84,7 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 
 func TestRingDirectionAndCounts(t *testing.T) {
 	p := newPair(t)
-	r, err := Open(p.index, Config{NetNS: p.a.ns, BlockTimeout: 5 * time.Millisecond})
+	r, err := Open(p.index, Config{NetNS: p.a.Enter, BlockTimeout: 5 * time.Millisecond})
 	require.NoError(t, err)
 	t.Cleanup(func() { r.Close() })
 	c := collect(t, r)
@@ -111,7 +111,7 @@ func TestRingDirectionAndCounts(t *testing.T) {
 
 func TestRingSnapLen(t *testing.T) {
 	p := newPair(t)
-	r, err := Open(p.index, Config{NetNS: p.a.ns, SnapLen: 128, BlockTimeout: 5 * time.Millisecond})
+	r, err := Open(p.index, Config{NetNS: p.a.Enter, SnapLen: 128, BlockTimeout: 5 * time.Millisecond})
 	require.NoError(t, err)
 	t.Cleanup(func() { r.Close() })
 	c := collect(t, r)
@@ -128,7 +128,7 @@ func TestRingFilterFromTcpdump(t *testing.T) {
 	prog, err := ParseFilter(string(text))
 	require.NoError(t, err)
 	p := newPair(t)
-	r, err := Open(p.index, Config{NetNS: p.a.ns, Filter: prog, BlockTimeout: 5 * time.Millisecond})
+	r, err := Open(p.index, Config{NetNS: p.a.Enter, Filter: prog, BlockTimeout: 5 * time.Millisecond})
 	require.NoError(t, err)
 	t.Cleanup(func() { r.Close() })
 	c := collect(t, r)
@@ -148,7 +148,7 @@ func TestRingFilterFromTcpdump(t *testing.T) {
 func TestRingDropsWhenReaderStalls(t *testing.T) {
 	p := newPair(t)
 	// Two one-page blocks hold about 20 frames.
-	r, err := Open(p.index, Config{NetNS: p.a.ns, BlockSize: os.Getpagesize(), NumBlocks: 2, BlockTimeout: time.Millisecond})
+	r, err := Open(p.index, Config{NetNS: p.a.Enter, BlockSize: os.Getpagesize(), NumBlocks: 2, BlockTimeout: time.Millisecond})
 	require.NoError(t, err)
 	t.Cleanup(func() { r.Close() })
 	const flood = 2000
@@ -174,7 +174,7 @@ func TestRingDropsWhenReaderStalls(t *testing.T) {
 func TestRingCloseUnblocksRunAndFreesFDs(t *testing.T) {
 	p := newPair(t)
 	before := countFDs(t)
-	r, err := Open(p.index, Config{NetNS: p.a.ns})
+	r, err := Open(p.index, Config{NetNS: p.a.Enter})
 	require.NoError(t, err)
 	require.Equal(t, before+2, countFDs(t), "a ring holds a socket and an eventfd")
 	done := make(chan error, 1)
@@ -198,7 +198,7 @@ func TestRingCloseUnblocksRunAndFreesFDs(t *testing.T) {
 
 func TestRingContextStopsRunAndResumes(t *testing.T) {
 	p := newPair(t)
-	r, err := Open(p.index, Config{NetNS: p.a.ns, BlockTimeout: 5 * time.Millisecond})
+	r, err := Open(p.index, Config{NetNS: p.a.Enter, BlockTimeout: 5 * time.Millisecond})
 	require.NoError(t, err)
 	t.Cleanup(func() { r.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
@@ -212,7 +212,7 @@ func TestRingContextStopsRunAndResumes(t *testing.T) {
 
 func TestRingCloseFromHandler(t *testing.T) {
 	p := newPair(t)
-	r, err := Open(p.index, Config{NetNS: p.a.ns, BlockTimeout: time.Millisecond})
+	r, err := Open(p.index, Config{NetNS: p.a.Enter, BlockTimeout: time.Millisecond})
 	require.NoError(t, err)
 	before := countFDs(t)
 	sendUDP(t, p.a, "10.77.0.2:7006", 10, 10)

@@ -23,19 +23,19 @@ import (
 //	lone0   veth, no master, no route
 func topology(t *testing.T) *testNS {
 	node, pod, peer := newNS(t), newNS(t), newNS(t)
-	br := node.addBridge(t, "cbr0")
+	br := addBridge(t, node, "cbr0")
 	addr, _ := netlink.ParseAddr("10.244.0.1/24")
-	require.NoError(t, node.h.AddrAdd(br, addr))
+	require.NoError(t, node.H.AddrAdd(br, addr))
 	vethPair(t, node, "vpod0", "10.99.1.1/30", pod, "eth0", "10.244.0.5/24")
-	require.NoError(t, node.h.LinkSetMaster(node.link(t, "vpod0"), br))
+	require.NoError(t, node.H.LinkSetMaster(node.Link(t, "vpod0"), br))
 	cali := vethPair(t, node, "cali1", "169.254.1.1/32", pod, "eth1", "10.244.5.7/32")
-	require.NoError(t, node.h.RouteAdd(&netlink.Route{LinkIndex: cali, Dst: &net.IPNet{IP: net.IPv4(10, 244, 5, 7), Mask: net.CIDRMask(32, 32)}, Scope: netlink.SCOPE_LINK}))
+	require.NoError(t, node.H.RouteAdd(&netlink.Route{LinkIndex: cali, Dst: &net.IPNet{IP: net.IPv4(10, 244, 5, 7), Mask: net.CIDRMask(32, 32)}, Scope: netlink.SCOPE_LINK}))
 	vethPair(t, node, "eth0", "10.0.0.10/24", peer, "eth0", "10.0.0.1/24")
-	require.NoError(t, node.h.RouteAdd(&netlink.Route{Gw: net.IPv4(10, 0, 0, 1)}))
+	require.NoError(t, node.H.RouteAdd(&netlink.Route{Gw: net.IPv4(10, 0, 0, 1)}))
 	und := vethPair(t, node, "und0", "192.168.7.1/24", peer, "und0", "192.168.7.2/24")
 	vx := &netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: "vxlan0", MTU: 1450}, VxlanId: 42, Port: 4789, VtepDevIndex: und}
-	require.NoError(t, node.h.LinkAdd(vx))
-	require.NoError(t, node.h.LinkSetUp(node.link(t, "vxlan0")))
+	require.NoError(t, node.H.LinkAdd(vx))
+	require.NoError(t, node.H.LinkSetUp(node.Link(t, "vxlan0")))
 	vethPair(t, node, "lone0", "10.98.0.1/30", peer, "lone0", "10.98.0.2/30")
 	return node
 }
@@ -50,7 +50,7 @@ func byName(ls []Link) map[string]Link {
 
 func TestListClassifies(t *testing.T) {
 	node := topology(t)
-	ls, err := List(Config{NetNS: node.ns})
+	ls, err := List(Config{NetNS: node.Enter})
 	require.NoError(t, err)
 	m := byName(ls)
 	tests := []struct {
@@ -74,7 +74,7 @@ func TestListClassifies(t *testing.T) {
 			require.True(t, ok, "link missing")
 			require.Equal(t, tt.kind, l.Kind, "kind")
 			require.Equal(t, tt.role, l.Role, "role")
-			nl := node.link(t, tt.name).Attrs()
+			nl := node.Link(t, tt.name).Attrs()
 			require.Equal(t, nl.Index, l.Index)
 			require.Equal(t, nl.MTU, l.MTU)
 			if len(nl.HardwareAddr) > 0 {
@@ -99,7 +99,7 @@ func TestListStats(t *testing.T) {
 	vethPair(t, a, "s0", "10.97.0.1/24", b, "s1", "10.97.0.2/24")
 	send := func(n int) {
 		t.Helper()
-		err := a.ns.Do(func() error {
+		err := a.Enter.Do(func() error {
 			c, err := net.ListenUDP("udp4", nil)
 			if err != nil {
 				return err
@@ -116,14 +116,14 @@ func TestListStats(t *testing.T) {
 	}
 	// Resolve the peer's address first: datagrams sent while ARP is
 	// pending are queued, and partly dropped, by the neighbour layer.
-	start, err := List(Config{NetNS: a.ns})
+	start, err := List(Config{NetNS: a.Enter})
 	require.NoError(t, err)
 	send(1)
 	require.Eventually(t, func() bool {
-		now, err := List(Config{NetNS: a.ns})
+		now, err := List(Config{NetNS: a.Enter})
 		return err == nil && byName(now)["s0"].Stats.TxPackets > byName(start)["s0"].Stats.TxPackets+1 // ARP request + datagram
 	}, 3*time.Second, 10*time.Millisecond, "ARP for 10.97.0.2 never resolved")
-	before, err := List(Config{NetNS: a.ns})
+	before, err := List(Config{NetNS: a.Enter})
 	require.NoError(t, err)
 	// Ten datagrams out of s0. A veth counts them when its peer has
 	// received them, in softirq context: wait for that.
@@ -131,7 +131,7 @@ func TestListStats(t *testing.T) {
 	s0 := byName(before)["s0"].Stats
 	var s1 Stats
 	require.Eventually(t, func() bool {
-		after, err := List(Config{NetNS: a.ns})
+		after, err := List(Config{NetNS: a.Enter})
 		if err != nil {
 			return false
 		}
@@ -148,7 +148,7 @@ func watch(t *testing.T, n *testNS) (<-chan Event, []Link) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ch := make(chan Event, 256)
 	done := make(chan error, 1)
-	go func() { done <- Watch(ctx, Config{NetNS: n.ns}, func(e Event) { ch <- e }) }()
+	go func() { done <- Watch(ctx, Config{NetNS: n.Enter}, func(e Event) { ch <- e }) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -211,7 +211,7 @@ func TestWatchEvents(t *testing.T) {
 	require.Equal(t, flow.RoleOther, e.Link.Role)
 	until(t, ch, "w0", func(e Event) bool { return e.Link.Up && e.Link.OperState == OperUp })
 
-	require.NoError(t, node.h.LinkSetMaster(node.link(t, "w0"), node.link(t, "cbr0")))
+	require.NoError(t, node.H.LinkSetMaster(node.Link(t, "w0"), node.Link(t, "cbr0")))
 	e = until(t, ch, "w0", func(e Event) bool { return e.Link.Role != flow.RoleOther })
 	require.Equal(t, Changed, e.Type)
 	require.Equal(t, flow.RolePod, e.Link.Role)
@@ -219,31 +219,31 @@ func TestWatchEvents(t *testing.T) {
 	require.Equal(t, "cbr0", e.Link.MasterName)
 	require.Equal(t, KindVeth, e.Link.Kind, "kind kept across bridge port notifications")
 
-	require.NoError(t, node.h.LinkSetMTU(node.link(t, "w0"), 1400))
+	require.NoError(t, node.H.LinkSetMTU(node.Link(t, "w0"), 1400))
 	e = until(t, ch, "w0", func(e Event) bool { return e.Link.MTU != 1500 })
 	require.Equal(t, Changed, e.Type)
 	require.Equal(t, 1400, e.Link.MTU)
 	require.Equal(t, 1500, e.Old.MTU)
 	require.Equal(t, flow.RolePod, e.Link.Role)
 
-	require.NoError(t, node.h.LinkSetNoMaster(node.link(t, "w0")))
+	require.NoError(t, node.H.LinkSetNoMaster(node.Link(t, "w0")))
 	e = until(t, ch, "w0", func(e Event) bool { return e.Link.MasterIndex == 0 })
 	require.Equal(t, Changed, e.Type)
 	require.Equal(t, flow.RoleOther, e.Link.Role)
 	require.Zero(t, e.Link.MasterIndex)
 
 	// A host route makes the lone veth a (routed) pod; removing it undoes that.
-	lone := node.link(t, "lone0")
+	lone := node.Link(t, "lone0")
 	rt := &netlink.Route{LinkIndex: lone.Attrs().Index, Dst: &net.IPNet{IP: net.IPv4(10, 244, 9, 9), Mask: net.CIDRMask(32, 32)}, Scope: netlink.SCOPE_LINK}
-	require.NoError(t, node.h.RouteAdd(rt))
+	require.NoError(t, node.H.RouteAdd(rt))
 	e = next(t, ch, "lone0")
 	require.Equal(t, Changed, e.Type)
 	require.Equal(t, flow.RolePod, e.Link.Role)
-	require.NoError(t, node.h.RouteDel(rt))
+	require.NoError(t, node.H.RouteDel(rt))
 	e = next(t, ch, "lone0")
 	require.Equal(t, flow.RoleOther, e.Link.Role)
 
-	require.NoError(t, node.h.LinkDel(node.link(t, "w0")))
+	require.NoError(t, node.H.LinkDel(node.Link(t, "w0")))
 	e = until(t, ch, "w0", func(e Event) bool { return e.Type == Removed })
 	require.Equal(t, Removed, e.Type)
 	require.Equal(t, idx, e.Link.Index)
