@@ -25,8 +25,8 @@ const (
 	DefaultReadBuffer    = 16 << 20
 	DefaultTopN          = 10
 	DefaultQueryTimeout  = 5 * time.Second
-	resyncQuiet    = 200 * time.Millisecond
-	resyncMaxDelay = 2 * time.Second
+	resyncQuiet          = 200 * time.Millisecond
+	resyncMaxDelay       = 2 * time.Second
 )
 
 // Config configures a Watcher. The zero value watches the caller's network
@@ -116,7 +116,7 @@ type Watcher struct {
 	lost, overflows, parseErrors atomic.Uint64
 	resyncs, resyncErrs, reconns atomic.Uint64
 	statsErrs                    atomic.Uint64
-	lastDrops                    uint32 // event goroutine only
+	lastDrops                    uint32 // under mu
 
 	mu       sync.Mutex // guards the fields below
 	sample   sample
@@ -300,17 +300,32 @@ func (w *Watcher) handleEvents(b []byte, m *ctMsg) {
 // once per overrun), so it is kept; the table is resynced by a dump.
 func (w *Watcher) overflow(s *sock) {
 	w.overflows.Add(1)
-	d, err := s.drops()
-	w.mu.Lock()
-	lost := uint64(1) // at least one; exact when SO_MEMINFO answers
-	if err == nil {
-		lost = uint64(d - w.lastDrops)
-		w.lastDrops = d
+	if _, ok := w.checkDrops(s); !ok {
+		w.lost.Add(1) // without SO_MEMINFO: at least one
 	}
-	w.mu.Unlock()
-	w.lost.Add(lost)
-	w.log.Debug("conntrack events lost", "lost", lost)
 	w.requestResync()
+}
+
+// checkDrops adds the events the kernel dropped on s since the last check
+// (its SO_MEMINFO drop counter) to the lost count and asks for a resync if
+// there were any. The stats loop calls it too: ENOBUFS is reported once per
+// overrun, and events dropped after it was read, until the queue drains,
+// show up only in the counter.
+func (w *Watcher) checkDrops(s *sock) (lost uint64, ok bool) {
+	d, err := s.drops()
+	if err != nil {
+		return 0, false
+	}
+	w.mu.Lock()
+	lost = uint64(d - w.lastDrops)
+	w.lastDrops = d
+	w.mu.Unlock()
+	if lost > 0 {
+		w.lost.Add(lost)
+		w.log.Debug("conntrack events lost", "lost", lost)
+		w.requestResync()
+	}
+	return lost, true
 }
 
 // reopenEvents replaces a failed event socket, with backoff, and asks for a
@@ -447,6 +462,9 @@ func (w *Watcher) statsLoop(ctx context.Context) {
 		if err := w.Sample(ctx); err != nil && ctx.Err() == nil {
 			w.log.Error("conntrack stats sample failed", "err", err)
 		}
+		w.evMu.Lock()
+		w.checkDrops(w.ev)
+		w.evMu.Unlock()
 	}
 }
 
