@@ -250,6 +250,13 @@ func (r *Ring) loop(ctx context.Context, fn Handler) error {
 		r.blk = b
 		r.left = b.numPkts
 		r.pkt = unsafe.Add(unsafe.Pointer(b), b.offsetToFirst)
+		// The kernel wrote the block from the CPU that received the
+		// frames: start pulling its first frames over. deliver keeps
+		// two frames ahead.
+		prefetchFrame(r.pkt)
+		if h := (*frameHdr)(r.pkt); h.nextOffset != 0 {
+			prefetchFrame(unsafe.Add(r.pkt, h.nextOffset))
+		}
 	}
 }
 
@@ -293,6 +300,11 @@ func (r *Ring) deliver(fn Handler) {
 		m.Length += 4
 	}
 	m.CaptureLength = len(frame)
+	if h.nextOffset != 0 {
+		// Two frames ahead (frames of a stream have similar lengths),
+		// so the lines arrive while this frame and the next are handled.
+		prefetchFrame(unsafe.Add(p, 2*h.nextOffset))
+	}
 	fn(frame, m)
 	r.left--
 	if h.nextOffset != 0 {
