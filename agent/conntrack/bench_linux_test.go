@@ -1,0 +1,165 @@
+package conntrack
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The side-by-side benchmarks against conntrack-tools run only with
+// LAYERSCOPE_BENCH=1 (they fill a namespace with 260,000 entries and take
+// about a minute):
+//
+//	LAYERSCOPE_BENCH=1 go test -run 'TestBench' -v ./agent/conntrack
+//
+// The Watcher runs in a child process (this test binary, re-executed inside
+// the namespace) so that its wall time, CPU time and peak RSS are measured
+// exactly as conntrack-tools' are.
+const benchEnv, helperEnv = "LAYERSCOPE_BENCH", "LAYERSCOPE_CONNTRACK_HELPER"
+
+type usage struct {
+	wall, cpu time.Duration
+	maxRSS    int64 // KiB
+	out       string
+}
+
+func measure(t *testing.T, cmd *exec.Cmd, start time.Time) usage {
+	t.Helper()
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	return usage{
+		wall:   time.Since(start),
+		cpu:    time.Duration(ru.Utime.Nano() + ru.Stime.Nano()),
+		maxRSS: ru.Maxrss,
+	}
+}
+
+func helperCmd(ns, mode string) *exec.Cmd {
+	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestHelperWatcher$", "-test.v")
+	cmd.Env = append(os.Environ(), helperEnv+"="+mode)
+	return cmd
+}
+
+// TestHelperWatcher is the child process of the benchmarks; it does nothing
+// unless LAYERSCOPE_CONNTRACK_HELPER is set.
+func TestHelperWatcher(t *testing.T) {
+	mode := os.Getenv(helperEnv)
+	if mode == "" {
+		return
+	}
+	start := time.Now()
+	w, err := Open(t.Context(), &Config{TopN: -1, StatsInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode == "events" {
+		fmt.Println("READY")
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM)
+		<-sig
+	}
+	s := w.Snapshot()
+	w.Close()
+	b, _ := json.Marshal(map[string]any{"open": time.Since(start).Seconds(), "dump": s.Health.LastDump.Seconds(),
+		"entries": s.Health.LastDumpEntries, "new": s.Health.EventsNew, "lost": s.Health.EventsLost, "tracked": s.Tracked})
+	fmt.Println("RESULT " + string(b))
+}
+
+func resultLine(out string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "RESULT ") {
+			return strings.TrimPrefix(l, "RESULT ")
+		}
+	}
+	return out
+}
+
+func TestBenchDump(t *testing.T) {
+	if os.Getenv(benchEnv) == "" {
+		t.Skip("set LAYERSCOPE_BENCH=1 to run the benchmark against conntrack-tools")
+	}
+	p := newPair(t)
+	holdMax(t)
+	p.sysctl(t, "net.netfilter.nf_conntrack_udp_timeout=600")
+	const n = 260_000
+	rate := burst(t, []int{p.udpSocket(t), p.udpSocket(t)}, n)
+	eventually(t, 10*time.Second, "entries", func() bool { return ctCount(t, p.client) >= n })
+	t.Logf("made %d entries at %.0f/s", n, rate)
+	for range 3 {
+		cmd := exec.Command("ip", "netns", "exec", p.client, "conntrack", "-L")
+		start := time.Now()
+		if err := cmd.Run(); err != nil { // stdout: /dev/null
+			t.Fatal(err)
+		}
+		u := measure(t, cmd, start)
+		t.Logf("conntrack -L > /dev/null: wall %v cpu %v maxrss %d KiB", u.wall, u.cpu, u.maxRSS)
+
+		cmd = helperCmd(p.client, "dump")
+		start = time.Now()
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatal(err, string(out))
+		}
+		u = measure(t, cmd, start)
+		t.Logf("watcher (process):        wall %v cpu %v maxrss %d KiB %s", u.wall, u.cpu, u.maxRSS, resultLine(string(out)))
+	}
+}
+
+func TestBenchEvents(t *testing.T) {
+	if os.Getenv(benchEnv) == "" {
+		t.Skip("set LAYERSCOPE_BENCH=1 to run the benchmark against conntrack-tools")
+	}
+	p := newPair(t)
+	holdMax(t)
+	p.sysctl(t, "net.netfilter.nf_conntrack_udp_timeout=600")
+	for _, target := range []float64{50_000, 100_000} {
+		ctE := exec.Command("ip", "netns", "exec", p.client, "conntrack", "-E")
+		var ctErr strings.Builder
+		ctE.Stderr = &ctErr
+		must(t, ctE.Start())
+		wcmd := helperCmd(p.client, "events")
+		stdout, err := wcmd.StdoutPipe()
+		must(t, err)
+		must(t, wcmd.Start())
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() && sc.Text() != "READY" {
+		}
+		time.Sleep(300 * time.Millisecond) // conntrack -E subscribed too
+		start := time.Now()
+		const n = 100_000
+		got := sendFlows(t, p.udpSocket(t), 0, n, target)
+		time.Sleep(time.Second)
+		ctE.Process.Signal(syscall.SIGINT)
+		wcmd.Process.Signal(syscall.SIGTERM)
+		var rest strings.Builder
+		for sc.Scan() {
+			rest.WriteString(sc.Text() + "\n")
+		}
+		ctE.Wait()
+		wcmd.Wait()
+		uc := measure(t, ctE, start)
+		uw := measure(t, wcmd, start)
+		t.Logf("rate %.0f new flows/s (%d flows):", got, n)
+		t.Logf("  conntrack -E > /dev/null: cpu %v maxrss %d KiB; %s", uc.cpu, uc.maxRSS, strings.TrimSpace(ctErr.String()))
+		t.Logf("  watcher (process):        cpu %v maxrss %d KiB; %s", uw.cpu, uw.maxRSS, resultLine(rest.String()))
+		// Let the entries go before the next rate.
+		p.sysctl(t, "net.netfilter.nf_conntrack_udp_timeout=1")
+		time.Sleep(1500 * time.Millisecond)
+		ctCount(t, p.client)
+		runIn(t, p.client, "", "conntrack", "-L")
+		p.sysctl(t, "net.netfilter.nf_conntrack_udp_timeout=600")
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
