@@ -253,8 +253,7 @@ func sample(body, prefix string) float64 {
 
 // TestLiveDNSRcodes checks the agent's DNS responses by rcode against the
 // dns scenario's own counts. Each DNS message crosses two captured pod veths
-// on node-1 (pod-a's and the DNS pod's), so the per-packet counters see it
-// twice.
+// on node-1 (pod-a's and the DNS pod's); the flow table counts it once.
 func TestLiveDNSRcodes(t *testing.T) {
 	l := newLab(t)
 	a := startAgent(t, l, lab.Node1)
@@ -264,9 +263,9 @@ func TestLiveDNSRcodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]float64{"layerscope_l7_dns_queries_total ": float64(2 * r.Attempted)}
+	want := map[string]float64{"layerscope_l7_dns_queries_total ": float64(r.Attempted)}
 	for rcode, label := range map[string]string{"NOERROR": "noerror", "NXDOMAIN": "nxdomain", "SERVFAIL": "servfail"} {
-		want[`layerscope_l7_dns_responses_total{rcode="`+label+`"} `] = float64(2 * r.RCodes[rcode])
+		want[`layerscope_l7_dns_responses_total{rcode="`+label+`"} `] = float64(r.RCodes[rcode])
 	}
 	// Counters are published every publishInterval: poll until they
 	// settle or a deadline passes.
@@ -283,7 +282,7 @@ func TestLiveDNSRcodes(t *testing.T) {
 	}
 	for k, v := range want {
 		if got := sample(metrics, k); got != v {
-			t.Errorf("%s= %v, want %v (each message crosses 2 captured pod veths; the scenario's rcodes: %v)", k, got, v, r.RCodes)
+			t.Errorf("%s= %v, want %v (the scenario's rcodes: %v)", k, got, v, r.RCodes)
 		}
 	}
 }

@@ -69,13 +69,30 @@ func emitCounters(e *prom.Emitter, c *pipeline.Counters) {
 		e.Counter(metricdef.L6TLSHandshakes, float64(v), pipeline.TLSVersions[i])
 	}
 	e.Counter(metricdef.L6TLSClientHellos, float64(c.TLSClientHello))
-	e.Counter(metricdef.L7DNSQueries, float64(c.DNSQueries))
-	for i, v := range c.DNSResponses {
-		e.Counter(metricdef.L7DNSResponses, float64(v), pipeline.RcodeNames[i])
+}
+
+// DNS rcodes with a name of their own; the rest are "other".
+var rcodeNames = [6]string{"noerror", "formerr", "servfail", "nxdomain", "notimp", "refused"}
+
+// httpClasses are the label values of flowtable.CodeClass slots 0..5.
+var httpClasses = [6]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
+
+// emitL7 exports the DNS and HTTP messages the flow table counted, once
+// per message.
+func emitL7(e *prom.Emitter, s *flowtable.Stats) {
+	e.Counter(metricdef.L7DNSQueries, float64(s.Requests[flow.AppDNS]))
+	var other uint64
+	for code, v := range s.Responses[flow.AppDNS] {
+		if code < len(rcodeNames) {
+			e.Counter(metricdef.L7DNSResponses, float64(v), rcodeNames[code])
+		} else {
+			other += v
+		}
 	}
-	e.Counter(metricdef.L7HTTPRequests, float64(c.HTTPRequests))
-	for i, v := range c.HTTPResponses {
-		e.Counter(metricdef.L7HTTPResponses, float64(v), pipeline.HTTPClasses[i])
+	e.Counter(metricdef.L7DNSResponses, float64(other), "other")
+	e.Counter(metricdef.L7HTTPRequests, float64(s.Requests[flow.AppHTTP]))
+	for class, name := range httpClasses {
+		e.Counter(metricdef.L7HTTPResponses, float64(s.Responses[flow.AppHTTP][class]), name)
 	}
 }
 
@@ -94,6 +111,7 @@ func FlowTableSource(t *flowtable.Table) prom.Source {
 		for o, v := range s.Outcomes {
 			e.Counter(metricdef.L4Connections, float64(v), flow.Outcome(o).String())
 		}
+		emitL7(e, &s)
 		histogram(e, metricdef.L4Handshake, &s.HandshakeRTT)
 		histogram(e, metricdef.L7DNSLatency, &s.DNSLatency)
 		histogram(e, metricdef.L7HTTPLatency, &s.HTTPLatency)

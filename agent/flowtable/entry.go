@@ -316,6 +316,7 @@ func (sh *shard) app(e *entry, p *flow.Packet) {
 	dns := e.app == flow.AppDNS
 	if !p.Response {
 		e.req++
+		sh.requests[e.app].Add(1)
 		if dns {
 			for i := range e.npend {
 				if e.pend[i].id == p.DNSID {
@@ -333,6 +334,11 @@ func (sh *shard) app(e *entry, p *flow.Packet) {
 		return
 	}
 	e.resp++
+	code := p.HTTPStatus
+	if dns {
+		code = uint16(p.DNSRcode)
+	}
+	sh.responses[e.app][CodeClass(e.app, code)].Add(1)
 	i := uint8(0)
 	if dns {
 		for i < e.npend && e.pend[i].id != p.DNSID {

@@ -87,6 +87,12 @@ type Stats struct {
 	// Outcomes counts flows removed from the table (final records,
 	// reported or lost) by outcome.
 	Outcomes [flow.NumOutcomes]uint64
+	// Requests counts L7 request messages (DNS queries, HTTP requests) and
+	// Responses L7 response messages by code class (see CodeClass), each
+	// once: at the first interface its flow's L7 messages were seen on,
+	// however many hops carried it. Indexed by flow.App.
+	Requests  [NumApps]uint64
+	Responses [NumApps][NumCodeClasses]uint64
 	// HandshakeRTT observes SYN → ACK at the handshake interface (see
 	// flow.TCP.HandshakeRTT); DNSLatency and HTTPLatency observe the
 	// request → response time of matched exchanges.
@@ -101,6 +107,27 @@ type counters struct {
 	records, hopOverflows, retransmits                         atomic.Uint64
 	outcomes                                                   [flow.NumOutcomes]atomic.Uint64
 	handshake, dns, http                                       histogram
+	requests                                                   [NumApps]atomic.Uint64
+	responses                                                  [NumApps][NumCodeClasses]atomic.Uint64
+}
+
+// NumApps sizes the per-application arrays of Stats (indexed by flow.App).
+const NumApps = 3
+
+// NumCodeClasses is the number of response code classes: for DNS the rcode
+// 0..15 itself, for HTTP the status class 1xx..5xx in slots 1..5 and any
+// other status in slot 0.
+const NumCodeClasses = 16
+
+// CodeClass returns the response slot of a DNS rcode or an HTTP status.
+func CodeClass(app flow.App, code uint16) int {
+	if app == flow.AppHTTP {
+		if code >= 100 && code < 600 {
+			return int(code / 100)
+		}
+		return 0
+	}
+	return int(code & 15)
 }
 
 // histogram is a shard's part of one latency histogram.
@@ -143,6 +170,12 @@ func (c *counters) addTo(s *Stats) {
 	s.Retransmits += c.retransmits.Load()
 	for i := range c.outcomes {
 		s.Outcomes[i] += c.outcomes[i].Load()
+	}
+	for a := range c.requests {
+		s.Requests[a] += c.requests[a].Load()
+		for k := range c.responses[a] {
+			s.Responses[a][k] += c.responses[a][k].Load()
+		}
 	}
 	c.handshake.addTo(&s.HandshakeRTT)
 	c.dns.addTo(&s.DNSLatency)

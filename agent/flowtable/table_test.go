@@ -384,3 +384,34 @@ func TestAddrWords(t *testing.T) {
 		}
 	}
 }
+
+// TestL7MessagesCountedOnce checks that DNS and HTTP messages seen on two
+// hops are counted once each, by rcode and status class.
+func TestL7MessagesCountedOnce(t *testing.T) {
+	tab, _ := newTable(t, Config{})
+	dns := udpKey(40000, 53)
+	feed(t, tab, dns, []step{
+		{at: 0, app: flow.AppDNS, dnsID: 1},
+		{at: 5 * time.Microsecond, ifIndex: 2, app: flow.AppDNS, dnsID: 1},
+		{at: time.Millisecond, ifIndex: 2, srv: true, app: flow.AppDNS, resp: true, dnsID: 1, rcode: 3},
+		{at: time.Millisecond + 5*time.Microsecond, srv: true, app: flow.AppDNS, resp: true, dnsID: 1, rcode: 3},
+		{at: 2 * time.Millisecond, app: flow.AppDNS, dnsID: 2},
+		{at: 3 * time.Millisecond, srv: true, app: flow.AppDNS, resp: true, dnsID: 2, rcode: 2},
+	})
+	web := tcpKey(41000)
+	feed(t, tab, web, []step{
+		{at: 0, app: flow.AppHTTP},
+		{at: time.Millisecond, srv: true, app: flow.AppHTTP, resp: true, status: 503},
+		{at: 2 * time.Millisecond, app: flow.AppHTTP},
+		{at: 3 * time.Millisecond, srv: true, app: flow.AppHTTP, resp: true, status: 200},
+	})
+	s := tab.Stats()
+	if s.Requests[flow.AppDNS] != 2 || s.Responses[flow.AppDNS][3] != 1 || s.Responses[flow.AppDNS][2] != 1 {
+		t.Errorf("DNS queries %d, NXDOMAIN %d, SERVFAIL %d; want 2, 1, 1",
+			s.Requests[flow.AppDNS], s.Responses[flow.AppDNS][3], s.Responses[flow.AppDNS][2])
+	}
+	if s.Requests[flow.AppHTTP] != 2 || s.Responses[flow.AppHTTP][5] != 1 || s.Responses[flow.AppHTTP][2] != 1 {
+		t.Errorf("HTTP requests %d, 5xx %d, 2xx %d; want 2, 1, 1",
+			s.Requests[flow.AppHTTP], s.Responses[flow.AppHTTP][5], s.Responses[flow.AppHTTP][2])
+	}
+}

@@ -13,9 +13,7 @@ const (
 	NumDirs       = 3  // flow.DirUnknown, DirIn, DirOut
 	NumICMPCodes  = 16 // codes 0..14 kept, 15 = 15 or above
 	NumTCPFlags   = 9  // FIN SYN RST PSH ACK URG ECE CWR NS
-	NumRcodes     = 6  // NOERROR FORMERR SERVFAIL NXDOMAIN NOTIMP REFUSED; other → last slot+1
 	NumTLSVer     = 6  // ssl3, 1.0, 1.1, 1.2, 1.3, other
-	NumHTTPClass  = 6  // 1xx … 5xx, other
 	NumErrLayers  = 8  // decoders.OSILayer values
 	NumErrReasons = 16 // decoders.Reason values
 	NumTunnels    = 3  // none, vxlan, geneve
@@ -40,10 +38,6 @@ type Counters struct {
 	TunnelBytes    [NumTunnels]uint64             // their wire bytes
 	TLSClientHello uint64
 	TLSServerHello [NumTLSVer]uint64 // by negotiated version
-	DNSQueries     uint64
-	DNSResponses   [NumRcodes + 1]uint64 // by rcode; last slot: other
-	HTTPRequests   uint64
-	HTTPResponses  [NumHTTPClass]uint64 // by status class
 	DecodeErrors   [NumErrLayers][NumErrReasons]uint64
 }
 
@@ -71,10 +65,6 @@ func (c *Counters) Add(o *Counters) {
 	addSlice(c.TunnelBytes[:], o.TunnelBytes[:])
 	c.TLSClientHello += o.TLSClientHello
 	addSlice(c.TLSServerHello[:], o.TLSServerHello[:])
-	c.DNSQueries += o.DNSQueries
-	addSlice(c.DNSResponses[:], o.DNSResponses[:])
-	c.HTTPRequests += o.HTTPRequests
-	addSlice(c.HTTPResponses[:], o.HTTPResponses[:])
 	for l := range c.DecodeErrors {
 		addSlice(c.DecodeErrors[l][:], o.DecodeErrors[l][:])
 	}
@@ -98,9 +88,7 @@ var (
 	Families      = [2]string{"ipv4", "ipv6"}
 	FragPositions = [2]string{"first", "non_first"}
 	TCPFlagNames  = [NumTCPFlags]string{"fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr", "ns"}
-	RcodeNames    = [NumRcodes + 1]string{"noerror", "formerr", "servfail", "nxdomain", "notimp", "refused", "other"}
 	TLSVersions   = [NumTLSVer]string{"ssl3", "1.0", "1.1", "1.2", "1.3", "other"}
-	HTTPClasses   = [NumHTTPClass]string{"1xx", "2xx", "3xx", "4xx", "5xx", "other"}
 	TunnelKinds   = [NumTunnels]string{"none", "vxlan", "geneve"}
 )
 
@@ -131,11 +119,4 @@ func tlsVersionSlot(v uint16) int {
 		return 4
 	}
 	return 5
-}
-
-func httpClassSlot(status uint16) int {
-	if status >= 100 && status < 600 {
-		return int(status/100) - 1
-	}
-	return NumHTTPClass - 1
 }

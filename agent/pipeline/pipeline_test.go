@@ -81,8 +81,11 @@ func TestWorkerCountsAndFeedsTable(t *testing.T) {
 	if c.Frames != 3 || c.Packets[flow.RolePod][flow.DirIn] != 2 || c.Packets[flow.RolePod][flow.DirOut] != 1 {
 		t.Errorf("frames %d, pod in %d out %d; want 3, 2, 1", c.Frames, c.Packets[flow.RolePod][flow.DirIn], c.Packets[flow.RolePod][flow.DirOut])
 	}
-	if c.TCP != 2 || c.TCPFlags[1] != 1 || c.TCPFlags[4] != 1 || c.HTTPRequests != 1 {
-		t.Errorf("tcp %d syn %d ack %d http requests %d; want 2 1 1 1", c.TCP, c.TCPFlags[1], c.TCPFlags[4], c.HTTPRequests)
+	if c.TCP != 2 || c.TCPFlags[1] != 1 || c.TCPFlags[4] != 1 {
+		t.Errorf("tcp %d syn %d ack %d; want 2 1 1", c.TCP, c.TCPFlags[1], c.TCPFlags[4])
+	}
+	if n := table.Stats().Requests[flow.AppHTTP]; n != 1 {
+		t.Errorf("flow table counted %d HTTP requests, want 1", n)
 	}
 	if n := c.DecodeErrors[decoders.OSIL2][decoders.ReasonTruncated]; n != 1 {
 		t.Errorf("l2 truncated = %d, want 1", n)

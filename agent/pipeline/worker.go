@@ -165,7 +165,8 @@ func (w *Worker) Handle(frame []byte, m *Meta) {
 	}
 }
 
-// app counts the L6/L7 message of the frame and marks it in the Packet.
+// app counts the TLS hellos of the frame and marks its DNS or HTTP message
+// in the Packet.
 func (w *Worker) app(s *decoders.Summary, p *flow.Packet) {
 	c := &w.c
 	L := s.Layers
@@ -177,22 +178,18 @@ func (w *Worker) app(s *decoders.Summary, p *flow.Packet) {
 			c.TLSServerHello[tlsVersionSlot(s.TLS.Version)]++
 		}
 	}
+	// DNS and HTTP messages are counted by the flow table, once per
+	// message whatever the number of hops that carried it.
 	if L&decoders.LayerDNS != 0 {
 		p.App, p.DNSID, p.Response = flow.AppDNS, s.DNS.ID, s.DNS.Response
 		if s.DNS.Response {
 			p.DNSRcode = s.DNS.RCode
-			c.DNSResponses[min(int(s.DNS.RCode), NumRcodes)]++
-		} else {
-			c.DNSQueries++
 		}
 	}
 	if L&decoders.LayerHTTP != 0 {
 		p.App, p.Response = flow.AppHTTP, s.HTTP.Response
 		if s.HTTP.Response {
 			p.HTTPStatus = s.HTTP.Status
-			c.HTTPResponses[httpClassSlot(s.HTTP.Status)]++
-		} else {
-			c.HTTPRequests++
 		}
 	}
 }

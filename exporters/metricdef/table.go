@@ -82,15 +82,15 @@ var (
 
 	// L7
 	L7DNSQueries = Def{Name: "layerscope_l7_dns_queries_total", Subsystem: "l7", Type: Counter,
-		Help: "DNS queries"}
+		Help: "DNS queries, each counted once however many captured interfaces it crossed"}
 	L7DNSResponses = Def{Name: "layerscope_l7_dns_responses_total", Subsystem: "l7", Type: Counter,
-		Help: "DNS responses by response code", Labels: []string{"rcode"}}
+		Help: "DNS responses by response code, each counted once however many captured interfaces it crossed", Labels: []string{"rcode"}}
 	L7DNSLatency = Def{Name: "layerscope_l7_dns_latency_seconds", Subsystem: "l7", Type: Histogram, Unit: "seconds",
 		Help: "Time from a DNS query to its response, matched by ID within the flow", Buckets: latencyBuckets}
 	L7HTTPRequests = Def{Name: "layerscope_l7_http_requests_total", Subsystem: "l7", Type: Counter,
-		Help: "HTTP/1.x requests"}
+		Help: "HTTP/1.x requests, each counted once however many captured interfaces it crossed"}
 	L7HTTPResponses = Def{Name: "layerscope_l7_http_responses_total", Subsystem: "l7", Type: Counter,
-		Help: "HTTP/1.x responses by status class", Labels: []string{"status_class"}}
+		Help: "HTTP/1.x responses by status class, each counted once however many captured interfaces it crossed", Labels: []string{"status_class"}}
 	L7HTTPLatency = Def{Name: "layerscope_l7_http_latency_seconds", Subsystem: "l7", Type: Histogram, Unit: "seconds",
 		Help: "Time from an HTTP/1.x request to its response within the flow", Buckets: latencyBuckets}
 
