@@ -27,7 +27,6 @@ const benchEnv, helperEnv = "LAYERSCOPE_BENCH", "LAYERSCOPE_CONNTRACK_HELPER"
 type usage struct {
 	wall, cpu time.Duration
 	maxRSS    int64 // KiB
-	out       string
 }
 
 func measure(t *testing.T, cmd *exec.Cmd, start time.Time) usage {

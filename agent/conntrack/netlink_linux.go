@@ -2,9 +2,7 @@ package conntrack
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"os"
 	"syscall"
 	"unsafe"
 
@@ -209,9 +207,4 @@ func parseCPUStats(payload []byte, s *CPUStats) error {
 		}
 	}
 	return nil
-}
-
-func isClosed(err error) bool {
-	return errors.Is(err, unix.EBADF) || errors.Is(err, os.ErrClosed) ||
-		(err != nil && err.Error() == "use of closed file")
 }
