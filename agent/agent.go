@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/exporter-toolkit/web"
 
+	"github.com/layerscope/layerscope/agent/conntrack"
 	"github.com/layerscope/layerscope/exporters/metricdef"
 	"github.com/layerscope/layerscope/exporters/prom"
 	"github.com/layerscope/layerscope/internal/nsenter"
@@ -57,6 +58,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Capture says what the agent captures and how it decodes it.
 	Capture CaptureConfig
+	// Conntrack says how the agent watches the conntrack table.
+	Conntrack ConntrackConfig
 	// SkipPrivilegeCheck disables the capability check at start (the
 	// kernel still refuses what the process may not do).
 	SkipPrivilegeCheck bool
@@ -64,13 +67,14 @@ type Config struct {
 
 // Agent is one node agent. Create it with New, run it with Run.
 type Agent struct {
-	cfg      Config
-	log      *slog.Logger
-	ns       *nsenter.NS
-	reg      *prometheus.Registry
-	listener net.Listener
-	capture  *captureSet
-	ready    atomic.Bool
+	cfg       Config
+	log       *slog.Logger
+	ns        *nsenter.NS
+	reg       *prometheus.Registry
+	listener  net.Listener
+	capture   *captureSet
+	conntrack atomic.Pointer[conntrack.Watcher]
+	ready     atomic.Bool
 }
 
 // New validates cfg, checks privileges, opens the namespace and binds the
@@ -149,6 +153,7 @@ func (a *Agent) sources() []prom.Source {
 		a.capture.source(),
 		PipelineSource(a.capture.workers),
 		FlowTableSource(a.capture.table),
+		a.conntrackSource(),
 	}
 }
 
@@ -172,6 +177,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	a.log.Info("agent started", "netns", a.cfg.NetNS, "addr", a.listener.Addr().String())
 
+	ct, err := a.openConntrack(ctx)
+	if err != nil {
+		_ = srv.Close()
+		return err
+	}
+	if ct != nil {
+		a.conntrack.Store(ct)
+		defer ct.Close()
+	}
+
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	capErr := make(chan error, 1)
@@ -185,7 +200,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}()
 
-	var err error
 	select {
 	case <-ctx.Done():
 	case e := <-httpErr:

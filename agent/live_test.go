@@ -339,3 +339,90 @@ func TestLiveNewVethAttachedWithinASecond(t *testing.T) {
 		}
 	}
 }
+
+// conntrackCount runs `conntrack -C` inside a lab member.
+func conntrackCount(t *testing.T, l *lab.Lab, member string) float64 {
+	t.Helper()
+	out, err := lab.RunInNetNS(context.Background(), l.NetNS(member), nil, "conntrack", "-C")
+	if err != nil {
+		t.Fatalf("conntrack -C: %v: %s", err, out)
+	}
+	var n float64
+	if _, err := fmt.Sscan(string(out), &n); err != nil {
+		t.Fatalf("conntrack -C printed %q", out)
+	}
+	return n
+}
+
+// conntrackDrops sums the drop counters of `conntrack -S` in a lab member.
+func conntrackDrops(t *testing.T, l *lab.Lab, member string) float64 {
+	t.Helper()
+	out, err := lab.RunInNetNS(context.Background(), l.NetNS(member), nil, "conntrack", "-S")
+	if err != nil {
+		t.Fatalf("conntrack -S: %v: %s", err, out)
+	}
+	var sum float64
+	for _, f := range strings.Fields(string(out)) {
+		if v, ok := strings.CutPrefix(f, "drop="); ok {
+			var n float64
+			fmt.Sscan(v, &n)
+			sum += n
+		}
+	}
+	return sum
+}
+
+// TestLiveConntrackHealth checks the table health metrics against
+// conntrack-tools in node-1: entries after the service scenario, then the
+// drop counter after a connection flood with the global limit lowered (the
+// lab restores it).
+func TestLiveConntrackHealth(t *testing.T) {
+	l := newLab(t)
+	a := startAgent(t, l, lab.Node1)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := l.Traffic(ctx, lab.ScenarioService, lab.TrafficOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var metrics string
+	var entries, want float64
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		metrics = scrapeAgent(t, a)
+		entries, want = sample(metrics, "layerscope_conntrack_entries "), conntrackCount(t, l, lab.Node1)
+		if (entries == want && want > 0) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if entries != want || want == 0 {
+		t.Errorf("layerscope_conntrack_entries = %v, conntrack -C = %v", entries, want)
+	}
+	limit := sample(metrics, "layerscope_conntrack_entries_limit ")
+	if max, err := lab.ReadConntrackMax(); err != nil || limit != float64(max) {
+		t.Errorf("entries_limit = %v, nf_conntrack_max = %v (%v)", limit, max, err)
+	}
+	if fill := sample(metrics, "layerscope_conntrack_fill_ratio "); fill <= 0 || fill != entries/limit {
+		t.Errorf("fill ratio %v, want %v/%v", fill, entries, limit)
+	}
+	if v := sample(metrics, `layerscope_conntrack_flagged_entries{flag="nat"} `); v <= 0 {
+		t.Errorf("no NATed entries after service traffic: %v", v)
+	}
+
+	r, err := l.Traffic(ctx, lab.ScenarioConntrackFlood, lab.TrafficOptions{ConntrackMax: int(entries) + 100, Count: 400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Flood == nil || !r.Flood.Restored || r.Flood.Failed == 0 {
+		t.Fatalf("flood did not fill the table: %+v", r.Flood)
+	}
+	drops := conntrackDrops(t, l, lab.Node1)
+	var got float64
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		got = sample(scrapeAgent(t, a), "layerscope_conntrack_stat_drop_total ")
+		if got == drops || time.Now().After(deadline) {
+			break
+		}
+	}
+	if drops == 0 || got != drops {
+		t.Errorf("layerscope_conntrack_stat_drop_total = %v, conntrack -S drops = %v", got, drops)
+	}
+}

@@ -43,6 +43,9 @@ served in the caller's namespace.`,
 			if cfg.Capture.Decoders, err = parserConfig(vxlan, geneve, dnsPorts); err != nil {
 				return err
 			}
+			if cfg.Conntrack.TopN < 0 || cfg.Conntrack.ReadBuffer < 0 {
+				return fmt.Errorf("--conntrack-top-n and --conntrack-read-buffer must not be negative")
+			}
 			if flowMax < 0 || flowIdle < 0 {
 				return fmt.Errorf("--flow-table-max and --flow-idle-timeout must not be negative")
 			}
@@ -67,5 +70,9 @@ served in the caller's namespace.`,
 	f.IntVar(&flowMax, "flow-table-max", 65536, "most flows tracked at once (about 720 bytes each)")
 	f.DurationVar(&flowIdle, "flow-idle-timeout", 60*time.Second, "forget a flow after this long without packets")
 	addDecoderFlags(f, &vxlan, &geneve, &dnsPorts)
+	f.BoolVar(&cfg.Conntrack.Disabled, "no-conntrack", false, "do not watch the conntrack table")
+	f.IntVar(&cfg.Conntrack.TopN, "conntrack-top-n", 0, "export the N sources and destinations holding the most conntrack entries (addresses as labels; 0: off)")
+	f.BoolVar(&cfg.Conntrack.PerCPU, "conntrack-per-cpu", false, "add the cpu label to the conntrack statistics")
+	f.IntVar(&cfg.Conntrack.ReadBuffer, "conntrack-read-buffer", 0, "receive buffer of the conntrack event socket in bytes (0: 16 MiB)")
 	return cmd
 }

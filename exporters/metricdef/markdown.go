@@ -20,6 +20,12 @@ func Markdown() string {
 		if len(d.Labels) == 0 {
 			labels = ""
 		}
+		for _, o := range d.OptLabels {
+			if labels != "" {
+				labels += ", "
+			}
+			labels += "`" + o + "` (opt-in)"
+		}
 		b.WriteString("| `" + d.Name + "` | " + d.Type.String() + " | " + labels + " | " + d.Help + " |\n")
 	}
 	return b.String()

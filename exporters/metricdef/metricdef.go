@@ -40,6 +40,9 @@ type Def struct {
 	Type      Type     // counter, gauge, histogram or info
 	Unit      string   // "seconds", "bytes", "ratio" or "" (a count)
 	Labels    []string // label names, in order; values come from closed sets
+	// OptLabels are appended to Labels when the configuration asks for
+	// them (a per-CPU split, addresses): opt-in, never on by default.
+	OptLabels []string
 	Buckets   []float64
 }
 

@@ -51,7 +51,7 @@ func TestNamingConventions(t *testing.T) {
 			if d.Help == "" || strings.HasSuffix(d.Help, ".") {
 				t.Errorf("help %q must be a sentence without a trailing period", d.Help)
 			}
-			for _, l := range d.Labels {
+			for _, l := range append(append([]string(nil), d.Labels...), d.OptLabels...) {
 				if !labelRE.MatchString(l) || l == "le" || l == "quantile" {
 					t.Errorf("bad label %q", l)
 				}

@@ -107,7 +107,53 @@ var (
 		Help: "New flows not tracked because the table was full of active flows"}
 	FlowExpired = Def{Name: "layerscope_flowtable_expired_total", Subsystem: "flowtable", Type: Counter,
 		Help: "Flows removed after their idle timeout"}
+
+	// conntrack: the kernel's connection tracking table, read over netlink.
+	CTEntries = Def{Name: "layerscope_conntrack_entries", Subsystem: "conntrack", Type: Gauge,
+		Help: "Entries in the conntrack table of the namespace (the kernel's count)"}
+	CTLimit = Def{Name: "layerscope_conntrack_entries_limit", Subsystem: "conntrack", Type: Gauge,
+		Help: "The conntrack table's limit, nf_conntrack_max"}
+	CTFill = Def{Name: "layerscope_conntrack_fill_ratio", Subsystem: "conntrack", Type: Gauge, Unit: "ratio",
+		Help: "Entries divided by the limit; new connections are dropped at 1"}
+	CTGrowth = Def{Name: "layerscope_conntrack_entries_growth_rate", Subsystem: "conntrack", Type: Gauge,
+		Help: "Net change of entries per second, a moving average over the stats samples"}
+	CTETA = Def{Name: "layerscope_conntrack_exhaustion_eta_seconds", Subsystem: "conntrack", Type: Gauge, Unit: "seconds",
+		Help: "Time until the table is full at the current growth rate: 0 when full, +Inf when not growing"}
+	CTInsertFailed  = ctStat("insert_failed", "Entries that could not be inserted (clash with an existing entry)")
+	CTDrop          = ctStat("drop", "Packets dropped because the table was full (table full, dropping packet)")
+	CTEarlyDrop     = ctStat("early_drop", "Unassured entries evicted to make room when the table was full")
+	CTSearchRestart = ctStat("search_restart", "Table lookups restarted because of a concurrent resize")
+	CTInvalid       = ctStat("invalid", "Packets conntrack could not track (invalid state)")
+	CTClashResolve  = ctStat("clash_resolve", "Insert clashes that were resolved")
+	CTChainTooLong  = ctStat("chaintoolong", "Inserts refused because a hash chain was too long")
+	CTByProtocol    = Def{Name: "layerscope_conntrack_protocol_entries", Subsystem: "conntrack", Type: Gauge,
+		Help: "Entries held, by IP protocol", Labels: []string{"protocol"}}
+	CTByTCPState = Def{Name: "layerscope_conntrack_tcp_entries", Subsystem: "conntrack", Type: Gauge,
+		Help: "TCP entries held, by state", Labels: []string{"state"}}
+	CTByFlag = Def{Name: "layerscope_conntrack_flagged_entries", Subsystem: "conntrack", Type: Gauge,
+		Help: "Entries held that are assured, unreplied or NATed", Labels: []string{"flag"}}
+	CTTopSource = Def{Name: "layerscope_conntrack_top_source_entries", Subsystem: "conntrack", Type: Gauge,
+		Help: "Entries held by the sources holding the most (opt-in: --conntrack-top-n)", Labels: []string{"source"}}
+	CTTopService = Def{Name: "layerscope_conntrack_top_service_entries", Subsystem: "conntrack", Type: Gauge,
+		Help: "Entries held by the destinations holding the most (opt-in: --conntrack-top-n)", Labels: []string{"service", "protocol"}}
+	CTEvents = Def{Name: "layerscope_conntrack_events_total", Subsystem: "conntrack", Type: Counter,
+		Help: "Conntrack events applied to the agent's copy of the table, by type", Labels: []string{"type"}}
+	CTEventsLost = Def{Name: "layerscope_conntrack_events_lost_total", Subsystem: "conntrack", Type: Counter,
+		Help: "Conntrack events the kernel dropped because the agent's socket buffer was full (ENOBUFS)"}
+	CTResyncs = Def{Name: "layerscope_conntrack_resyncs_total", Subsystem: "conntrack", Type: Counter,
+		Help: "Full dumps of the table (at start and after lost events)"}
+	CTErrors = Def{Name: "layerscope_conntrack_errors_total", Subsystem: "conntrack", Type: Counter,
+		Help: "Failed conntrack operations of the agent, by operation", Labels: []string{"op"}}
+	CTDumpDuration = Def{Name: "layerscope_conntrack_last_dump_duration_seconds", Subsystem: "conntrack", Type: Gauge, Unit: "seconds",
+		Help: "Duration of the last full dump of the table"}
 )
+
+// ctStat defines a per-CPU conntrack statistic exported as a counter,
+// summed over CPUs unless the cpu label is enabled.
+func ctStat(name, help string) Def {
+	return Def{Name: "layerscope_conntrack_stat_" + name + "_total", Subsystem: "conntrack", Type: Counter,
+		Help: help, OptLabels: []string{"cpu"}}
+}
 
 // All returns every metric definition in a stable order.
 func All() []Def {
@@ -121,5 +167,9 @@ func All() []Def {
 		L6TLSHandshakes, L6TLSClientHellos,
 		L7DNSQueries, L7DNSResponses, L7DNSLatency, L7HTTPRequests, L7HTTPResponses, L7HTTPLatency,
 		FlowEntries, FlowCapacity, FlowInserts, FlowEvictions, FlowRefused, FlowExpired,
+		CTEntries, CTLimit, CTFill, CTGrowth, CTETA,
+		CTInsertFailed, CTDrop, CTEarlyDrop, CTSearchRestart, CTInvalid, CTClashResolve, CTChainTooLong,
+		CTByProtocol, CTByTCPState, CTByFlag, CTTopSource, CTTopService,
+		CTEvents, CTEventsLost, CTResyncs, CTErrors, CTDumpDuration,
 	}
 }

@@ -33,19 +33,31 @@ func (s SourceFunc) Name() string { return s.SourceName }
 // Collect calls the function.
 func (s SourceFunc) Collect(e *Emitter) error { return s.Fn(e) }
 
+type descKey struct {
+	name string
+	opt  bool // with the opt-in labels
+}
+
 var (
 	descOnce sync.Once
-	descs    map[string]*prometheus.Desc
+	descs    map[descKey]*prometheus.Desc
 )
 
-func desc(d metricdef.Def) *prometheus.Desc {
+// desc returns the descriptor of d for labels label values: the defined
+// labels, or those followed by the opt-in labels.
+func desc(d metricdef.Def, labels int) *prometheus.Desc {
 	descOnce.Do(func() {
-		descs = make(map[string]*prometheus.Desc)
+		descs = make(map[descKey]*prometheus.Desc)
 		for _, m := range metricdef.All() {
-			descs[m.Name] = prometheus.NewDesc(m.Name, m.Help, m.Labels, nil)
+			descs[descKey{m.Name, false}] = prometheus.NewDesc(m.Name, m.Help, m.Labels, nil)
+			if len(m.OptLabels) > 0 {
+				all := append(append([]string(nil), m.Labels...), m.OptLabels...)
+				descs[descKey{m.Name, true}] = prometheus.NewDesc(m.Name, m.Help, all, nil)
+			}
 		}
 	})
-	if dd, ok := descs[d.Name]; ok {
+	opt := labels > len(d.Labels) && len(d.OptLabels) > 0
+	if dd, ok := descs[descKey{d.Name, opt}]; ok {
 		return dd
 	}
 	return prometheus.NewInvalidDesc(fmt.Errorf("metric %s is not in metricdef.All", d.Name))
@@ -59,7 +71,7 @@ type Emitter struct {
 }
 
 func (e *Emitter) emit(d metricdef.Def, vt prometheus.ValueType, v float64, lv []string) {
-	m, err := prometheus.NewConstMetric(desc(d), vt, v, lv...)
+	m, err := prometheus.NewConstMetric(desc(d, len(lv)), vt, v, lv...)
 	if err != nil {
 		e.err = errors.Join(e.err, fmt.Errorf("%s: %w", d.Name, err))
 		return
@@ -92,7 +104,7 @@ func (e *Emitter) Histogram(d metricdef.Def, bounds []float64, counts []uint64, 
 		cum[b] = total
 	}
 	total += counts[len(bounds)]
-	m, err := prometheus.NewConstHistogram(desc(d), total, sum, cum, labelValues...)
+	m, err := prometheus.NewConstHistogram(desc(d, len(labelValues)), total, sum, cum, labelValues...)
 	if err != nil {
 		e.err = errors.Join(e.err, fmt.Errorf("%s: %w", d.Name, err))
 		return
@@ -124,12 +136,10 @@ func NewCollector(logger *slog.Logger, sources ...Source) (*Collector, error) {
 	return &Collector{sources: sources, logger: logger.With("component", "prom")}, nil
 }
 
-// Describe sends the descriptors of every defined metric.
-func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range metricdef.All() {
-		ch <- desc(d)
-	}
-}
+// Describe sends no descriptor: the collector is unchecked, because
+// opt-in labels change a metric's label set with the configuration. The
+// metric table (metricdef) and its tests keep names and labels consistent.
+func (c *Collector) Describe(chan<- *prometheus.Desc) {}
 
 // Collect reads every source concurrently.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
