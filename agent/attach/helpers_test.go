@@ -10,13 +10,7 @@ import (
 // testNS is a network namespace made for one test (see internal/testns).
 type testNS = testns.NS
 
-func requireRoot(t testing.TB) { testns.RequireRoot(t) }
-
 func newNS(t testing.TB) *testNS { return testns.Make(t, "lsatt") }
-
-func vethPair(t testing.TB, a *testNS, aName, aCIDR string, b *testNS, bName, bCIDR string) int {
-	return testns.VethPair(t, a, aName, aCIDR, b, bName, bCIDR)
-}
 
 func sendUDP(t testing.TB, n *testNS, dst string, count, size int) {
 	testns.SendUDP(t, n, dst, count, size)
