@@ -161,3 +161,50 @@ func TestTableResync(t *testing.T) {
 	require.Len(t, s.TopSources, 2)
 	require.Equal(t, 3, s.TopServices[0].Entries)
 }
+
+// Destroyed NAT entries stay translatable for a while: a refused
+// connection's entry dies with its RST, before its flow ends.
+func TestGraveyard(t *testing.T) {
+	client := netip.AddrFrom4([4]byte{10, 244, 0, 8})
+	vip := netip.AddrFrom4([4]byte{10, 96, 0, 42})
+	pod := netip.AddrFrom4([4]byte{10, 244, 1, 8})
+	orig := func(port uint16) tuple { return tupleOf(client, vip, port, 8080, 6) }
+	reply := func(port uint16) tuple { return tupleOf(pod, client, 8080, port, 6) }
+	tab := newTable()
+	apply := func(kind msgKind, port uint16) {
+		m := ctMsg{kind: kind, orig: orig(port), reply: reply(port), id: uint32(port), hasOrig: true, hasReply: true}
+		tab.apply(&m)
+	}
+	apply(kindNew, 1000)
+	apply(kindDestroy, 1000)
+	require.Equal(t, 0, tab.len())
+	for _, tc := range []struct {
+		tp   tuple
+		want Match
+	}{
+		{orig(1000), MatchOriginal},                 // client → VIP, before DNAT
+		{reply(1000).reverse(), MatchReplyReversed}, // client → pod, after DNAT
+		{reply(1000), MatchReply},                   // pod → client
+	} {
+		n, ok := tab.lookup(tc.tp, 0)
+		require.True(t, ok)
+		require.Equal(t, tc.want, n.Match)
+		require.True(t, n.DNAT())
+		require.Equal(t, uint32(1000), n.ID)
+	}
+	// Plain (un-NATed) entries are not kept, and the oldest go first.
+	plain := ctMsg{kind: kindNew, orig: tupleOf(client, pod, 7, 8080, 6), reply: tupleOf(pod, client, 8080, 7, 6), hasOrig: true}
+	tab.apply(&plain)
+	plain.kind = kindDestroy
+	tab.apply(&plain)
+	_, ok := tab.lookup(plain.orig, 0)
+	require.False(t, ok)
+	for p := uint16(2000); p < 2000+graveyardSize; p++ {
+		apply(kindNew, p)
+		apply(kindDestroy, p)
+	}
+	_, ok = tab.lookup(orig(1000), 0)
+	require.False(t, ok, "the oldest destroyed entry is forgotten once the graveyard is full")
+	_, ok = tab.lookup(orig(2000+graveyardSize-1), 0)
+	require.True(t, ok)
+}

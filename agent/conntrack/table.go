@@ -67,10 +67,11 @@ type table struct {
 	resyncing bool
 	tomb      map[key]struct{}
 	c         counts
+	gone      graveyard
 }
 
 func newTable() *table {
-	return &table{m: make(map[key]entry), nat: make(map[key]key)}
+	return &table{m: make(map[key]entry), nat: make(map[key]key), gone: newGraveyard(graveyardSize)}
 }
 
 // put stores e under k, keeping the counters and the NAT index.
@@ -106,6 +107,9 @@ func (t *table) apply(m *ctMsg) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if m.kind == kindDestroy {
+		if old, ok := t.m[k]; ok && old.reply != k.t.reverse() {
+			t.gone.add(k, old)
+		}
 		t.del(k)
 		if t.resyncing {
 			t.tomb[k] = struct{}{}
@@ -198,7 +202,7 @@ func (t *table) lookup(tp tuple, zone uint16) (NAT, bool) {
 		e := t.m[ok]
 		return natOf(ok, &e, MatchReplyReversed), true
 	}
-	return NAT{}, false
+	return t.gone.lookup(tp, zone)
 }
 
 func natOf(k key, e *entry, m Match) NAT {
