@@ -31,6 +31,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/layerscope/layerscope/agent/conntrack"
+	"github.com/layerscope/layerscope/agent/correlate"
 	"github.com/layerscope/layerscope/exporters/metricdef"
 	"github.com/layerscope/layerscope/exporters/prom"
 	"github.com/layerscope/layerscope/internal/nsenter"
@@ -74,6 +75,7 @@ type Agent struct {
 	listener  net.Listener
 	capture   *captureSet
 	conntrack atomic.Pointer[conntrack.Watcher]
+	services  *correlate.Services
 	ready     atomic.Bool
 }
 
@@ -92,7 +94,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent")}
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent"), services: correlate.NewServices(correlate.ServicesConfig{})}
 	if _, _, err := net.SplitHostPort(cfg.MetricsAddr); err != nil {
 		return nil, fmt.Errorf("--metrics-addr %q: %w", cfg.MetricsAddr, err)
 	}
@@ -154,6 +156,7 @@ func (a *Agent) sources() []prom.Source {
 		PipelineSource(a.capture.workers),
 		FlowTableSource(a.capture.table),
 		a.conntrackSource(),
+		a.servicesSource(),
 	}
 }
 

@@ -69,6 +69,7 @@ func newCaptureSet(a *Agent) (*captureSet, error) {
 		ftc = *c.cfg.FlowTable
 	}
 	ftc.Logger = a.cfg.Logger
+	ftc.OnRecords = a.onRecords
 	var err error
 	if c.table, err = flowtable.New(&ftc); err != nil {
 		return nil, fmt.Errorf("flow table: %w", err)

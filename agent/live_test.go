@@ -426,3 +426,106 @@ func TestLiveConntrackHealth(t *testing.T) {
 		t.Errorf("layerscope_conntrack_stat_drop_total = %v, conntrack -S drops = %v", got, drops)
 	}
 }
+
+// serviceCounts returns the agent's layerscope_service_connections_total
+// samples by "service backend outcome".
+func serviceCounts(metrics string) map[string]float64 {
+	out := map[string]float64{}
+	for _, line := range strings.Split(metrics, "\n") {
+		rest, ok := strings.CutPrefix(line, "layerscope_service_connections_total{")
+		if !ok {
+			continue
+		}
+		labels, value, _ := strings.Cut(rest, "} ")
+		l := map[string]string{}
+		for _, kv := range strings.Split(labels, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			l[k] = strings.Trim(v, `"`)
+		}
+		var n float64
+		fmt.Sscan(value, &n)
+		out[l["service"]+" "+l["backend"]+" "+l["outcome"]] += n
+	}
+	return out
+}
+
+// TestLiveServiceCorrelation checks the per-backend connection counts of
+// node-1's agent against the service scenario's ground truth (the backend
+// that answered each request whose DNAT happened on node-1: ClusterIP calls
+// from pod-a and pod-b, NodePort calls from node-2), then the dead-backend
+// scenario: only pod-c fails, and it is named dead.
+func TestLiveServiceCorrelation(t *testing.T) {
+	l := newLab(t)
+	a := startAgent(t, l, lab.Node1)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	expect := map[string]float64{}
+	add := func(r *lab.Report) {
+		for _, q := range r.Requests {
+			if q.NATNode != lab.Node1 {
+				continue
+			}
+			pod, ok := l.Pod(q.DNATBackend)
+			if !ok {
+				t.Fatalf("request %+v: no DNAT backend recorded", q)
+			}
+			outcome := "closed"
+			if q.Refused {
+				outcome = "refused"
+			} else if !q.OK() {
+				t.Fatalf("request failed other than refused: %+v", q)
+			}
+			if q.OK() && q.Backend != q.DNATBackend {
+				t.Fatalf("answered by %s, DNATed to %s", q.Backend, q.DNATBackend)
+			}
+			expect[q.Target.String()+" "+netip.AddrPortFrom(pod.IP, lab.ServicePort).String()+" "+outcome]++
+		}
+	}
+	check := func(stage string) {
+		t.Helper()
+		// Flows end (and are joined) after the flow table's closed timeout.
+		var got map[string]float64
+		for deadline := time.Now().Add(20 * time.Second); ; {
+			got = serviceCounts(scrapeAgent(t, a))
+			if fmt.Sprint(got) == fmt.Sprint(expect) || time.Now().After(deadline) {
+				break
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(expect) {
+			t.Errorf("%s: connections by service, backend, outcome:\n got %v\nwant %v", stage, got, expect)
+		}
+	}
+
+	r, err := l.Traffic(ctx, lab.ScenarioService, lab.TrafficOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	add(r)
+	if len(expect) < 4 {
+		t.Fatalf("the scenario DNATed too little on node-1 to test: %v", expect)
+	}
+	check("service")
+
+	// 30 calls per client: pod-c gets at least the 3 failures in a row
+	// that make it dead, with overwhelming probability.
+	r, err = l.Traffic(ctx, lab.ScenarioDeadBackend, lab.TrafficOptions{Count: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	add(r)
+	check("dead-backend")
+	metrics := scrapeAgent(t, a)
+	podC, _ := l.Pod(lab.PodC)
+	for _, p := range l.Backends() {
+		be := netip.AddrPortFrom(p.IP, lab.ServicePort).String()
+		want := 0.0
+		if p.IP == podC.IP {
+			want = 1
+		}
+		key := `layerscope_service_dead_backend{backend="` + be + `",protocol="tcp",service="10.96.0.42:8080"} `
+		if got := sample(metrics, key); got != want {
+			t.Errorf("%s= %v, want %v", key, got, want)
+		}
+	}
+}

@@ -146,6 +146,19 @@ var (
 		Help: "Failed conntrack operations of the agent, by operation", Labels: []string{"op"}}
 	CTDumpDuration = Def{Name: "layerscope_conntrack_last_dump_duration_seconds", Subsystem: "conntrack", Type: Gauge, Unit: "seconds",
 		Help: "Duration of the last full dump of the table"}
+
+	// service: connections joined across DNAT (conntrack + flow table).
+	SvcConnections = Def{Name: "layerscope_service_connections_total", Subsystem: "service", Type: Counter,
+		Help:   "Connections to a service (ClusterIP:port or NodeIP:NodePort) DNATed on this node, by backend and outcome, each counted once",
+		Labels: []string{"service", "backend", "protocol", "outcome"}}
+	SvcFailureRatio = Def{Name: "layerscope_service_backend_failure_ratio", Subsystem: "service", Type: Gauge, Unit: "ratio",
+		Help:   "Share of a backend's connections that failed (refused, timed out, reset) over the last five minutes",
+		Labels: []string{"service", "backend", "protocol"}}
+	SvcDeadBackend = Def{Name: "layerscope_service_dead_backend", Subsystem: "service", Type: Gauge,
+		Help:   "1 when the backend's last 3 or more connections all failed (refused, timed out or reset), else 0",
+		Labels: []string{"service", "backend", "protocol"}}
+	SvcOverflow = Def{Name: "layerscope_service_untracked_connections_total", Subsystem: "service", Type: Counter,
+		Help: "DNATed connections not tallied because the service/backend series bound was reached"}
 )
 
 // ctStat defines a per-CPU conntrack statistic exported as a counter,
@@ -171,5 +184,6 @@ func All() []Def {
 		CTInsertFailed, CTDrop, CTEarlyDrop, CTSearchRestart, CTInvalid, CTClashResolve, CTChainTooLong,
 		CTByProtocol, CTByTCPState, CTByFlag, CTTopSource, CTTopService,
 		CTEvents, CTEventsLost, CTResyncs, CTErrors, CTDumpDuration,
+		SvcConnections, SvcFailureRatio, SvcDeadBackend, SvcOverflow,
 	}
 }

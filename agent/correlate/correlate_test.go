@@ -1,0 +1,125 @@
+package correlate
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/layerscope/layerscope/agent/flow"
+)
+
+var (
+	client  = netip.MustParseAddr("10.244.0.8")
+	vip     = netip.MustParseAddr("10.96.0.42")
+	podA    = netip.MustParseAddr("10.244.0.5")
+	podC    = netip.MustParseAddr("10.244.1.8")
+	node1   = netip.MustParseAddr("10.0.0.10")
+	node2   = netip.MustParseAddr("10.0.0.11")
+	vxlanIP = netip.MustParseAddr("10.244.0.0")
+)
+
+func tcp(src netip.Addr, sport uint16, dst netip.Addr, dport uint16) flow.Key {
+	return flow.Key{Src: src, Dst: dst, SrcPort: sport, DstPort: dport, Proto: flow.ProtoTCP}
+}
+
+func TestJoinViews(t *testing.T) {
+	clusterIP := Translation{ID: 7, Original: tcp(client, 40000, vip, 8080), Reply: tcp(podC, 8080, client, 40000)}
+	// NodePort from node-2 to node-1, DNATed to pod-c and masqueraded to
+	// node-1's VXLAN address.
+	nodePort := Translation{ID: 8, Original: tcp(node2, 50000, node1, 30080), Reply: tcp(podC, 8080, vxlanIP, 61000)}
+	plain := Translation{ID: 9, Original: tcp(client, 1, podA, 80), Reply: tcp(podA, 80, client, 1)}
+	for _, tt := range []struct {
+		name    string
+		tr      Translation
+		key     flow.Key
+		view    View
+		ok      bool
+		service string
+		backend string
+	}{
+		{"clusterip before dnat", clusterIP, clusterIP.Original, ViewPre, true, "10.96.0.42:8080", "10.244.1.8:8080"},
+		{"clusterip after dnat", clusterIP, tcp(client, 40000, podC, 8080), ViewPost, true, "10.96.0.42:8080", "10.244.1.8:8080"},
+		{"clusterip reversed", clusterIP, tcp(podC, 8080, client, 40000), ViewPost, true, "10.96.0.42:8080", "10.244.1.8:8080"},
+		{"nodeport before dnat", nodePort, nodePort.Original, ViewPre, true, "10.0.0.10:30080", "10.244.1.8:8080"},
+		{"nodeport after dnat and snat", nodePort, tcp(vxlanIP, 61000, podC, 8080), ViewPost, true, "10.0.0.10:30080", "10.244.1.8:8080"},
+		{"other flow", clusterIP, tcp(client, 40001, vip, 8080), ViewNone, false, "", ""},
+		{"not translated", plain, plain.Original, ViewPre, false, "", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if v := tt.tr.ViewOf(tt.key); v != tt.view {
+				t.Errorf("ViewOf = %v, want %v", v, tt.view)
+			}
+			rec := flow.Record{Key: tt.key, Outcome: flow.OutcomeClosed, NumHops: 1}
+			c, ok := Join(&rec, &tt.tr)
+			if ok != tt.ok {
+				t.Fatalf("Join ok = %v, want %v", ok, tt.ok)
+			}
+			if !ok {
+				return
+			}
+			if c.Service.String() != tt.service || c.Backend.String() != tt.backend || c.ID != tt.tr.ID || c.View != tt.view {
+				t.Errorf("Join = %+v", c)
+			}
+		})
+	}
+	if !nodePort.SNAT() || clusterIP.SNAT() {
+		t.Errorf("SNAT: nodeport %v, clusterip %v", nodePort.SNAT(), clusterIP.SNAT())
+	}
+}
+
+func conn(id uint32, backend netip.Addr, o flow.Outcome) *Conn {
+	return &Conn{ID: id, Service: netip.AddrPortFrom(vip, 8080), Backend: netip.AddrPortFrom(backend, 8080), Proto: flow.ProtoTCP, Outcome: o}
+}
+
+func TestServicesCountOncePerConnectionAndFindDeadBackend(t *testing.T) {
+	s := NewServices(ServicesConfig{})
+	now := time.Now().UnixNano()
+	for i := uint32(0); i < 6; i++ {
+		s.Add(conn(i, podA, flow.OutcomeClosed), now)
+		if s.Add(conn(i, podA, flow.OutcomeClosed), now) {
+			t.Fatal("a connection's second view was counted")
+		}
+		s.Add(conn(100+i, podC, flow.OutcomeRefused), now)
+	}
+	got, overflow := s.Snapshot(now)
+	if len(got) != 2 || overflow != 0 {
+		t.Fatalf("snapshot %+v, overflow %d", got, overflow)
+	}
+	a, c := got[0], got[1]
+	if a.Backend.Addr() != podA || a.Outcomes[flow.OutcomeClosed] != 6 || a.Dead || a.FailureRatio() != 0 {
+		t.Errorf("pod-a: %+v", a)
+	}
+	if c.Backend.Addr() != podC || c.Outcomes[flow.OutcomeRefused] != 6 || !c.Dead || c.FailureRatio() != 1 {
+		t.Errorf("pod-c: %+v", c)
+	}
+	// Once the failures leave the window, its ratio falls to 0 but its
+	// counts since start stay; one completed connection revives it.
+	later := now + int64(6*time.Minute)
+	got, _ = s.Snapshot(later)
+	if got[1].Attempts != 0 || got[1].FailureRatio() != 0 || got[1].Outcomes[flow.OutcomeRefused] != 6 {
+		t.Errorf("pod-c after the window: %+v", got[1])
+	}
+	s.Add(conn(200, podC, flow.OutcomeClosed), later)
+	if got, _ = s.Snapshot(later); got[1].Dead {
+		t.Errorf("pod-c still dead after a completed connection: %+v", got[1])
+	}
+	// Two failures in a row are not enough.
+	s.Add(conn(201, podC, flow.OutcomeTimeout), later)
+	s.Add(conn(202, podC, flow.OutcomeRefused), later)
+	if got, _ = s.Snapshot(later); got[1].Dead {
+		t.Errorf("pod-c dead after two failures: %+v", got[1])
+	}
+}
+
+func TestServicesBounded(t *testing.T) {
+	s := NewServices(ServicesConfig{MaxSeries: 2})
+	now := time.Now().UnixNano()
+	for i := 0; i < 5; i++ {
+		b := netip.AddrFrom4([4]byte{10, 244, 9, byte(i)})
+		s.Add(conn(uint32(i), b, flow.OutcomeClosed), now)
+	}
+	got, overflow := s.Snapshot(now)
+	if len(got) != 2 || overflow != 3 {
+		t.Errorf("%d series, overflow %d; want 2, 3", len(got), overflow)
+	}
+}
