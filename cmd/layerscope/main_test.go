@@ -91,6 +91,9 @@ func TestAgentCommandLifecycle(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// pod-a, pod-b and the DNS pod, vxlan0 and eth0, once ready.
+	wants := []string{`layerscope_agent_capture_attached{role="pod"} 3`, `layerscope_agent_capture_attached{role="overlay"} 1`,
+		`layerscope_agent_capture_attached{role="uplink"} 1`, "layerscope_agent_ready 1"}
 	var body []byte
 	for {
 		resp, err := http.Get("http://" + addr + "/metrics")
@@ -99,17 +102,19 @@ func TestAgentCommandLifecycle(t *testing.T) {
 		}
 		body, _ = io.ReadAll(resp.Body)
 		resp.Body.Close()
-		// pod-a, pod-b and the DNS pod, vxlan0 and eth0
-		if strings.Contains(string(body), `layerscope_agent_capture_attached{role="pod"} 3`) || time.Now().After(deadline) {
+		missing := 0
+		for _, w := range wants {
+			if !strings.Contains(string(body), w) {
+				missing++
+			}
+		}
+		if missing == 0 {
 			break
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	for _, want := range []string{`layerscope_agent_capture_attached{role="pod"} 3`, `layerscope_agent_capture_attached{role="overlay"} 1`,
-		`layerscope_agent_capture_attached{role="uplink"} 1`, "layerscope_agent_ready 1"} {
-		if !strings.Contains(string(body), want) {
-			t.Errorf("/metrics lacks %q", want)
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics lacks some of %q:\n%s", wants, body)
 		}
+		time.Sleep(50 * time.Millisecond)
 	}
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
