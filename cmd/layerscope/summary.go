@@ -6,6 +6,7 @@ import (
 	"math"
 	"sort"
 	"strings"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -49,6 +50,15 @@ func labelsMatch(m *dto.Metric, match []string) bool {
 		}
 	}
 	return true
+}
+
+func label(m *dto.Metric, name string) string {
+	for _, lp := range m.GetLabel() {
+		if lp.GetName() == name {
+			return lp.GetValue()
+		}
+	}
+	return ""
 }
 
 func value(m *dto.Metric) float64 {
@@ -210,8 +220,10 @@ func secs(s float64) string {
 		return fmt.Sprintf("%.0fµs", s*1e6)
 	case s < 1:
 		return fmt.Sprintf("%.1fms", s*1e3)
+	case s < 60:
+		return fmt.Sprintf("%.2fs", s)
 	}
-	return fmt.Sprintf("%.2fs", s)
+	return time.Duration(s * float64(time.Second)).Round(time.Second).String()
 }
 
 // renderSummary writes the per-layer summary of one agent's metrics.
@@ -251,6 +263,35 @@ func renderSummary(w io.Writer, f families) {
 		f.n("layerscope_l7_http_requests_total"),
 		joinKV(f.by("layerscope_l7_http_responses_total", "status_class")),
 		dur(f, "layerscope_l7_http_latency_seconds"))
+	if _, ok := f["layerscope_conntrack_entries"]; ok {
+		eta := "never (not growing)"
+		if v := f.sum("layerscope_conntrack_exhaustion_eta_seconds"); !math.IsInf(v, 1) {
+			eta = secs(v)
+		}
+		p("ct", "entries %s/%s (fill %.1f%%)   full in %s   drops %s   insert_failed %s   early_drop %s   events lost %s",
+			f.n("layerscope_conntrack_entries"), f.n("layerscope_conntrack_entries_limit"),
+			100*f.sum("layerscope_conntrack_fill_ratio"), eta,
+			f.n("layerscope_conntrack_stat_drop_total"), f.n("layerscope_conntrack_stat_insert_failed_total"),
+			f.n("layerscope_conntrack_stat_early_drop_total"), f.n("layerscope_conntrack_events_lost_total"))
+	}
+	if mf := f["layerscope_service_connections_total"]; mf != nil {
+		for _, svc := range f.by("layerscope_service_connections_total", "service") {
+			var parts []string
+			for _, m := range mf.GetMetric() {
+				if !labelsMatch(m, []string{"service", svc.k}) {
+					continue
+				}
+				parts = append(parts, fmt.Sprintf("%s %s %s", label(m, "backend"), label(m, "outcome"), num(value(m))))
+			}
+			sort.Strings(parts)
+			p("svc", "%s → %s", svc.k, strings.Join(parts, ", "))
+		}
+		for _, m := range f["layerscope_service_dead_backend"].GetMetric() {
+			if value(m) == 1 {
+				p("svc", "DEAD BACKEND %s of %s: its last connections all failed", label(m, "backend"), label(m, "service"))
+			}
+		}
+	}
 	p("agent", "flows %s/%s (evicted %s)   ring drops %s   decode errors: %s",
 		f.n("layerscope_flowtable_entries"), f.n("layerscope_flowtable_entries_limit"),
 		f.n("layerscope_flowtable_evictions_total"), f.n("layerscope_capture_drops_total"),
