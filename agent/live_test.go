@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -407,12 +408,60 @@ func TestLiveConntrackHealth(t *testing.T) {
 		t.Errorf("no NATed entries after service traffic: %v", v)
 	}
 
-	r, err := l.Traffic(ctx, lab.ScenarioConntrackFlood, lab.TrafficOptions{ConntrackMax: int(entries) + 100, Count: 400})
-	if err != nil {
-		t.Fatal(err)
+	// Flood with the limit lowered just above the table's size, scraping
+	// the agent meanwhile: the table must be seen full (entries == limit,
+	// fill ratio 1). That the ETA falls while the table fills is checked by
+	// agent/conntrack's TestTableFull with a fast stats interval.
+	limitDuring := int(entries) + 100
+	type obs struct{ entries, limit, fill, eta float64 }
+	var seen []obs
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			time.Sleep(publishInterval)
+			resp, err := http.Get("http://" + a.Addr().String() + "/metrics")
+			if err != nil {
+				continue // reported by the assertions below if it persists
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			m := string(b)
+			o := obs{sample(m, "layerscope_conntrack_entries "), sample(m, "layerscope_conntrack_entries_limit "),
+				sample(m, "layerscope_conntrack_fill_ratio "), sample(m, "layerscope_conntrack_exhaustion_eta_seconds ")}
+			seen = append(seen, o)
+			if o.limit != float64(limitDuring) && len(seen) > 1 && seen[len(seen)-2].limit == float64(limitDuring) {
+				return // restored
+			}
+		}
+	}()
+	var r *lab.Report
+	var err error
+	ino := netnsInode(t, l.NetNS(lab.Node1))
+	logged := false
+	for try := 0; try < 3 && !logged; try++ {
+		if try > 0 {
+			time.Sleep(5 * time.Second) // the kernel rate-limits its message over 5 s
+		}
+		r, err = l.Traffic(ctx, lab.ScenarioConntrackFlood, lab.TrafficOptions{ConntrackMax: limitDuring, Count: 400})
+		if err != nil {
+			t.Fatal(err)
+		}
+		logged = kernelLogged(t, fmt.Sprintf("table full in netns %d, dropping packet", ino))
 	}
+	<-done
 	if r.Flood == nil || !r.Flood.Restored || r.Flood.Failed == 0 {
 		t.Fatalf("flood did not fill the table: %+v", r.Flood)
+	}
+	if !logged {
+		t.Errorf("the kernel never logged \"table full in netns %d, dropping packet\"", ino)
+	}
+	full := false
+	for _, o := range seen {
+		full = full || (o.limit == float64(limitDuring) && o.entries == o.limit && o.fill == 1 && o.eta == 0)
+	}
+	if !full {
+		t.Errorf("the agent never reported the table full (entries == limit %d, fill ratio 1, ETA 0): %v", limitDuring, seen)
 	}
 	drops := conntrackDrops(t, l, lab.Node1)
 	var got float64
@@ -528,4 +577,25 @@ func TestLiveServiceCorrelation(t *testing.T) {
 			t.Errorf("%s= %v, want %v", key, got, want)
 		}
 	}
+}
+
+// netnsInode returns the inode number of a named network namespace, as the
+// kernel prints it.
+func netnsInode(t *testing.T, name string) uint64 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat("/run/netns/"+name, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ino
+}
+
+// kernelLogged reports whether the kernel log holds a line containing msg.
+func kernelLogged(t *testing.T, msg string) bool {
+	t.Helper()
+	out, err := exec.Command("dmesg").CombinedOutput()
+	if err != nil {
+		t.Fatalf("dmesg: %v: %s", err, out)
+	}
+	return strings.Contains(string(out), msg)
 }
