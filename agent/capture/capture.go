@@ -49,7 +49,8 @@ type Stats struct {
 	// QueueFreezes counts the times the kernel found every block in use
 	// and froze the queue until the reader gave one back.
 	QueueFreezes uint64
-	// Polls counts the times the reader slept in poll(2) on an empty ring.
+	// Polls counts the times the reader waited for the kernel on an empty
+	// ring (parked in the runtime's network poller).
 	Polls uint64
 	// SocketErrors counts errors reported on the socket, such as ENETDOWN
 	// when the interface goes down (the ring resumes when it comes up).

@@ -14,7 +14,19 @@
 // frames ahead (the kernel wrote them from the CPU that received them, so
 // each line would otherwise be a cross-CPU miss), and returns the block
 // with one memory store. Reading therefore costs no system call per packet:
-// only when the ring is empty does the reader sleep in poll(2).
+// only when the ring is empty does the reader wait.
+//
+// # Waiting
+//
+// The packet socket is non-blocking and registered with the Go runtime's
+// network poller (epoll, edge triggered) through an *os.File. The kernel
+// signals the socket each time it hands a block over (full or timed out),
+// so an empty ring parks the reader's goroutine in RawConn.Read until the
+// block it waits for is ready: no OS thread blocks in a system call, and the
+// scheduler wakes the goroutine from its own epoll_wait. A wake-up that finds
+// the block still the kernel's reads the socket's pending error (ENETDOWN
+// when the link goes down, counted in Stats.SocketErrors; the kernel hooks
+// the socket up again when the link comes back).
 //
 // # Snap length and filters
 //
@@ -43,8 +55,9 @@
 // # Concurrency
 //
 // One goroutine at a time may run [Ring.Run]. [Ring.Close] and [Ring.Stats]
-// may be called from any goroutine, also from inside the handler. Close wakes
-// a blocked Run at once through an eventfd; the ring's memory and descriptors
-// are released by whichever of Close and the returning Run comes last, so a
-// frame is never unmapped under a running handler.
+// may be called from any goroutine, also from inside the handler. Close (and
+// the cancellation of Run's context) wakes a waiting Run at once by expiring
+// the socket's read deadline; the ring's memory and descriptor are released
+// by whichever of Close and the returning Run comes last, so a frame is
+// never unmapped under a running handler.
 package capture

@@ -3,8 +3,10 @@ package capture
 import (
 	"context"
 	"errors"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -58,9 +60,11 @@ type Ring struct {
 	ifIndex int
 	geo     geometry
 
-	// Set at Open, released once by release.
+	// Set at Open, released once by release. file owns fd and registers
+	// it with the runtime's network poller; rc waits on it.
 	fd   int
-	efd  int
+	file *os.File
+	rc   syscall.RawConn
 	mem  []byte
 	base unsafe.Pointer
 
@@ -71,12 +75,12 @@ type Ring struct {
 	left    uint32
 	meta    Meta
 	scratch []byte
-	pollfds [2]unix.PollFd
+	ready   func(uintptr) bool // r.blockReady, bound once
+	waited  bool               // ready was called again after a wait
 
 	stop   atomic.Uint32 // Close or ctx cancellation asks Run to return
 	polls  atomic.Uint64
 	sockEr atomic.Uint64
-	one    [8]byte // eventfd increment
 
 	mu       sync.Mutex // guards below
 	running  bool
@@ -95,12 +99,11 @@ func Open(ifIndex int, cfg Config) (*Ring, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Ring{ifIndex: ifIndex, geo: g, fd: -1, efd: -1}
-	r.one[0] = 1
+	r := &Ring{ifIndex: ifIndex, geo: g, fd: -1}
 	// Protocol 0: the socket receives nothing until bind, so no frame of
 	// another interface or unfiltered frame reaches it first.
 	err = cfg.NetNS.Do(func() error {
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 		r.fd = fd
 		return err
 	})
@@ -130,10 +133,6 @@ func Open(ifIndex int, cfg Config) (*Ring, error) {
 		return nil, r.fail("mmap", err)
 	}
 	r.base = unsafe.Pointer(&r.mem[0])
-	if r.efd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
-		r.efd = -1
-		return nil, r.fail("eventfd", err)
-	}
 	if err := unix.Bind(r.fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifIndex}); err != nil {
 		return nil, r.fail("bind", err)
 	}
@@ -152,8 +151,17 @@ func Open(ifIndex int, cfg Config) (*Ring, error) {
 			return nil, r.fail("setsockopt PACKET_FANOUT", err)
 		}
 	}
+	// The non-blocking socket goes to the runtime's poller (epoll, edge
+	// triggered): the kernel signals it each time it hands a block over.
+	r.file = os.NewFile(uintptr(r.fd), "packet")
+	if err := r.file.SetReadDeadline(time.Time{}); err != nil {
+		return nil, r.fail("register with poller", err)
+	}
+	if r.rc, err = r.file.SyscallConn(); err != nil {
+		return nil, r.fail("register with poller", err)
+	}
 	r.scratch = make([]byte, g.snapLen+4)
-	r.pollfds = [2]unix.PollFd{{Fd: int32(r.fd), Events: unix.POLLIN}, {Fd: int32(r.efd), Events: unix.POLLIN}}
+	r.ready = r.blockReady
 	return r, nil
 }
 
@@ -175,10 +183,10 @@ func (r *Ring) IfIndex() int { return r.ifIndex }
 // Run reads frames and calls fn for each until ctx is done (it returns
 // ctx.Err() and the ring can be run again) or the ring is closed (it returns
 // ErrClosed). It returns ErrBusy if another Run is in progress, and an
-// *OpError if poll fails. fn runs on Run's goroutine; the frame and Meta it
-// receives are valid only until it returns. Run makes no system call and no
-// allocation while frames are waiting; it sleeps in poll(2) when the ring is
-// empty.
+// *OpError if waiting fails. fn runs on Run's goroutine; the frame and Meta
+// it receives are valid only until it returns. Run makes no system call and
+// no allocation while frames are waiting; when the ring is empty its
+// goroutine parks in the runtime's network poller, holding no OS thread.
 func (r *Ring) Run(ctx context.Context, fn Handler) error {
 	r.mu.Lock()
 	if r.closed {
@@ -211,14 +219,24 @@ func (r *Ring) Run(ctx context.Context, fn Handler) error {
 	return err
 }
 
-// wake asks Run to return and interrupts its poll.
+// wake asks Run to return and interrupts its wait.
 func (r *Ring) wake() {
-	r.stop.Store(1)
 	r.mu.Lock()
-	if !r.released {
-		unix.Write(r.efd, r.one[:])
-	}
+	r.interrupt()
 	r.mu.Unlock()
+}
+
+// expired is a read deadline in the past: setting it ends a parked wait at
+// once with os.ErrDeadlineExceeded.
+var expired = time.Unix(1, 0)
+
+// interrupt sets the stop request and expires the read deadline, together
+// under r.mu so that stopReason clears both or neither.
+func (r *Ring) interrupt() {
+	r.stop.Store(1)
+	if !r.released {
+		r.file.SetReadDeadline(expired)
+	}
 }
 
 func (r *Ring) loop(ctx context.Context, fn Handler) error {
@@ -242,7 +260,7 @@ func (r *Ring) loop(ctx context.Context, fn Handler) error {
 		}
 		b := (*blockDesc)(unsafe.Add(r.base, r.cur*r.geo.blockSize))
 		if atomic.LoadUint32(&b.status)&unix.TP_STATUS_USER == 0 {
-			if err := r.poll(); err != nil {
+			if err := r.wait(); err != nil {
 				return err
 			}
 			continue
@@ -268,19 +286,9 @@ func (r *Ring) stopReason(ctx context.Context) error {
 	if r.closed {
 		return ErrClosed
 	}
-	if err := ctx.Err(); err != nil {
-		r.stop.Store(0)
-		r.drainWake()
-		return err
-	}
 	r.stop.Store(0)
-	r.drainWake()
-	return nil
-}
-
-func (r *Ring) drainWake() {
-	var buf [8]byte
-	unix.Read(r.efd, buf[:])
+	r.file.SetReadDeadline(time.Time{})
+	return ctx.Err()
 }
 
 func (r *Ring) deliver(fn Handler) {
@@ -329,27 +337,54 @@ func (r *Ring) insertVLAN(frame []byte, h *frameHdr) []byte {
 	return out
 }
 
-func (r *Ring) poll() error {
-	fds := &r.pollfds
-	fds[0].Revents, fds[1].Revents = 0, 0
-	_, err := unix.Poll(fds[:], -1)
-	r.polls.Add(1)
-	if err != nil {
-		if errors.Is(err, unix.EINTR) {
-			return nil
-		}
+// wait parks Run's goroutine in the runtime's poller until the current block
+// is handed over, the socket reports an error, or Close or the context
+// expires the read deadline (the caller then finds r.stop set).
+func (r *Ring) wait() error {
+	r.waited = false
+	err := r.rc.Read(r.ready)
+	switch {
+	case err == nil, errors.Is(err, os.ErrDeadlineExceeded):
+		return nil
+	case errors.Is(err, os.ErrClosed):
+		return ErrClosed
+	}
+	// The poller saw an event that was only an error (poll.ErrNotPollable);
+	// it reports that on every wait until the socket's next event. Take
+	// the error and wait once in poll(2), briefly, so that a stop request
+	// is still seen.
+	r.socketError()
+	fds := [1]unix.PollFd{{Fd: int32(r.fd), Events: unix.POLLIN}}
+	if _, err := unix.Poll(fds[:], 20); err != nil && !errors.Is(err, unix.EINTR) {
 		return &OpError{Op: "poll", IfIndex: r.ifIndex, Err: err}
 	}
-	if fds[0].Revents&unix.POLLERR != 0 {
-		// ENETDOWN when the link goes down: reading SO_ERROR clears it;
-		// the kernel hooks the socket up again when the link comes up.
-		unix.GetsockoptInt(r.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	return nil
+}
+
+// blockReady is the poller's readiness check: the current block belongs to
+// user space. A wake-up that finds it still the kernel's came from
+// something else, an error such as ENETDOWN among them: the socket's
+// pending error is read (and cleared) then.
+func (r *Ring) blockReady(uintptr) bool {
+	b := (*blockDesc)(unsafe.Add(r.base, r.cur*r.geo.blockSize))
+	if atomic.LoadUint32(&b.status)&unix.TP_STATUS_USER != 0 || r.stop.Load() != 0 {
+		return true
+	}
+	if r.waited {
+		r.socketError()
+	}
+	r.waited = true
+	r.polls.Add(1)
+	return false
+}
+
+// socketError reads and clears the socket's pending error and counts it.
+// ENETDOWN comes when the link goes down; the kernel hooks the socket up
+// again when the link comes up.
+func (r *Ring) socketError() {
+	if e, err := unix.GetsockoptInt(r.fd, unix.SOL_SOCKET, unix.SO_ERROR); err == nil && e != 0 {
 		r.sockEr.Add(1)
 	}
-	if fds[0].Revents&unix.POLLNVAL != 0 {
-		return &OpError{Op: "poll", IfIndex: r.ifIndex, Err: unix.EBADF}
-	}
-	return nil
 }
 
 // Stats returns the ring's running totals. After Close it returns the
@@ -391,14 +426,12 @@ func (r *Ring) Close() error {
 		return nil
 	}
 	r.closed = true
-	r.stop.Store(1)
 	if !r.running {
+		r.stop.Store(1)
 		r.release()
 		return nil
 	}
-	if _, err := unix.Write(r.efd, r.one[:]); err != nil {
-		return &OpError{Op: "write eventfd", IfIndex: r.ifIndex, Err: err}
-	}
+	r.interrupt()
 	return nil
 }
 
@@ -415,12 +448,12 @@ func (r *Ring) release() {
 		unix.Munmap(r.mem)
 		r.mem, r.base, r.blk, r.pkt = nil, nil, nil, nil
 	}
-	if r.fd >= 0 {
+	switch {
+	case r.file != nil:
+		r.file.Close()
+		r.file, r.rc = nil, nil
+	case r.fd >= 0:
 		unix.Close(r.fd)
-		r.fd = -1
 	}
-	if r.efd >= 0 {
-		unix.Close(r.efd)
-		r.efd = -1
-	}
+	r.fd = -1
 }

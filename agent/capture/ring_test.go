@@ -176,7 +176,7 @@ func TestRingCloseUnblocksRunAndFreesFDs(t *testing.T) {
 	before := countFDs(t)
 	r, err := Open(p.index, Config{NetNS: p.a.Enter})
 	require.NoError(t, err)
-	require.Equal(t, before+2, countFDs(t), "a ring holds a socket and an eventfd")
+	require.Equal(t, before+1, countFDs(t), "a ring holds one descriptor: its socket")
 	done := make(chan error, 1)
 	go func() { done <- r.Run(context.Background(), func([]byte, *Meta) {}) }()
 	time.Sleep(50 * time.Millisecond) // let Run block in poll
@@ -223,7 +223,7 @@ func TestRingCloseFromHandler(t *testing.T) {
 	})
 	require.ErrorIs(t, err, ErrClosed)
 	require.Equal(t, 1, n, "no frame is delivered after Close")
-	require.Equal(t, before-2, countFDs(t))
+	require.Equal(t, before-1, countFDs(t))
 }
 
 func TestOpenErrors(t *testing.T) {
@@ -324,5 +324,34 @@ func TestInsertVLAN(t *testing.T) {
 			require.Equal(t, uint16(0x2064), r.meta.VLAN)
 			require.Zero(t, testing.AllocsPerRun(100, func() { r.insertVLAN(frame, h) }))
 		})
+	}
+}
+
+func TestRingLinkDownCountsErrorAndResumes(t *testing.T) {
+	p := newPair(t)
+	r, err := Open(p.index, Config{NetNS: p.a.Enter, BlockTimeout: 5 * time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close() })
+	c := collect(t, r)
+	sendUDP(t, p.b, "10.77.0.1:7010", 3, 10)
+	waitFor(t, "datagrams before link down", func() bool { return c.get(7010, flow.DirIn) == 3 })
+
+	a0 := p.a.Link(t, "a0")
+	require.NoError(t, p.a.H.LinkSetDown(a0))
+	waitFor(t, "ENETDOWN on the socket", func() bool {
+		st, err := r.Stats()
+		return err == nil && st.SocketErrors >= 1
+	})
+	st, err := r.Stats()
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), st.SocketErrors, "one link down, one socket error")
+
+	require.NoError(t, p.a.H.LinkSetUp(a0))
+	sendUDP(t, p.b, "10.77.0.1:7011", 4, 10)
+	waitFor(t, "datagrams after link up", func() bool { return c.get(7011, flow.DirIn) == 4 })
+	select {
+	case err := <-c.done:
+		t.Fatalf("Run returned during the link flap: %v", err)
+	default:
 	}
 }
