@@ -38,6 +38,15 @@ func EndpointChain(p Pod) string {
 	return "KUBE-SEP-" + chainHash(ServicePortName, "tcp", fmt.Sprintf("%s:%d", p.IP, ServicePort))
 }
 
+// UDPServiceChain and UDPEndpointChain are the chains of the Service's UDP
+// port (the same port number over UDP, as DNS services have both).
+func UDPServiceChain() string { return "KUBE-SVC-" + chainHash(ServiceUDPPortName, "udp") }
+
+// UDPEndpointChain is the KUBE-SEP-… chain of one backend of the UDP port.
+func UDPEndpointChain(p Pod) string {
+	return "KUBE-SEP-" + chainHash(ServiceUDPPortName, "udp", fmt.Sprintf("%s:%d", p.IP, ServicePort))
+}
+
 // KubeProxyRules returns the iptables-restore input (nat table) that
 // kube-proxy's iptables mode writes for the lab's Service and NodePort on a
 // node (with --masquerade-all where br_netfilter is missing). It is applied
@@ -52,8 +61,10 @@ func (l *Lab) KubeProxyRules() string {
 	for _, c := range []string{ChainServices, ChainNodePorts, ChainPostrouting, ChainMarkMasq, svc, ext} {
 		fmt.Fprintf(&b, ":%s - [0:0]\n", c)
 	}
+	fmt.Fprintf(&b, ":%s - [0:0]\n", UDPServiceChain())
 	for _, p := range backends {
 		fmt.Fprintf(&b, ":%s - [0:0]\n", EndpointChain(p))
+		fmt.Fprintf(&b, ":%s - [0:0]\n", UDPEndpointChain(p))
 	}
 	b.WriteString(`-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
 -A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
@@ -65,6 +76,8 @@ func (l *Lab) KubeProxyRules() string {
 `)
 	fmt.Fprintf(&b, "-A %s -d %s/32 -p tcp -m comment --comment \"%s cluster IP\" -m tcp --dport %d -j %s\n",
 		ChainServices, ServiceVIP, comment, ServicePort, svc)
+	fmt.Fprintf(&b, "-A %s -d %s/32 -p udp -m comment --comment \"%s cluster IP\" -m udp --dport %d -j %s\n",
+		ChainServices, ServiceVIP, ServiceUDPPortName, ServicePort, UDPServiceChain())
 	fmt.Fprintf(&b, "-A %s -m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" -m addrtype --dst-type LOCAL -j %s\n",
 		ChainServices, ChainNodePorts)
 	fmt.Fprintf(&b, "-A %s -p tcp -m comment --comment \"%s\" -m tcp --dport %d -j %s\n", ChainNodePorts, comment, NodePort, ext)
@@ -89,6 +102,20 @@ func (l *Lab) KubeProxyRules() string {
 		sep := EndpointChain(p)
 		fmt.Fprintf(&b, "-A %s -s %s/32 -m comment --comment \"%s\" -j %s\n", sep, p.IP, comment, ChainMarkMasq)
 		fmt.Fprintf(&b, "-A %s -p tcp -m comment --comment \"%s\" -m tcp -j DNAT --to-destination %s:%d\n", sep, comment, p.IP, ServicePort)
+	}
+	usvc := UDPServiceChain()
+	for i, p := range backends {
+		left := len(backends) - i
+		fmt.Fprintf(&b, "-A %s -m comment --comment \"%s -> %s:%d\"", usvc, ServiceUDPPortName, p.IP, ServicePort)
+		if left > 1 {
+			fmt.Fprintf(&b, " -m statistic --mode random --probability %0.10f", 1/float64(left))
+		}
+		fmt.Fprintf(&b, " -j %s\n", UDPEndpointChain(p))
+	}
+	for _, p := range backends {
+		sep := UDPEndpointChain(p)
+		fmt.Fprintf(&b, "-A %s -s %s/32 -m comment --comment \"%s\" -j %s\n", sep, p.IP, ServiceUDPPortName, ChainMarkMasq)
+		fmt.Fprintf(&b, "-A %s -p udp -m comment --comment \"%s\" -m udp -j DNAT --to-destination %s:%d\n", sep, ServiceUDPPortName, p.IP, ServicePort)
 	}
 	b.WriteString("COMMIT\n")
 	return b.String()

@@ -100,6 +100,13 @@ type MTUReport struct {
 	ReceivedNoDF, ReceivedDF int
 	// PathMTU is the path MTU pod-b's DF socket learnt (IP_MTU), 0 if none.
 	PathMTU int `json:"path_mtu"`
+	// ServiceDFSent counts the DF datagrams pod-b sent through the
+	// Service's UDP port (ServiceVIP:ServicePort/udp), each from its own
+	// socket so that each is DNATed anew. ServiceFragNeeded lists the
+	// source ports of those whose socket then learnt the overlay's MTU from
+	// an ICMP frag-needed: the ones DNATed to pod-c, across the overlay.
+	ServiceDFSent     int      `json:"service_df_sent"`
+	ServiceFragNeeded []uint16 `json:"service_frag_needed,omitempty"`
 	// MTURestored is true when pod-b was put back to PodMTU.
 	MTURestored bool `json:"mtu_restored"`
 }

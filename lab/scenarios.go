@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/layerscope/layerscope/internal/nsenter"
 	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 )
@@ -377,6 +378,9 @@ func (l *Lab) mtu(ctx context.Context, opts TrafficOptions, r *Report) (err erro
 	}); err != nil {
 		return err
 	}
+	if err := l.mtuThroughService(ctx, bns, data, 3*count, m); err != nil {
+		return err
+	}
 	deadline := time.Now().Add(time.Second)
 	for time.Now().Before(deadline) && gotNoDF.Load() < int64(m.NoDFSent) {
 		time.Sleep(5 * time.Millisecond)
@@ -385,6 +389,54 @@ func (l *Lab) mtu(ctx context.Context, opts TrafficOptions, r *Report) (err erro
 	r.Attempted = 2 * count
 	r.Succeeded = m.ReceivedNoDF + m.ReceivedDF
 	r.Failed = r.Attempted - r.Succeeded
+	return nil
+}
+
+// mtuThroughService sends DF datagrams from pod-b to the Service's UDP
+// port, each from a new socket after forgetting the learnt path MTU, and
+// records which ones node-1 answered with a frag-needed (their socket
+// learnt a path MTU below pod-b's). The DNAT picks a backend at random: it
+// sends at least n, and more (up to 10n) until one went to pod-c.
+func (l *Lab) mtuThroughService(ctx context.Context, bns *nsenter.NS, data []byte, n int, m *MTUReport) error {
+	data[0] = 'S'
+	for i := 0; i < 10*n && (i < n || len(m.ServiceFragNeeded) == 0); i++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := writeSysctl(bns, "net.ipv4.route.flush", "1"); err != nil {
+			return err
+		}
+		var conn *net.UDPConn
+		if err := bns.Do(func() (err error) {
+			conn, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(ServiceVIP, ServicePort)))
+			return err
+		}); err != nil {
+			return err
+		}
+		raw, err := conn.SyscallConn()
+		if err != nil {
+			conn.Close()
+			return err
+		}
+		var serr error
+		_ = raw.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DO)
+		})
+		if serr != nil {
+			conn.Close()
+			return serr
+		}
+		if _, err := conn.Write(data); err == nil {
+			m.ServiceDFSent++
+			time.Sleep(20 * time.Millisecond) // for node-1's ICMP to come back
+			var pmtu int
+			_ = raw.Control(func(fd uintptr) { pmtu, _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU) })
+			if pmtu > 0 && pmtu < m.PodMTU {
+				m.ServiceFragNeeded = append(m.ServiceFragNeeded, uint16(conn.LocalAddr().(*net.UDPAddr).Port))
+			}
+		}
+		conn.Close()
+	}
 	return nil
 }
 

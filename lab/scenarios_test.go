@@ -171,9 +171,16 @@ func TestMTUScenario(t *testing.T) {
 	require.GreaterOrEqual(t, m.DFSent, 1)
 	require.Equal(t, count, m.DFSent+m.DFEMSGSIZE)
 	require.Zero(t, m.ReceivedDF)
-	require.EqualValues(t, m.DFSent, delta("Icmp.OutDestUnreachs"))
-	require.EqualValues(t, m.DFSent, delta("IcmpMsg.OutType3"))
+	require.EqualValues(t, m.DFSent+len(m.ServiceFragNeeded), delta("Icmp.OutDestUnreachs"))
+	require.EqualValues(t, m.DFSent+len(m.ServiceFragNeeded), delta("IcmpMsg.OutType3"))
 	require.Equal(t, PodMTU, m.PathMTU)
+
+	// Through the Service's UDP port: the datagrams DNATed to pod-c crossed
+	// the overlay and drew a frag-needed; those DNATed to pod-a or pod-b
+	// stayed on node-1's bridge.
+	require.GreaterOrEqual(t, m.ServiceDFSent, 3*count)
+	require.NotEmpty(t, m.ServiceFragNeeded)
+	require.Less(t, len(m.ServiceFragNeeded), m.ServiceDFSent)
 
 	// pod-b is back at the pod MTU.
 	require.True(t, m.MTURestored)

@@ -30,6 +30,9 @@ const (
 	// ServicePortName is the kube-proxy service port name the chain hashes
 	// are derived from.
 	ServicePortName = "default/my-service:http"
+	// ServiceUDPPortName names the Service's UDP port (same number, 8080):
+	// the mtu scenario sends datagrams through it.
+	ServiceUDPPortName = "default/my-service:udp"
 	// BrokenZone is the zone the DNS server answers SERVFAIL for.
 	BrokenZone = "broken.svc.cluster.local."
 )
