@@ -90,35 +90,29 @@ func (l *Lab) KubeProxyRules() string {
 		fmt.Fprintf(&b, "-A %s ! -s %s -d %s/32 -p tcp -m comment --comment \"%s cluster IP\" -m tcp --dport %d -j %s\n",
 			svc, ClusterCIDR, ServiceVIP, comment, ServicePort, ChainMarkMasq)
 	}
-	for i, p := range backends {
-		left := len(backends) - i
-		fmt.Fprintf(&b, "-A %s -m comment --comment \"%s -> %s:%d\"", svc, comment, p.IP, ServicePort)
-		if left > 1 {
-			fmt.Fprintf(&b, " -m statistic --mode random --probability %0.10f", 1/float64(left))
-		}
-		fmt.Fprintf(&b, " -j %s\n", EndpointChain(p))
-	}
-	for _, p := range backends {
-		sep := EndpointChain(p)
-		fmt.Fprintf(&b, "-A %s -s %s/32 -m comment --comment \"%s\" -j %s\n", sep, p.IP, comment, ChainMarkMasq)
-		fmt.Fprintf(&b, "-A %s -p tcp -m comment --comment \"%s\" -m tcp -j DNAT --to-destination %s:%d\n", sep, comment, p.IP, ServicePort)
-	}
-	usvc := UDPServiceChain()
-	for i, p := range backends {
-		left := len(backends) - i
-		fmt.Fprintf(&b, "-A %s -m comment --comment \"%s -> %s:%d\"", usvc, ServiceUDPPortName, p.IP, ServicePort)
-		if left > 1 {
-			fmt.Fprintf(&b, " -m statistic --mode random --probability %0.10f", 1/float64(left))
-		}
-		fmt.Fprintf(&b, " -j %s\n", UDPEndpointChain(p))
-	}
-	for _, p := range backends {
-		sep := UDPEndpointChain(p)
-		fmt.Fprintf(&b, "-A %s -s %s/32 -m comment --comment \"%s\" -j %s\n", sep, p.IP, ServiceUDPPortName, ChainMarkMasq)
-		fmt.Fprintf(&b, "-A %s -p udp -m comment --comment \"%s\" -m udp -j DNAT --to-destination %s:%d\n", sep, ServiceUDPPortName, p.IP, ServicePort)
-	}
+	writeEndpoints(&b, backends, comment, "tcp", svc, EndpointChain)
+	writeEndpoints(&b, backends, ServiceUDPPortName, "udp", UDPServiceChain(), UDPEndpointChain)
 	b.WriteString("COMMIT\n")
 	return b.String()
+}
+
+// writeEndpoints writes a service port's load balancing as kube-proxy does:
+// the KUBE-SVC chain jumps to endpoint i of n with probability 1/(n-i), and
+// each KUBE-SEP chain marks hairpin traffic for masquerade and DNATs.
+func writeEndpoints(b *strings.Builder, backends []Pod, comment, proto, svc string, sepChain func(Pod) string) {
+	for i, p := range backends {
+		left := len(backends) - i
+		fmt.Fprintf(b, "-A %s -m comment --comment \"%s -> %s:%d\"", svc, comment, p.IP, ServicePort)
+		if left > 1 {
+			fmt.Fprintf(b, " -m statistic --mode random --probability %0.10f", 1/float64(left))
+		}
+		fmt.Fprintf(b, " -j %s\n", sepChain(p))
+	}
+	for _, p := range backends {
+		sep := sepChain(p)
+		fmt.Fprintf(b, "-A %s -s %s/32 -m comment --comment \"%s\" -j %s\n", sep, p.IP, comment, ChainMarkMasq)
+		fmt.Fprintf(b, "-A %s -p %s -m comment --comment \"%s\" -m %s -j DNAT --to-destination %s:%d\n", sep, proto, comment, proto, p.IP, ServicePort)
+	}
 }
 
 // applyKubeProxy loads the rules into a node's nat table with
