@@ -33,6 +33,8 @@ var rules = []rule{
 	{pkg: "agent/attach", deny: []string{"decoders", "agent/flowtable", "agent/pipeline", "agent/conntrack", "exporters", "lab", "github.com/prometheus", "go.opentelemetry.io"}},
 	{pkg: "agent/pipeline", deny: []string{"exporters", "agent/conntrack", "lab", "github.com/prometheus", "go.opentelemetry.io"}},
 	{pkg: "agent/conntrack", deny: []string{"agent/capture", "agent/pipeline", "decoders", "exporters", "lab", "github.com/prometheus", "go.opentelemetry.io"}},
+	{pkg: "agent/mtu", deny: []string{"agent/capture", "agent/pipeline", "agent/flowtable", "agent/conntrack", "exporters", "lab", "github.com/prometheus", "go.opentelemetry.io"}},
+	{pkg: "agent/netstat", deny: []string{"agent/capture", "agent/pipeline", "agent/flowtable", "agent/conntrack", "exporters", "lab", "github.com/prometheus", "go.opentelemetry.io"}},
 	{pkg: "lab", deny: []string{"agent", "decoders", "exporters", "cmd"}},
 	{pkg: "decoders", deny: []string{"agent", "exporters", "lab", "cmd", "github.com/prometheus", "go.opentelemetry.io"}},
 	{pkg: "decoders/l2", deny: []string{"decoders/l3", "decoders/l4", "decoders/l6", "decoders/l7", "decoders/parser"}},
