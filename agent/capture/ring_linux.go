@@ -343,20 +343,22 @@ func (r *Ring) insertVLAN(frame []byte, h *frameHdr) []byte {
 func (r *Ring) wait() error {
 	r.waited = false
 	err := r.rc.Read(r.ready)
-	switch {
-	case err == nil, errors.Is(err, os.ErrDeadlineExceeded):
+	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		return nil
-	case errors.Is(err, os.ErrClosed):
-		return ErrClosed
 	}
-	// The poller saw an event that was only an error (poll.ErrNotPollable);
-	// it reports that on every wait until the socket's next event. Take
-	// the error and wait once in poll(2), briefly, so that a stop request
-	// is still seen.
+	// Any other error is the poller reporting an event that was only an
+	// error (EPOLLERR alone: internal/poll's ErrNotPollable), which it
+	// repeats on every wait until the socket's next event. Take the error
+	// and wait once in poll(2), briefly, so that a stop request is still
+	// seen.
 	r.socketError()
 	fds := [1]unix.PollFd{{Fd: int32(r.fd), Events: unix.POLLIN}}
-	if _, err := unix.Poll(fds[:], 20); err != nil && !errors.Is(err, unix.EINTR) {
+	n, err := unix.Poll(fds[:], 20)
+	switch {
+	case err != nil && !errors.Is(err, unix.EINTR):
 		return &OpError{Op: "poll", IfIndex: r.ifIndex, Err: err}
+	case n > 0 && fds[0].Revents&unix.POLLNVAL != 0:
+		return &OpError{Op: "poll", IfIndex: r.ifIndex, Err: unix.EBADF}
 	}
 	return nil
 }
