@@ -151,7 +151,8 @@ func (a *Agent) sources() []prom.Source {
 			e.Gauge(metricdef.AgentReady, v)
 			return nil
 		}},
-		linksSource(a.ns),
+		linksSource(a.ns, &mtuCheck{a: a}),
+		a.kernelSource(),
 		a.capture.source(),
 		PipelineSource(a.capture.workers),
 		FlowTableSource(a.capture.table),

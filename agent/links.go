@@ -34,6 +34,7 @@ type linkSeen struct {
 // in the sum of its role.
 type linkTotals struct {
 	ns      *nsenter.NS
+	mtu     *mtuCheck
 	mu      sync.Mutex
 	last    map[int]linkSeen
 	retired [flow.NumRoles]l1Counters
@@ -41,8 +42,9 @@ type linkTotals struct {
 
 // linksSource is the metrics source of layer 1: it lists the namespace's
 // interfaces at scrape time and sums their kernel counters by role.
-func linksSource(ns *nsenter.NS) prom.Source {
-	t := &linkTotals{ns: ns, last: map[int]linkSeen{}}
+// It also runs the MTU configuration check over the same listing.
+func linksSource(ns *nsenter.NS, m *mtuCheck) prom.Source {
+	t := &linkTotals{ns: ns, mtu: m, last: map[int]linkSeen{}}
 	return prom.SourceFunc{SourceName: "links", Fn: t.collect}
 }
 
@@ -100,5 +102,5 @@ func (t *linkTotals) collect(e *prom.Emitter) error {
 		e.Counter(metricdef.L1Drops, float64(s.drops[0]), role, "rx")
 		e.Counter(metricdef.L1Drops, float64(s.drops[1]), role, "tx")
 	}
-	return nil
+	return t.mtu.emit(e, ls)
 }

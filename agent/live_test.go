@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -598,4 +599,70 @@ func kernelLogged(t *testing.T, msg string) bool {
 		t.Fatalf("dmesg: %v: %s", err, out)
 	}
 	return strings.Contains(string(out), msg)
+}
+
+// TestLiveMTUMismatch runs the mtu scenario leaving pod-b at MTU 1500 on
+// the 1450 overlay: the agent names pod-b's veth, its kernel fragmentation
+// counters follow node-1's /proc/net/snmp, and putting the MTU back clears
+// the mismatch by the next scrape.
+func TestLiveMTUMismatch(t *testing.T) {
+	l := newLab(t)
+	a := startAgent(t, l, lab.Node1)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	podB, _ := l.Pod(lab.PodB)
+	before, err := l.SNMP(lab.Node1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m0 := scrapeAgent(t, a)
+	if v := sample(m0, "layerscope_mtu_mismatches "); v != 0 {
+		t.Fatalf("mismatches before the scenario: %v", v)
+	}
+	r, err := l.Traffic(ctx, lab.ScenarioMTU, lab.TrafficOptions{KeepMTU: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := l.SNMP(lab.Node1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1 := scrapeAgent(t, a)
+	key := `layerscope_mtu_mismatch{actual="1500",expected="1450",interface="` + podB.HostVeth + `",reason="pod_above_overlay"} `
+	if v := sample(m1, key); v != 1 {
+		t.Errorf("%s= %v, want 1", key, v)
+	}
+	if v := sample(m1, "layerscope_mtu_mismatches "); v != 1 {
+		t.Errorf("mismatches = %v, want 1 (pod-b's veth only)", v)
+	}
+	for metric, counter := range map[string]string{
+		`layerscope_l3_kernel_fragments_created_total{family="ipv4"} `: "Ip.FragCreates",
+		`layerscope_l3_kernel_fragmented_total{family="ipv4"} `:        "Ip.FragOKs",
+	} {
+		got := sample(m1, metric) - sample(m0, metric)
+		if want := float64(after[counter] - before[counter]); got != want || want == 0 {
+			t.Errorf("%sdelta %v, node-1's %s delta %v", metric, got, counter, want)
+		}
+	}
+	if r.MTU.NoDFSent == 0 {
+		t.Fatalf("scenario sent no datagrams without DF: %+v", r.MTU)
+	}
+
+	// Back to 1450: cleared at the next scrape.
+	for _, member := range []string{lab.Node1, lab.PodB} {
+		name := podB.HostVeth
+		if member == lab.PodB {
+			name = lab.PodIface
+		}
+		if _, err := lab.RunInNetNS(ctx, l.NetNS(member), nil, "ip", "link", "set", name, "mtu", strconv.Itoa(lab.PodMTU)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m2 := scrapeAgent(t, a)
+	if v := sample(m2, "layerscope_mtu_mismatches "); v != 0 {
+		t.Errorf("mismatches after restoring the MTU = %v, want 0", v)
+	}
+	if v := sample(m2, key); v != -1 {
+		t.Errorf("%s still exported after restoring the MTU", key)
+	}
 }

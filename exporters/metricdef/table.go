@@ -159,7 +159,33 @@ var (
 		Labels: []string{"service", "backend", "protocol"}}
 	SvcOverflow = Def{Name: "layerscope_service_untracked_connections_total", Subsystem: "service", Type: Counter,
 		Help: "DNATed connections not tallied because the service/backend series bound was reached"}
+
+	// MTU configuration (from the links the agent watches).
+	MTUMismatch = Def{Name: "layerscope_mtu_mismatch", Subsystem: "mtu", Type: Gauge,
+		Help:   "1 for each interface whose MTU exceeds what the path it feeds can carry (a pod veth above the overlay's inner MTU, an overlay above its underlay's)",
+		Labels: []string{"interface", "expected", "actual", "reason"}}
+	MTUMismatches = Def{Name: "layerscope_mtu_mismatches", Subsystem: "mtu", Type: Gauge,
+		Help: "Number of MTU mismatches on the node"}
+	MTUOverlayExpected = Def{Name: "layerscope_mtu_overlay_expected_bytes", Subsystem: "mtu", Type: Gauge, Unit: "bytes",
+		Help: "Inner MTU each overlay can carry over its underlay (underlay MTU minus 50 over IPv4, 70 over IPv6)", Labels: []string{"interface"}}
+
+	// L3 from the kernel's own counters of the namespace (/proc/net/snmp, snmp6).
+	KReasmReqds  = kernelFrag("reassembly_requests", "Fragments the kernel received for reassembly")
+	KReasmOKs    = kernelFrag("reassembled", "Datagrams the kernel reassembled")
+	KReasmFails  = kernelFrag("reassembly_failures", "Reassemblies the kernel gave up (timeouts, overlaps, memory)")
+	KFragOKs     = kernelFrag("fragmented", "Datagrams the kernel fragmented to send them")
+	KFragFails   = kernelFrag("fragmentation_failures", "Datagrams the kernel could not send because they needed fragmenting and could not be (DF set, or IPv6 forwarding)")
+	KFragCreates = kernelFrag("fragments_created", "Fragments the kernel created")
+	KDestUnreach = Def{Name: "layerscope_l3_kernel_icmp_dest_unreachable_total", Subsystem: "l3", Type: Counter,
+		Help: "ICMP and ICMPv6 destination-unreachable messages the kernel received (in) and sent (out), any code", Labels: []string{"family", "direction"}}
+	KPktTooBig = Def{Name: "layerscope_l3_kernel_icmp6_packet_too_big_total", Subsystem: "l3", Type: Counter,
+		Help: "ICMPv6 packet-too-big messages the kernel received (in) and sent (out)", Labels: []string{"direction"}}
 )
+
+// kernelFrag defines a kernel fragmentation counter by family.
+func kernelFrag(name, help string) Def {
+	return Def{Name: "layerscope_l3_kernel_" + name + "_total", Subsystem: "l3", Type: Counter, Help: help, Labels: []string{"family"}}
+}
 
 // ctStat defines a per-CPU conntrack statistic exported as a counter,
 // summed over CPUs unless the cpu label is enabled.
@@ -185,5 +211,7 @@ func All() []Def {
 		CTByProtocol, CTByTCPState, CTByFlag, CTTopSource, CTTopService,
 		CTEvents, CTEventsLost, CTResyncs, CTErrors, CTDumpDuration,
 		SvcConnections, SvcFailureRatio, SvcDeadBackend, SvcOverflow,
+		MTUMismatch, MTUMismatches, MTUOverlayExpected,
+		KReasmReqds, KReasmOKs, KReasmFails, KFragOKs, KFragFails, KFragCreates, KDestUnreach, KPktTooBig,
 	}
 }
