@@ -39,6 +39,21 @@ type Counters struct {
 	TLSClientHello uint64
 	TLSServerHello [NumTLSVer]uint64 // by negotiated version
 	DecodeErrors   [NumErrLayers][NumErrReasons]uint64
+
+	// Fragments and reassembly as seen at this observation point (see
+	// FragConfig), by family.
+	FragRole       [flow.NumRoles][2][2]uint64 // fragments by interface role, [IPv4, IPv6], [first, non-first]
+	FragCompleted  [2]uint64                   // datagrams whose fragments all arrived
+	FragIncomplete [2]uint64                   // datagrams not complete within the reassembly timeout
+	FragEvicted    [2]uint64                   // datagrams dropped from a full tracker, neither complete nor timed out
+	FragDuplicates [2]uint64                   // fragments that brought no byte not already seen
+	FragPending    [2]uint64                   // gauge: datagrams tracked at the last Publish
+
+	// PMTU signals and path checks (see PathConfig), by family.
+	PMTUByMTU       [2]MTUCounts             // frag-needed / packet-too-big by reported MTU
+	Oversize        [flow.NumRoles][2]uint64 // packets entering that are too big for their path: will be dropped
+	OversizeOffload [flow.NumRoles][2]uint64 // offload aggregates longer than the path MTU (segment size unknown)
+	MSSOverPath     [flow.NumRoles][2]uint64 // SYNs entering whose MSS exceeds what the path MTU allows
 }
 
 // Add adds o to c.
@@ -67,6 +82,24 @@ func (c *Counters) Add(o *Counters) {
 	addSlice(c.TLSServerHello[:], o.TLSServerHello[:])
 	for l := range c.DecodeErrors {
 		addSlice(c.DecodeErrors[l][:], o.DecodeErrors[l][:])
+	}
+	for r := range c.FragRole {
+		for f := range c.FragRole[r] {
+			addSlice(c.FragRole[r][f][:], o.FragRole[r][f][:])
+		}
+	}
+	addSlice(c.FragCompleted[:], o.FragCompleted[:])
+	addSlice(c.FragIncomplete[:], o.FragIncomplete[:])
+	addSlice(c.FragEvicted[:], o.FragEvicted[:])
+	addSlice(c.FragDuplicates[:], o.FragDuplicates[:])
+	addSlice(c.FragPending[:], o.FragPending[:])
+	for f := range c.PMTUByMTU {
+		c.PMTUByMTU[f].Add(&o.PMTUByMTU[f])
+	}
+	for r := range c.Oversize {
+		addSlice(c.Oversize[r][:], o.Oversize[r][:])
+		addSlice(c.OversizeOffload[r][:], o.OversizeOffload[r][:])
+		addSlice(c.MSSOverPath[r][:], o.MSSOverPath[r][:])
 	}
 }
 

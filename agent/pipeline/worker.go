@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/layerscope/layerscope/agent/flow"
 	"github.com/layerscope/layerscope/decoders"
@@ -36,8 +37,21 @@ type Worker struct {
 	c      Counters
 	dirty  bool
 
-	mu  sync.Mutex
-	pub Counters
+	frags    fragTracker
+	path     atomic.Pointer[PathConfig] // nil: path checks off
+	lastPath pathEvents
+	lastTime int64 // packet time of the last frame
+	// Clock of the idle fragment expiry (see expireIdle).
+	idleFrames        uint64
+	idlePkt, idleWall int64
+
+	mu      sync.Mutex
+	pub     Counters
+	pubPath pathEvents
+	events  *pmtuRing
+
+	pathMu  sync.Mutex // serialises the path setters
+	pathCfg PathConfig
 }
 
 // NewWorker returns a worker decoding with a parser built from cfg and
@@ -61,6 +75,7 @@ func (w *Worker) Handle(frame []byte, m *Meta) {
 	c := &w.c
 	w.dirty = true
 	c.Frames++
+	w.lastTime = m.Time
 	role, dir := m.Role, m.Dir
 	if role >= flow.NumRoles {
 		role = flow.RoleOther
@@ -113,6 +128,13 @@ func (w *Worker) Handle(frame []byte, m *Meta) {
 			pos = 1
 		}
 		c.Fragments[fam][pos]++
+		c.FragRole[role][fam][pos]++
+		w.frags.add(&s.IP, fam, m.Time, c)
+	}
+	if dir == flow.DirIn {
+		if pc := w.path.Load(); pc != nil {
+			w.checkPath(pc, s, fam, role, m)
+		}
 	}
 	if L&(decoders.LayerICMPv4|decoders.LayerICMPv6) != 0 {
 		ifam := 0
@@ -123,6 +145,7 @@ func (w *Worker) Handle(frame []byte, m *Meta) {
 		if (ifam == 0 && s.ICMP.Type == decoders.ICMPv4DestUnreachable && s.ICMP.Code == decoders.ICMPv4CodeFragNeeded) ||
 			(ifam == 1 && s.ICMP.Type == decoders.ICMPv6PacketTooBig) {
 			c.FragNeeded[ifam]++
+			w.pmtu(s, ifam, m, role, dir)
 		}
 	}
 
@@ -198,12 +221,17 @@ func (w *Worker) app(s *decoders.Summary, p *flow.Packet) {
 // it from its own goroutine: periodically, and when its source is idle. It
 // copies only when something changed since the last call.
 func (w *Worker) Publish() {
+	w.expireIdle()
 	if !w.dirty {
 		return
 	}
 	w.dirty = false
+	for f, n := range w.frags.pending {
+		w.c.FragPending[f] = uint64(n)
+	}
 	w.mu.Lock()
 	w.pub = w.c
+	w.pubPath = w.lastPath
 	w.mu.Unlock()
 }
 
