@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/layerscope/layerscope/agent/flow"
 	"github.com/layerscope/layerscope/decoders"
 )
 
@@ -327,4 +328,60 @@ func (e *fragEntry) cover(lo, hi uint32) bool {
 	copy(e.spans[i+1:], e.spans[j:n])
 	e.nspans -= uint8(j - i - 1)
 	return false
+}
+
+// outerFragment tracks the first fragment of an encapsulated packet whose
+// outer IPv4 header is a fragment. The decoders keep the inner packet as
+// the main view and only report that the outer one was fragmented, while
+// its later fragments, which carry no tunnel header, decode as plain
+// fragments; without this, every fragmented tunnel packet would end as
+// incomplete. The outer header is read again from Ethernet (with VLAN
+// tags), Linux cooked and raw IP frames; an IPv6 outer header is not.
+func (w *Worker) outerFragment(frame []byte, lt decoders.LinkType, role flow.Role, now int64) {
+	off, etype := 0, uint16(decoders.EtherTypeIPv4)
+	switch lt {
+	case decoders.LinkEthernet:
+		off = 14
+		for len(frame) >= off {
+			etype = binary.BigEndian.Uint16(frame[off-2 : off])
+			if etype != decoders.EtherTypeVLAN && etype != decoders.EtherTypeQinQ && etype != decoders.EtherTypeQinQ2 {
+				break
+			}
+			off += 4
+		}
+	case decoders.LinkLinuxSLL:
+		if len(frame) < 16 {
+			return
+		}
+		off, etype = 16, binary.BigEndian.Uint16(frame[14:16])
+	case decoders.LinkLinuxSLL2:
+		if len(frame) < 20 {
+			return
+		}
+		off, etype = 20, binary.BigEndian.Uint16(frame[0:2])
+	case decoders.LinkRaw, decoders.LinkRawDLT, decoders.LinkRawDLT14, decoders.LinkIPv4:
+	default:
+		return
+	}
+	if etype != decoders.EtherTypeIPv4 || len(frame) < off+20 {
+		return
+	}
+	h := frame[off:]
+	fl := binary.BigEndian.Uint16(h[6:8])
+	ihl := int(h[0]&0x0f) * 4
+	if h[0]>>4 != 4 || ihl < 20 || fl&0x3fff == 0 {
+		return
+	}
+	ip := decoders.IP{
+		Family: 4, Proto: h[9], MF: fl&0x2000 != 0, FragOffset: (fl & 0x1fff) << 3,
+		ID: uint32(binary.BigEndian.Uint16(h[4:6])), TotalLen: binary.BigEndian.Uint16(h[2:4]), HeaderLen: uint16(ihl),
+		Src: netip.AddrFrom4([4]byte(h[12:16])), Dst: netip.AddrFrom4([4]byte(h[16:20])),
+	}
+	pos := 0
+	if ip.FragOffset != 0 {
+		pos = 1
+	}
+	w.c.Fragments[0][pos]++
+	w.c.FragRole[role][0][pos]++
+	w.frags.add(&ip, 0, now, &w.c)
 }

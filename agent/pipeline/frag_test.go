@@ -558,3 +558,40 @@ func BenchmarkHandleFragmentFlood(b *testing.B) {
 		w.Handle(frame, &m)
 	}
 }
+
+// TestFragmentOuterTunnel fragments the outer IPv4 packet of a VXLAN frame:
+// the first fragment decodes as the tunnel (inner packet in the main view),
+// the second as a plain fragment; together they are one complete datagram.
+func TestFragmentOuterTunnel(t *testing.T) {
+	outerSrc, outerDst := netip.MustParseAddr("10.0.0.10"), netip.MustParseAddr("10.0.0.11")
+	inner := udpFrame(t, v4a, v4b, false, 1500) // the pod's 1500-byte packet in an inner Ethernet frame
+	udp := &layers.UDP{SrcPort: 50000, DstPort: 4789}
+	if err := udp.SetNetworkLayerForChecksum(&layers.IPv4{SrcIP: outerSrc.AsSlice(), DstIP: outerDst.AsSlice(), Protocol: layers.IPProtocolUDP}); err != nil {
+		t.Fatal(err)
+	}
+	payload := serialize(t, udp, &layers.VXLAN{ValidIDFlag: true, VNI: 1}, gopacket.Payload(inner))
+	for _, tc := range []struct {
+		name  string
+		order []int
+		vlan  bool
+	}{{"in order", []int{0, 1}, false}, {"reverse", []int{1, 0}, false}, {"vlan tagged", []int{0, 1}, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			frames := fragFrames(t, outerSrc, outerDst, 0x4242, payload, split(len(payload), 1480))
+			if tc.vlan {
+				for i, f := range frames {
+					tagged := append(bytes.Clone(f[:12]), 0x81, 0x00, 0x00, 0x05)
+					frames[i] = append(tagged, f[12:]...)
+				}
+			}
+			w := plainWorker(t)
+			m := Meta{Time: 1, Role: flow.RoleUplink, Dir: flow.DirIn, LinkType: decoders.LinkEthernet}
+			for _, i := range tc.order {
+				w.Handle(frames[i], &m)
+			}
+			c := published(w)
+			if c.Tunnel[1] != 1 || c.FragCompleted[0] != 1 || c.FragPending[0] != 0 || c.FragRole[flow.RoleUplink][0] != [2]uint64{1, 1} {
+				t.Errorf("vxlan %d, completed %d, pending %d, uplink fragments %v; want 1, 1, 0, [1 1]", c.Tunnel[1], c.FragCompleted[0], c.FragPending[0], c.FragRole[flow.RoleUplink][0])
+			}
+		})
+	}
+}

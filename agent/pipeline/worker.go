@@ -110,6 +110,9 @@ func (w *Worker) Handle(frame []byte, m *Meta) {
 		}
 		c.Tunnel[tun]++
 		c.TunnelBytes[tun] += uint64(m.Len)
+		if s.Tunnel.OuterFragment {
+			w.outerFragment(frame, m.LinkType, role, m.Time)
+		}
 	}
 	fam := -1
 	switch {
