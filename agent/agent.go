@@ -76,6 +76,7 @@ type Agent struct {
 	capture   *captureSet
 	conntrack atomic.Pointer[conntrack.Watcher]
 	services  *correlate.Services
+	pmtu      pmtuLog
 	ready     atomic.Bool
 }
 
@@ -195,6 +196,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer stop()
 	capErr := make(chan error, 1)
 	go func() { capErr <- a.capture.run(runCtx) }()
+	pathsDone := make(chan struct{})
+	go func() { defer close(pathsDone); a.followPaths(runCtx) }()
+	defer func() { <-pathsDone }()
 	go func() {
 		select {
 		case <-a.capture.ready():
@@ -240,6 +244,7 @@ func (a *Agent) handler() http.Handler {
 		MaxRequestsInFlight: 4,
 		Timeout:             10 * time.Second,
 	}))
+	mux.HandleFunc("GET /api/v1/pmtu", a.servePMTU)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
@@ -255,7 +260,7 @@ func (a *Agent) handler() http.Handler {
 			http.NotFound(w, r)
 			return
 		}
-		fmt.Fprintln(w, "layerscope agent: /metrics /healthz /readyz")
+		fmt.Fprintln(w, "layerscope agent: /metrics /healthz /readyz /api/v1/pmtu")
 	})
 	return mux
 }

@@ -60,10 +60,19 @@ type captureSet struct {
 
 	mu      sync.Mutex
 	retired [flow.NumRoles]capture.Stats // rings closed so far, by role
+	live    map[int]*liveWorker          // by interface index
+	kick    chan struct{}                // an interface was attached
+}
+
+// liveWorker is the worker of one captured interface.
+type liveWorker struct {
+	link links.Link
+	w    *pipeline.Worker
+	pmtu uint64 // last PMTU event sequence read
 }
 
 func newCaptureSet(a *Agent) (*captureSet, error) {
-	c := &captureSet{cfg: a.cfg.Capture, workers: pipeline.NewSet()}
+	c := &captureSet{cfg: a.cfg.Capture, workers: pipeline.NewSet(), live: map[int]*liveWorker{}, kick: make(chan struct{}, 1)}
 	ftc := flowtable.Config{MaxEntries: 65536}
 	if c.cfg.FlowTable != nil {
 		ftc = *c.cfg.FlowTable
@@ -127,6 +136,13 @@ func (c *captureSet) attached(l links.Link, r *capture.Ring) {
 		return
 	}
 	c.workers.Add(w)
+	c.mu.Lock()
+	c.live[l.Index] = &liveWorker{link: l, w: w}
+	c.mu.Unlock()
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
 	c.wg.Add(1)
 	go c.read(l, r, w)
 }
@@ -151,6 +167,11 @@ func (c *captureSet) read(l links.Link, r *capture.Ring, w *pipeline.Worker) {
 		}
 		break // closed by the manager (detach or shutdown), or failed
 	}
+	w.FlushFragments()
+	w.Publish()
+	c.mu.Lock()
+	delete(c.live, l.Index)
+	c.mu.Unlock()
 	c.workers.Remove(w)
 	if st, err := r.Stats(); err == nil {
 		c.mu.Lock()

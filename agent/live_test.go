@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -664,5 +665,121 @@ func TestLiveMTUMismatch(t *testing.T) {
 	}
 	if v := sample(m2, key); v != -1 {
 		t.Errorf("%s still exported after restoring the MTU", key)
+	}
+}
+
+// pmtuReports fetches the agent's PMTU reports.
+func pmtuReports(t *testing.T, a *Agent) (out struct {
+	Reports  []PMTUReport
+	Oversize []OversizeReport
+}) {
+	t.Helper()
+	code, body := get(t, "http://"+a.Addr().String()+"/api/v1/pmtu")
+	if code != 200 {
+		t.Fatalf("/api/v1/pmtu: %d %s", code, body)
+	}
+	if err := json.Unmarshal([]byte(body), &out); err != nil {
+		t.Fatalf("/api/v1/pmtu: %v: %s", err, body)
+	}
+	return out
+}
+
+// TestLivePMTUAndFragments runs the mtu scenario (pod-b at MTU 1500 on the
+// 1450 overlay): DF datagrams to pod-c and through the Service draw
+// frag-needed reports with MTU 1450 that the agent attributes to pod-b →
+// pod-c and to pod-b → 10.96.0.42:8080; the datagrams without DF are cut
+// by node-1, and the fragments the agent sees on the overlay equal node-1's
+// FragCreates delta; the DF datagrams are counted as too big for the path.
+//
+// node-1 drops these datagrams before their conntrack entries are
+// confirmed, so conntrack never lists them, and its NAT translates the
+// frag-needed back (quoted header and source) before it reaches pod-b's
+// veth: the report's flow is the quoted header itself, already the
+// client → service tuple.
+func TestLivePMTUAndFragments(t *testing.T) {
+	l := newLab(t)
+	a := startAgent(t, l, lab.Node1)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	podB, _ := l.Pod(lab.PodB)
+	podC, _ := l.Pod(lab.PodC)
+	// A first run raises pod-b's MTU and leaves it; the agent follows link
+	// MTUs every second.
+	if _, err := l.Traffic(ctx, lab.ScenarioMTU, lab.TrafficOptions{KeepMTU: true}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * pathRefresh)
+	before, err := l.SNMP(lab.Node1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m0 := scrapeAgent(t, a)
+	r, err := l.Traffic(ctx, lab.ScenarioMTU, lab.TrafficOptions{KeepMTU: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := l.SNMP(lab.Node1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := r.MTU
+	if m.DFSent == 0 || len(m.ServiceFragNeeded) == 0 || m.NoDFSent == 0 {
+		t.Fatalf("the scenario drew no frag-needed: %+v", m)
+	}
+
+	// Fragments on the overlay: every fragment node-1 created left by vxlan0.
+	var m1 string
+	var frags float64
+	want := float64(after["Ip.FragCreates"] - before["Ip.FragCreates"])
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		m1 = scrapeAgent(t, a)
+		frags = 0
+		for _, pos := range []string{"first", "non_first"} {
+			k := `layerscope_l3_fragments_total{family="ipv4",position="` + pos + `",role="overlay"} `
+			frags += sample(m1, k) - max(0, sample(m0, k))
+		}
+		if frags == want || time.Now().After(deadline) {
+			break
+		}
+	}
+	if frags != want || want == 0 {
+		t.Errorf("fragments seen on the overlay: %v, node-1 FragCreates delta %v", frags, want)
+	}
+	// DF datagrams entering from pod-b, too big for the 1450 path.
+	k := `layerscope_l3_oversize_total{family="ipv4",role="pod"} `
+	if got := sample(m1, k) - sample(m0, k); got < float64(m.DFSent+len(m.ServiceFragNeeded)) {
+		t.Errorf("oversize DF from pods: %v, want at least %d", got, m.DFSent+len(m.ServiceFragNeeded))
+	}
+	if got := sample(m1, `layerscope_l3_pmtu_reports_total{family="ipv4",mtu="1450"} `) - max(0, sample(m0, `layerscope_l3_pmtu_reports_total{family="ipv4",mtu="1450"} `)); got < float64(m.DFSent+len(m.ServiceFragNeeded)) {
+		t.Errorf("PMTU reports of MTU 1450: %v, want at least %d", got, m.DFSent+len(m.ServiceFragNeeded))
+	}
+
+	// Attribution.
+	rep := pmtuReports(t, a)
+	byFlow := map[string]PMTUReport{}
+	for _, p := range rep.Reports {
+		byFlow[p.Flow] = p
+	}
+	direct := false
+	for flowKey, p := range byFlow {
+		if strings.HasPrefix(flowKey, "udp "+podB.IP.String()+":") && strings.HasSuffix(flowKey, " -> "+netip.AddrPortFrom(podC.IP, lab.MTUTestPort).String()) {
+			direct = direct || p.MTU == 1450
+		}
+	}
+	if !direct {
+		t.Errorf("no frag-needed 1450 attributed to pod-b → pod-c:%d: %+v", lab.MTUTestPort, rep.Reports)
+	}
+	for _, port := range m.ServiceFragNeeded {
+		key := fmt.Sprintf("udp %s:%d -> %s", podB.IP, port, lab.ServiceAddr)
+		if p, ok := byFlow[key]; !ok || p.MTU != 1450 {
+			t.Errorf("no frag-needed 1450 attributed to %s: %+v", key, p)
+		}
+	}
+	oversize := false
+	for _, o := range rep.Oversize {
+		oversize = oversize || (o.Interface == podB.HostVeth && o.Source == podB.IP.String() && o.Size == 1500 && o.PathMTU == 1450)
+	}
+	if !oversize {
+		t.Errorf("pod-b not named as the sender of packets too big for the path: %+v", rep.Oversize)
 	}
 }

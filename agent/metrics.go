@@ -49,8 +49,31 @@ func emitCounters(e *prom.Emitter, c *pipeline.Counters) {
 	for f, fam := range pipeline.Families {
 		e.Counter(metricdef.L3Packets, float64(c.IP[f]), fam)
 		e.Counter(metricdef.L3FragNeeded, float64(c.FragNeeded[f]), fam)
-		for p, pos := range pipeline.FragPositions {
-			e.Counter(metricdef.L3Fragments, float64(c.Fragments[f][p]), fam, pos)
+		for r := range flow.NumRoles {
+			for p, pos := range pipeline.FragPositions {
+				if v := c.FragRole[r][f][p]; v > 0 || r == flow.RolePod {
+					e.Counter(metricdef.L3Fragments, float64(v), r.String(), fam, pos)
+				}
+			}
+			if c.Oversize[r][f] > 0 || r == flow.RolePod {
+				e.Counter(metricdef.L3Oversize, float64(c.Oversize[r][f]), r.String(), fam)
+				e.Counter(metricdef.L3OversizeOffload, float64(c.OversizeOffload[r][f]), r.String(), fam)
+				e.Counter(metricdef.L4MSSOverPath, float64(c.MSSOverPath[r][f]), r.String(), fam)
+			}
+		}
+		e.Counter(metricdef.L3Reassembly, float64(c.FragCompleted[f]), fam, "completed")
+		e.Counter(metricdef.L3Reassembly, float64(c.FragIncomplete[f]), fam, "incomplete")
+		e.Counter(metricdef.L3Reassembly, float64(c.FragEvicted[f]), fam, "evicted")
+		e.Gauge(metricdef.L3ReassemblyPending, float64(c.FragPending[f]), fam)
+		e.Counter(metricdef.L3FragDuplicates, float64(c.FragDuplicates[f]), fam)
+		m := &c.PMTUByMTU[f]
+		for i, n := range m.Count {
+			if n > 0 {
+				e.Counter(metricdef.L3PMTUReports, float64(n), fam, strconv.Itoa(int(m.MTU[i])))
+			}
+		}
+		if m.Other > 0 {
+			e.Counter(metricdef.L3PMTUReports, float64(m.Other), fam, "other")
 		}
 		for t := range c.ICMP[f] {
 			for code, v := range c.ICMP[f][t] {

@@ -43,9 +43,9 @@ func TestNamingConventions(t *testing.T) {
 			default:
 				t.Errorf("unit %q: only seconds and bytes are base units", d.Unit)
 			}
-			for _, bad := range []string{"_ms", "_milliseconds", "_kb", "_count_total"} {
-				if strings.Contains(d.Name, bad) {
-					t.Errorf("name contains %q", bad)
+			for _, bad := range []string{"_ms", "_milliseconds", "_kb", "_count"} {
+				if strings.Contains(d.Name+"_", bad+"_") {
+					t.Errorf("name contains the word %q", bad)
 				}
 			}
 			if d.Help == "" || strings.HasSuffix(d.Help, ".") {

@@ -58,7 +58,21 @@ var (
 	L3ICMP = Def{Name: "layerscope_l3_icmp_total", Subsystem: "l3", Type: Counter,
 		Help: "ICMP and ICMPv6 messages by family, type and code (code 15+ summed)", Labels: []string{"family", "type", "code"}}
 	L3Fragments = Def{Name: "layerscope_l3_fragments_total", Subsystem: "l3", Type: Counter,
-		Help: "IP fragments by family and position (first or non-first)", Labels: []string{"family", "position"}}
+		Help: "IP fragments by interface role, family and position (first or non-first)", Labels: []string{"role", "family", "position"}}
+	L3Reassembly = Def{Name: "layerscope_l3_reassembly_total", Subsystem: "l3", Type: Counter,
+		Help:   "Fragmented datagrams seen at an interface by result: completed, incomplete (not all fragments within 30 s) or evicted (tracker full)",
+		Labels: []string{"family", "result"}}
+	L3ReassemblyPending = Def{Name: "layerscope_l3_reassembly_pending", Subsystem: "l3", Type: Gauge,
+		Help: "Fragmented datagrams waiting for fragments", Labels: []string{"family"}}
+	L3FragDuplicates = Def{Name: "layerscope_l3_fragment_duplicates_total", Subsystem: "l3", Type: Counter,
+		Help: "Fragments that brought no byte not seen already", Labels: []string{"family"}}
+	L3PMTUReports = Def{Name: "layerscope_l3_pmtu_reports_total", Subsystem: "l3", Type: Counter,
+		Help: "ICMP fragmentation-needed and ICMPv6 packet-too-big messages by the MTU they report", Labels: []string{"family", "mtu"}}
+	L3Oversize = Def{Name: "layerscope_l3_oversize_total", Subsystem: "l3", Type: Counter,
+		Help:   "Packets entering from an interface that are too big for the path they take off the node (IPv4 with DF, IPv6): they will be dropped",
+		Labels: []string{"role", "family"}}
+	L3OversizeOffload = Def{Name: "layerscope_l3_offload_oversize_total", Subsystem: "l3", Type: Counter,
+		Help: "Segmentation-offload aggregates longer than their path's MTU (cut later, segment size unknown)", Labels: []string{"role", "family"}}
 	L3FragNeeded = Def{Name: "layerscope_l3_frag_needed_total", Subsystem: "l3", Type: Counter,
 		Help: "ICMP fragmentation-needed and ICMPv6 packet-too-big messages, by family", Labels: []string{"family"}}
 
@@ -71,6 +85,8 @@ var (
 		Help: "TCP retransmissions seen: repeated SYNs and repeated data segments"}
 	L4Handshake = Def{Name: "layerscope_l4_tcp_handshake_seconds", Subsystem: "l4", Type: Histogram, Unit: "seconds",
 		Help: "TCP handshake time from SYN to the client's ACK, at the interface that saw all three", Buckets: latencyBuckets}
+	L4MSSOverPath = Def{Name: "layerscope_l4_tcp_mss_over_path_total", Subsystem: "l4", Type: Counter,
+		Help: "SYNs entering whose MSS option exceeds what their path's MTU allows", Labels: []string{"role", "family"}}
 	L4Connections = Def{Name: "layerscope_l4_connections_total", Subsystem: "l4", Type: Counter,
 		Help: "Flows that ended (idle, closed or evicted), by outcome", Labels: []string{"outcome"}}
 
@@ -201,7 +217,8 @@ func All() []Def {
 		L1LinkUp, L1CarrierChanges, L1Errors, L1Drops,
 		CapturePackets, CaptureBytes, CaptureDrops, CaptureFreezes, DecodeErrors,
 		L2ARP, L2VLAN, L2Tunnel, L2TunnelBytes,
-		L3Packets, L3ICMP, L3Fragments, L3FragNeeded,
+		L3Packets, L3ICMP, L3Fragments, L3FragNeeded, L3Reassembly, L3ReassemblyPending, L3FragDuplicates,
+		L3PMTUReports, L3Oversize, L3OversizeOffload, L4MSSOverPath,
 		L4Packets, L4TCPFlags, L4Retransmits, L4Handshake, L4Connections,
 		L6TLSHandshakes, L6TLSClientHellos,
 		L7DNSQueries, L7DNSResponses, L7DNSLatency, L7HTTPRequests, L7HTTPResponses, L7HTTPLatency,
