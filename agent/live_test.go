@@ -783,3 +783,38 @@ func TestLivePMTUAndFragments(t *testing.T) {
 		t.Errorf("pod-b not named as the sender of packets too big for the path: %+v", rep.Oversize)
 	}
 }
+
+// TestLivePMTUThroughDNAT lowers pod-c's link on node-2 so that node-2,
+// not node-1, refuses pod-b's DF datagrams sent through the Service: the
+// frag-needed comes back over the overlay quoting the packet as DNATed
+// (pod-b → pod-c:8080), and node-1's agent attributes it through conntrack
+// to pod-b → 10.96.0.42:8080.
+func TestLivePMTUThroughDNAT(t *testing.T) {
+	l := newLab(t)
+	a := startAgent(t, l, lab.Node1)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	podB, _ := l.Pod(lab.PodB)
+	podC, _ := l.Pod(lab.PodC)
+	r, err := l.Traffic(ctx, lab.ScenarioMTU, lab.TrafficOptions{Count: 2, RemoteMTU: 1400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.MTU.RemoteFragNeeded) == 0 {
+		t.Fatalf("node-2 refused nothing: %+v", r.MTU)
+	}
+	time.Sleep(2 * pathRefresh)
+	rep := pmtuReports(t, a)
+	for _, port := range r.MTU.RemoteFragNeeded {
+		quoted := fmt.Sprintf("udp %s:%d -> %s", podB.IP, port, netip.AddrPortFrom(podC.IP, lab.ServicePort))
+		original := fmt.Sprintf("udp %s:%d -> %s", podB.IP, port, lab.ServiceAddr)
+		found := false
+		for _, p := range rep.Reports {
+			found = found || (p.Quoted == quoted && p.Flow == original && p.MTU == 1400 && p.Attributed && p.Translated &&
+				(p.Interface == lab.VXLANName || p.Interface == lab.NodeIface))
+		}
+		if !found {
+			t.Errorf("no report of MTU 1400 quoting %s and attributed to %s on the overlay: %+v", quoted, original, rep.Reports)
+		}
+	}
+}

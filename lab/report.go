@@ -44,6 +44,12 @@ type TrafficOptions struct {
 	// value for the duration of conntrack-flood and restores it afterwards.
 	// Zero leaves the limit alone.
 	ConntrackMax int
+	// RemoteMTU, if positive, adds a phase to the mtu scenario: node-2's
+	// bridge and pod-c's interfaces are lowered to this MTU, and pod-b sends
+	// DF datagrams through the Service that fit the overlay but not pod-c's
+	// link, so that node-2 answers with a frag-needed about the packet as
+	// DNATed on node-1. The MTUs are put back afterwards.
+	RemoteMTU int
 	// KeepMTU leaves pod-b at MTU 1500 after the mtu scenario. False
 	// restores 1450.
 	KeepMTU bool
@@ -107,6 +113,11 @@ type MTUReport struct {
 	// an ICMP frag-needed: the ones DNATed to pod-c, across the overlay.
 	ServiceDFSent     int      `json:"service_df_sent"`
 	ServiceFragNeeded []uint16 `json:"service_frag_needed,omitempty"`
+	// RemoteMTU and RemoteFragNeeded: with TrafficOptions.RemoteMTU, the
+	// source ports of the DF datagrams through the Service that node-2
+	// refused (DNATed to pod-c, whose link was lowered to RemoteMTU).
+	RemoteMTU        int      `json:"remote_mtu,omitempty"`
+	RemoteFragNeeded []uint16 `json:"remote_frag_needed,omitempty"`
 	// MTURestored is true when pod-b was put back to PodMTU.
 	MTURestored bool `json:"mtu_restored"`
 }

@@ -378,8 +378,13 @@ func (l *Lab) mtu(ctx context.Context, opts TrafficOptions, r *Report) (err erro
 	}); err != nil {
 		return err
 	}
-	if err := l.mtuThroughService(ctx, bns, data, 3*count, m); err != nil {
+	if m.ServiceFragNeeded, m.ServiceDFSent, err = l.mtuThroughService(ctx, bns, data, 3*count, m.PodMTU); err != nil {
 		return err
+	}
+	if opts.RemoteMTU > 0 {
+		if err := l.mtuRemote(ctx, bns, opts.RemoteMTU, 3*count, m); err != nil {
+			return err
+		}
 	}
 	deadline := time.Now().Add(time.Second)
 	for time.Now().Before(deadline) && gotNoDF.Load() < int64(m.NoDFSent) {
@@ -392,31 +397,55 @@ func (l *Lab) mtu(ctx context.Context, opts TrafficOptions, r *Report) (err erro
 	return nil
 }
 
-// mtuThroughService sends DF datagrams from pod-b to the Service's UDP
-// port, each from a new socket after forgetting the learnt path MTU, and
-// records which ones node-1 answered with a frag-needed (their socket
-// learnt a path MTU below pod-b's). The DNAT picks a backend at random: it
-// sends at least n, and more (up to 10n) until one went to pod-c.
-func (l *Lab) mtuThroughService(ctx context.Context, bns *nsenter.NS, data []byte, n int, m *MTUReport) error {
-	data[0] = 'S'
-	for i := 0; i < 10*n && (i < n || len(m.ServiceFragNeeded) == 0); i++ {
-		if err := ctx.Err(); err != nil {
+// mtuRemote lowers node-2's bridge and pod-c's link to mtu and sends DF
+// datagrams of that size plus 20 through the Service from pod-b: those
+// DNATed to pod-c fit the overlay but not pod-c's link, and node-2 refuses
+// them with a frag-needed quoting the packet as DNATed on node-1.
+func (l *Lab) mtuRemote(ctx context.Context, bns *nsenter.NS, mtu, n int, m *MTUReport) (err error) {
+	c, _ := l.Pod(PodC)
+	lower := []struct{ member, ifname string }{{PodC, PodIface}, {Node2, c.HostVeth}, {Node2, BridgeName}}
+	for _, x := range lower {
+		if err := l.setMTU(x.member, x.ifname, mtu); err != nil {
 			return err
 		}
+	}
+	defer func() {
+		for _, x := range lower {
+			err = errors.Join(err, l.setMTU(x.member, x.ifname, PodMTU))
+		}
+	}()
+	m.RemoteMTU = mtu
+	data := make([]byte, mtu+20-28)
+	m.RemoteFragNeeded, _, err = l.mtuThroughService(ctx, bns, data, n, PodMTU)
+	return err
+}
+
+// mtuThroughService sends DF datagrams of len(data) from pod-b to the
+// Service's UDP port, each from a new socket after forgetting the learnt
+// path MTU, and returns the source ports of those whose socket learnt a
+// path MTU below pathMTU from a frag-needed, and the number sent. The DNAT
+// picks a backend at random: it sends at least n, and more (up to 10n)
+// until one drew a frag-needed.
+func (l *Lab) mtuThroughService(ctx context.Context, bns *nsenter.NS, data []byte, n, pathMTU int) (fragNeeded []uint16, sent int, err error) {
+	data[0] = 'S'
+	for i := 0; i < 10*n && (i < n || len(fragNeeded) == 0); i++ {
+		if err := ctx.Err(); err != nil {
+			return fragNeeded, sent, err
+		}
 		if err := writeSysctl(bns, "net.ipv4.route.flush", "1"); err != nil {
-			return err
+			return fragNeeded, sent, err
 		}
 		var conn *net.UDPConn
 		if err := bns.Do(func() (err error) {
 			conn, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(ServiceVIP, ServicePort)))
 			return err
 		}); err != nil {
-			return err
+			return fragNeeded, sent, err
 		}
 		raw, err := conn.SyscallConn()
 		if err != nil {
 			conn.Close()
-			return err
+			return fragNeeded, sent, err
 		}
 		var serr error
 		_ = raw.Control(func(fd uintptr) {
@@ -424,20 +453,20 @@ func (l *Lab) mtuThroughService(ctx context.Context, bns *nsenter.NS, data []byt
 		})
 		if serr != nil {
 			conn.Close()
-			return serr
+			return fragNeeded, sent, serr
 		}
 		if _, err := conn.Write(data); err == nil {
-			m.ServiceDFSent++
-			time.Sleep(20 * time.Millisecond) // for node-1's ICMP to come back
+			sent++
+			time.Sleep(20 * time.Millisecond) // for the ICMP to come back
 			var pmtu int
 			_ = raw.Control(func(fd uintptr) { pmtu, _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU) })
-			if pmtu > 0 && pmtu < m.PodMTU {
-				m.ServiceFragNeeded = append(m.ServiceFragNeeded, uint16(conn.LocalAddr().(*net.UDPAddr).Port))
+			if pmtu > 0 && pmtu < pathMTU {
+				fragNeeded = append(fragNeeded, uint16(conn.LocalAddr().(*net.UDPAddr).Port))
 			}
 		}
 		conn.Close()
 	}
-	return nil
+	return fragNeeded, sent, nil
 }
 
 // setPodMTU sets the MTU of a pod's eth0 and of its host veth.

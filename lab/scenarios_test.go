@@ -264,3 +264,24 @@ func TestUnknownScenario(t *testing.T) {
 	_, err := l.Traffic(context.Background(), "nope", TrafficOptions{})
 	require.ErrorIs(t, err, ErrUnknownScenario)
 }
+
+// With RemoteMTU, node-2 refuses the datagrams DNATed to pod-c that fit the
+// overlay but not pod-c's lowered link, and the MTUs come back.
+func TestMTUScenarioRemote(t *testing.T) {
+	l := newTestLab(t)
+	node2, _ := l.Node(Node2)
+	before := readSNMP(t, node2.NetNS)
+	r, err := l.Traffic(testCtx(t), ScenarioMTU, TrafficOptions{Count: 2, RemoteMTU: 1400})
+	require.NoError(t, err)
+	after := readSNMP(t, node2.NetNS)
+	m := r.MTU
+	require.Equal(t, 1400, m.RemoteMTU)
+	require.NotEmpty(t, m.RemoteFragNeeded)
+	require.EqualValues(t, len(m.RemoteFragNeeded), after["Icmp.OutDestUnreachs"]-before["Icmp.OutDestUnreachs"])
+	c, _ := l.Pod(PodC)
+	for _, x := range []struct{ member, ifname string }{{PodC, PodIface}, {Node2, c.HostVeth}, {Node2, BridgeName}} {
+		mtu, err := l.linkMTU(x.member, x.ifname)
+		require.NoError(t, err)
+		require.Equal(t, PodMTU, mtu, "%s in %s", x.ifname, x.member)
+	}
+}
