@@ -1,0 +1,545 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/layerscope/layerscope/internal/testns"
+	"github.com/layerscope/layerscope/lab"
+)
+
+// The Prometheus tools the scrape test runs: the binaries named by these
+// environment variables, else the ones .ci/prometheus.sh installs.
+const (
+	envPrometheus   = "LAYERSCOPE_PROMETHEUS"
+	envPromtool     = "LAYERSCOPE_PROMTOOL"
+	envNoPrometheus = "LAYERSCOPE_NO_PROMETHEUS" // "1" skips the test where the tools are not installed
+	promVersion     = "v0.316.0"
+)
+
+// promTool returns the path of a Prometheus tool (prometheus, promtool): the
+// environment variable's value, else the tool cache of .ci/prometheus.sh. A
+// missing binary fails the test unless LAYERSCOPE_NO_PROMETHEUS=1.
+func promTool(t *testing.T, name, env string) string {
+	t.Helper()
+	path := os.Getenv(env)
+	if path == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			t.Fatal(err)
+		}
+		path = filepath.Join(home, ".cache", "layerscope", "tools", name+"-"+promVersion, name)
+	}
+	if _, err := os.Stat(path); err != nil {
+		if os.Getenv(envNoPrometheus) == "1" {
+			t.Skipf("%s not installed (%v) and %s=1", name, err, envNoPrometheus)
+		}
+		t.Fatalf("%s not installed (%v): run .ci/prometheus.sh, set %s, or set %s=1 to skip", name, err, env, envNoPrometheus)
+	}
+	return path
+}
+
+// startAgentWith is startAgent with a web configuration file: the agent of a
+// lab node serving TLS and basic auth through exporter-toolkit.
+func startAgentWith(t *testing.T, l *lab.Lab, node, webConfig string) *Agent {
+	t.Helper()
+	a, err := New(Config{NetNS: l.NetNS(node), MetricsAddr: "127.0.0.1:0", WebConfigFile: webConfig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("agent Run: %v", err)
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for !a.ready.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("agent not ready within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return a
+}
+
+// webTLS is what a TLS + basic auth agent needs and what its scrapers use.
+type webTLS struct {
+	dir        string // holds every file below
+	caFile     string // PEM certificate of the CA that signed the server's
+	certFile   string // server certificate for 127.0.0.1
+	keyFile    string // its private key
+	webConfig  string // exporter-toolkit web configuration
+	user, pass string // the basic auth credentials (the config holds the bcrypt hash)
+	pool       *x509.CertPool
+}
+
+// newWebTLS generates, in a temporary directory, a self-signed CA, a server
+// certificate for 127.0.0.1 signed by it, a random password and the
+// exporter-toolkit web configuration serving TLS with basic auth.
+func newWebTLS(t *testing.T) *webTLS {
+	t.Helper()
+	dir := t.TempDir()
+	w := &webTLS{
+		dir:       dir,
+		caFile:    filepath.Join(dir, "ca.pem"),
+		certFile:  filepath.Join(dir, "server.pem"),
+		keyFile:   filepath.Join(dir, "server-key.pem"),
+		webConfig: filepath.Join(dir, "web.yml"),
+		user:      "prometheus",
+		pass:      rand.Text(),
+		pool:      x509.NewCertPool(),
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "layerscope test CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.pool.AddCert(ca)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "layerscope agent"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+	}, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(w.pass), bcrypt.DefaultCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []struct {
+		path string
+		data []byte
+	}{
+		{w.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})},
+		{w.certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})},
+		{w.keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})},
+		{w.webConfig, fmt.Appendf(nil, "tls_server_config:\n  cert_file: %s\n  key_file: %s\n  min_version: TLS12\nbasic_auth_users:\n  %s: %s\n",
+			w.certFile, w.keyFile, w.user, hash)},
+	} {
+		if err := os.WriteFile(f.path, f.data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return w
+}
+
+// client returns an HTTP client trusting the generated CA.
+func (w *webTLS) client() *http.Client {
+	return &http.Client{
+		Timeout:   5 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: w.pool, MinVersion: tls.VersionTLS12}},
+	}
+}
+
+// scrape GETs url with c and optional basic auth credentials.
+func scrape(t *testing.T, c *http.Client, url, user, pass string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if user != "" {
+		req.SetBasicAuth(user, pass)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read %s: %v", url, err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// freePort returns a 127.0.0.1 address whose port was free a moment ago.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// promServer is a Prometheus server run by a test.
+type promServer struct {
+	base string        // http://127.0.0.1:PORT
+	log  *bytes.Buffer // its stderr (logs)
+}
+
+// startPrometheus runs the Prometheus binary with config, storage in a
+// temporary directory, and waits until it is ready. It is stopped (SIGTERM,
+// then SIGKILL) when the test ends; its logs are shown if the test failed.
+func startPrometheus(t *testing.T, bin, config string) *promServer {
+	t.Helper()
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(cfgFile, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := freePort(t)
+	p := &promServer{base: "http://" + addr, log: new(bytes.Buffer)}
+	cmd := exec.Command(bin,
+		"--config.file="+cfgFile,
+		"--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr,
+		"--log.level=info",
+	)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = p.log, p.log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start prometheus: %v", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+			t.Errorf("prometheus did not stop within 10s of SIGTERM")
+		}
+		if t.Failed() {
+			t.Logf("prometheus log:\n%s", p.log)
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("prometheus exited at start: %v\n%s", err, p.log)
+		default:
+		}
+		resp, err := http.Get(p.base + "/-/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prometheus not ready within 20s (last error %v)", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// promSample is one element of an instant vector.
+type promSample struct {
+	Metric map[string]string
+	Value  float64
+}
+
+// query evaluates an instant query through Prometheus's HTTP API.
+func (p *promServer) query(q string) ([]promSample, error) {
+	resp, err := http.Get(p.base + "/api/v1/query?query=" + url.QueryEscape(q))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			ResultType string `json:"resultType"`
+			Result     []struct {
+				Metric map[string]string `json:"metric"`
+				Value  [2]any            `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return nil, fmt.Errorf("query %q: %d: %w", q, resp.StatusCode, err)
+	}
+	if body.Status != "success" {
+		return nil, fmt.Errorf("query %q: %s: %s", q, body.Status, body.Error)
+	}
+	if body.Data.ResultType != "vector" {
+		return nil, fmt.Errorf("query %q: result type %s, want vector", q, body.Data.ResultType)
+	}
+	out := make([]promSample, 0, len(body.Data.Result))
+	for _, r := range body.Data.Result {
+		s, ok := r.Value[1].(string)
+		if !ok {
+			return nil, fmt.Errorf("query %q: value %v", q, r.Value)
+		}
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return nil, fmt.Errorf("query %q: %w", q, err)
+		}
+		out = append(out, promSample{r.Metric, v})
+	}
+	return out, nil
+}
+
+// series renders samples as sorted "label=value,…=v" strings over the given
+// labels, for comparisons and messages.
+func series(samples []promSample, labels ...string) []string {
+	out := make([]string, 0, len(samples))
+	for _, s := range samples {
+		parts := make([]string, 0, len(labels))
+		for _, l := range labels {
+			parts = append(parts, l+"="+s.Metric[l])
+		}
+		out = append(out, strings.Join(parts, ","))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// promtoolCheck runs `promtool check metrics` on an exposition and fails t
+// unless it exits 0 without a word.
+func promtoolCheck(t *testing.T, promtool, name, exposition string) {
+	t.Helper()
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(exposition)
+	out, err := cmd.CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("promtool check metrics on the scrape of %s: %v\n%s", name, err, out)
+	}
+}
+
+// TestPrometheusScrapesLabAgents runs the agents of both lab nodes, node-1
+// on plain HTTP and node-2 behind TLS and basic auth (an exporter-toolkit web
+// configuration with a generated CA and a bcrypt-hashed password), drives the
+// service, dns and http scenarios, and has a real Prometheus server scrape
+// both. Through Prometheus's query API it expects both targets up and
+// per-layer series from each agent (capture, L2 VXLAN, L3, L4, L7 HTTP by
+// status class, conntrack), node-1's DNS responses by rcode equal to the dns
+// scenario's, and none from node-2, which never sees DNS. The TLS endpoint
+// must refuse scrapes without or with wrong credentials and clients that do
+// not trust the CA, and `promtool check metrics` must be silent on one
+// scrape of each agent.
+func TestPrometheusScrapesLabAgents(t *testing.T) {
+	testns.RequireRoot(t)
+	prometheus := promTool(t, "prometheus", envPrometheus)
+	promtool := promTool(t, "promtool", envPromtool)
+	start := time.Now()
+
+	l := newLab(t)
+	w := newWebTLS(t)
+	a1 := startAgent(t, l, lab.Node1)
+	a2 := startAgentWith(t, l, lab.Node2, w.webConfig)
+	url1 := "http://" + a1.Addr().String() + "/metrics"
+	url2 := "https://" + a2.Addr().String() + "/metrics"
+
+	prom := startPrometheus(t, prometheus, fmt.Sprintf(`global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: %[1]s
+    static_configs:
+      - targets: [%[2]q]
+  - job_name: %[3]s
+    scheme: https
+    tls_config:
+      ca_file: %[4]q
+    basic_auth:
+      username: %[5]q
+      password: %[6]q
+    static_configs:
+      - targets: [%[7]q]
+`, lab.Node1, a1.Addr().String(), lab.Node2, w.caFile, w.user, w.pass, a2.Addr().String()))
+	t.Logf("lab, agents and prometheus up in %v", time.Since(start).Round(time.Millisecond))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var dnsReport *lab.Report
+	for _, sc := range []string{lab.ScenarioService, lab.ScenarioDNS, lab.ScenarioHTTP} {
+		r, err := l.Traffic(ctx, sc, lab.TrafficOptions{})
+		if err != nil {
+			t.Fatalf("%s scenario: %v", sc, err)
+		}
+		if r.Succeeded == 0 {
+			t.Fatalf("%s scenario: nothing succeeded: %+v", sc, r)
+		}
+		if sc == lab.ScenarioDNS {
+			dnsReport = r
+		}
+	}
+	t.Logf("scenarios done at %v", time.Since(start).Round(time.Millisecond))
+
+	both := []string{"job=" + lab.Node1, "job=" + lab.Node2}
+	var classes []string
+	for _, j := range both {
+		for _, c := range []string{"2xx", "4xx", "5xx"} {
+			classes = append(classes, j+",status_class="+c)
+		}
+	}
+	var rcodes []string
+	for rc, n := range dnsReport.RCodes {
+		rcodes = append(rcodes, fmt.Sprintf("job=%s,rcode=%s,value=%d", lab.Node1, strings.ToLower(rc), n))
+	}
+	slices.Sort(rcodes)
+	dnsQueries := []string{fmt.Sprintf("job=%s,value=%d", lab.Node1, dnsReport.Attempted)}
+
+	// valued renders samples with their value, for exact comparisons.
+	valued := func(samples []promSample, labels ...string) []string {
+		out := make([]string, 0, len(samples))
+		for _, s := range samples {
+			parts := make([]string, 0, len(labels)+1)
+			for _, l := range labels {
+				parts = append(parts, l+"="+s.Metric[l])
+			}
+			out = append(out, strings.Join(append(parts, "value="+strconv.FormatFloat(s.Value, 'f', -1, 64)), ","))
+		}
+		slices.Sort(out)
+		return out
+	}
+	checks := []struct {
+		what   string
+		query  string
+		render func([]promSample) []string
+		want   []string
+	}{
+		{"targets up", `up == 1`, func(s []promSample) []string { return series(s, "job") }, both},
+		{"TLS target scraped with samples", `scrape_samples_scraped > 100`, func(s []promSample) []string { return series(s, "job") }, both},
+		{"capture", `sum by (job) (layerscope_capture_packets_total) > 0`, func(s []promSample) []string { return series(s, "job") }, both},
+		{"L2 VXLAN", `sum by (job) (layerscope_l2_tunnel_packets_total{tunnel="vxlan"}) > 0`, func(s []promSample) []string { return series(s, "job") }, both},
+		{"L3 IPv4", `sum by (job) (layerscope_l3_packets_total{family="ipv4"}) > 0`, func(s []promSample) []string { return series(s, "job") }, both},
+		{"L4 TCP", `sum by (job) (layerscope_l4_packets_total{protocol="tcp"}) > 0`, func(s []promSample) []string { return series(s, "job") }, both},
+		{"L7 HTTP responses", `sum by (job, status_class) (layerscope_l7_http_responses_total) > 0`, func(s []promSample) []string { return series(s, "job", "status_class") }, classes},
+		{"L7 DNS queries", `sum by (job) (layerscope_l7_dns_queries_total) > 0`, func(s []promSample) []string { return valued(s, "job") }, dnsQueries},
+		{"L7 DNS responses", `sum by (job, rcode) (layerscope_l7_dns_responses_total) > 0`, func(s []promSample) []string { return valued(s, "job", "rcode") }, rcodes},
+		{"conntrack", `layerscope_conntrack_entries > 0`, func(s []promSample) []string { return series(s, "job") }, both},
+		{"agent ready", `layerscope_agent_ready == 1`, func(s []promSample) []string { return series(s, "job") }, both},
+	}
+	got := make([][]string, len(checks))
+	var qerr error
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		done := true
+		for i, c := range checks {
+			samples, err := prom.query(c.query)
+			if err != nil {
+				qerr = err
+				done = false
+				continue
+			}
+			got[i] = c.render(samples)
+			done = done && slices.Equal(got[i], c.want)
+		}
+		if done || time.Now().After(deadline) {
+			break
+		}
+	}
+	for i, c := range checks {
+		if !slices.Equal(got[i], c.want) {
+			t.Errorf("%s: %s = %v, want %v", c.what, c.query, got[i], c.want)
+		}
+	}
+	if qerr != nil && t.Failed() {
+		t.Logf("last query error: %v", qerr)
+	}
+	t.Logf("queries settled at %v", time.Since(start).Round(time.Millisecond))
+
+	// The TLS endpoint: the right CA and credentials only.
+	c := w.client()
+	for _, tt := range []struct {
+		name       string
+		user, pass string
+		want       int
+	}{
+		{"no credentials", "", "", http.StatusUnauthorized},
+		{"wrong password", w.user, w.pass + "x", http.StatusUnauthorized},
+		{"unknown user", "admin", w.pass, http.StatusUnauthorized},
+		{"credentials", w.user, w.pass, http.StatusOK},
+	} {
+		if code, _ := scrape(t, c, url2, tt.user, tt.pass); code != tt.want {
+			t.Errorf("scrape of %s with %s: %d, want %d", lab.Node2, tt.name, code, tt.want)
+		}
+	}
+	var unknownCA x509.UnknownAuthorityError
+	if _, err := http.Get(url2); !errors.As(err, &unknownCA) {
+		t.Errorf("GET %s trusting only the system roots: %v, want an unknown authority error", url2, err)
+	}
+	if code, _ := scrape(t, http.DefaultClient, strings.Replace(url2, "https:", "http:", 1), "", ""); code != http.StatusBadRequest {
+		t.Errorf("plain HTTP to the TLS endpoint: %d, want %d", code, http.StatusBadRequest)
+	}
+
+	// promtool's lint of one real scrape of each agent.
+	code, body1 := scrape(t, http.DefaultClient, url1, "", "")
+	if code != http.StatusOK {
+		t.Fatalf("scrape of %s: %d", lab.Node1, code)
+	}
+	code, body2 := scrape(t, c, url2, w.user, w.pass)
+	if code != http.StatusOK {
+		t.Fatalf("scrape of %s: %d", lab.Node2, code)
+	}
+	for _, s := range []struct{ name, body, want string }{
+		{lab.Node1, body1, "layerscope_l7_dns_responses_total{"},
+		{lab.Node2, body2, "layerscope_l2_tunnel_packets_total{"},
+	} {
+		if !strings.Contains(s.body, s.want) {
+			t.Errorf("scrape of %s lacks %s", s.name, s.want)
+		}
+		promtoolCheck(t, promtool, s.name, s.body)
+	}
+	t.Logf("done at %v", time.Since(start).Round(time.Millisecond))
+}
