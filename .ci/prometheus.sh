@@ -18,7 +18,7 @@ case "${1:-}" in
 "") ;;
 --env) mode=env ;;
 -h | --help)
-	sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
 	exit 0
 	;;
 *)
