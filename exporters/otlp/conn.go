@@ -40,6 +40,27 @@ func (s Side) String() string {
 	return "unknown"
 }
 
+// SideOf tells the side of a node from the hops it saw a connection on: the
+// client is here when a pod veth received the client's packets (they came
+// out of a local pod), the backend when a pod veth sent them (into a local
+// pod); neither means the node only forwarded. Both (a same-node connection)
+// is SideClient.
+func SideOf(hops []Hop) Side {
+	side := SideTransit
+	for i := range hops {
+		if hops[i].Role != flow.RolePod {
+			continue
+		}
+		switch hops[i].Dir {
+		case flow.DirIn:
+			return SideClient
+		case flow.DirOut:
+			side = SideServer
+		}
+	}
+	return side
+}
+
 // Conn is one connection as one node saw it, the input of Exporter.Export.
 // The agent fills it from the flow records of the connection's views (the
 // pre-DNAT view on the client's pod veth, the post-DNAT view on the overlay

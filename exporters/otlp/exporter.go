@@ -2,6 +2,7 @@ package otlp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -299,6 +300,11 @@ func newResource(ctx context.Context, cfg *Config) (*resource.Resource, error) {
 		resource.WithFromEnv(),
 		resource.WithAttributes(over...),
 	)
+	if errors.Is(err, resource.ErrPartialResource) && res != nil {
+		// A malformed OTEL_RESOURCE_ATTRIBUTES entry: keep the rest.
+		cfg.Logger.Warn("resource attributes partly ignored", "err", err)
+		return res, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errResource, err)
 	}

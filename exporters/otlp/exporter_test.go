@@ -398,3 +398,71 @@ func TestConfigErrors(t *testing.T) {
 	_, err = New(context.Background(), Config{})
 	require.True(t, errors.Is(err, errProtocol), "the environment's protocol is checked: %v", err)
 }
+
+func TestSideOf(t *testing.T) {
+	pod := func(dir flow.Direction) Hop { return Hop{Role: flow.RolePod, Dir: dir} }
+	nic := Hop{Role: flow.RoleUplink, Dir: flow.DirOut}
+	tests := []struct {
+		name string
+		hops []Hop
+		want Side
+	}{
+		{"client pod here", []Hop{nic, pod(flow.DirIn)}, SideClient},
+		{"backend pod here", []Hop{nic, pod(flow.DirOut)}, SideServer},
+		{"both here", []Hop{pod(flow.DirOut), pod(flow.DirIn)}, SideClient},
+		{"forwarded only", []Hop{nic, {Role: flow.RoleOverlay, Dir: flow.DirIn}}, SideTransit},
+		{"only the server's packets on the veth", []Hop{pod(flow.DirUnknown)}, SideTransit},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.Equal(t, tt.want, SideOf(tt.hops))
+		})
+	}
+	require.Equal(t, SideClient, SideOf(clientConn(0, 1, 1, flow.OutcomeClosed).Hops))
+	require.Equal(t, SideServer, SideOf(serverConn(0, 1, 1, flow.OutcomeClosed).Hops))
+}
+
+func TestMalformedResourceAttributes(t *testing.T) {
+	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "team=net,broken")
+	e, mem := newMemExporter(t, "node-1", 1)
+	e.Export(clientConn(time.Now().UnixNano(), 1, 1, flow.OutcomeClosed))
+	require.NoError(t, e.Flush(context.Background()))
+	spans := mem.GetSpans()
+	require.NotEmpty(t, spans)
+	v, ok := spans[0].Resource.Set().Value("team")
+	require.True(t, ok, "the well-formed attributes are kept")
+	require.Equal(t, "net", v.AsString())
+}
+
+// BenchmarkExport is the cost on the caller's goroutine: error check, trace
+// ID, sampling, queue.
+func BenchmarkExport(b *testing.B) {
+	for _, bc := range []struct {
+		name  string
+		ratio float64
+	}{{"sampled_out", 0}, {"queued", 1}} {
+		b.Run(bc.name, func(b *testing.B) {
+			e, err := New(context.Background(), Config{Node: "node-1", SampleRatio: bc.ratio,
+				SpanExporter: tracetest.NewNoopExporter(), MaxQueueSize: 1})
+			require.NoError(b, err)
+			defer func() { _ = e.Shutdown(context.Background()) }()
+			c := clientConn(time.Now().UnixNano(), 40000, 1, flow.OutcomeClosed)
+			b.ReportAllocs()
+			for b.Loop() {
+				e.Export(c)
+			}
+		})
+	}
+}
+
+func BenchmarkEmit(b *testing.B) {
+	e, err := New(context.Background(), Config{Node: "node-1", SampleRatio: 1, SpanExporter: tracetest.NewNoopExporter(),
+		BatchTimeout: time.Hour}) // the benchmark emits on its own goroutine: no ticker flush
+	require.NoError(b, err)
+	defer func() { _ = e.Shutdown(context.Background()) }()
+	t0 := time.Now().UnixNano()
+	b.ReportAllocs()
+	for b.Loop() {
+		e.emit(clientConn(t0, 40000, 1, flow.OutcomeClosed))
+	}
+}
