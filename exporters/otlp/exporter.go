@@ -67,8 +67,8 @@ type Config struct {
 	// Insecure disables TLS towards a "host:port" Endpoint
 	// (OTEL_EXPORTER_OTLP_INSECURE does the same).
 	Insecure bool
-	// Headers are sent with every export, on top of
-	// OTEL_EXPORTER_OTLP_HEADERS.
+	// Headers are sent with every export. When set they replace those of
+	// OTEL_EXPORTER_OTLP_[TRACES_]HEADERS.
 	Headers map[string]string
 
 	// ServiceName is the service.name resource attribute. Empty means
