@@ -43,7 +43,7 @@ staticcheck: $(STATICCHECK)
 	$(STATICCHECK) ./...
 
 $(PROMTOOL):
-	GOBIN=$(dir $(PROMTOOL)) $(GO) install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+	PROMETHEUS_VERSION=$(PROMTOOL_VERSION) .ci/prometheus.sh >/dev/null
 
 # promtool's lint of the exposition the agent serves, on the metrics of a
 # replay of every tcpdump test capture (every per-layer series present).
@@ -51,7 +51,11 @@ checkmetrics: build $(PROMTOOL)
 	./$(BIN) replay --metrics $(PCAPS)/*.pcap $(PCAPS)/*.pcapng 2>/dev/null > bin/metrics.prom
 	$(PROMTOOL) check metrics < bin/metrics.prom
 
+# The tests run against real peers: a Prometheus server and an OpenTelemetry
+# Collector, built once into the tool cache by these scripts.
 unit:
+	eval "$$(PROMETHEUS_VERSION=$(PROMTOOL_VERSION) .ci/prometheus.sh --env)" && \
+	LAYERSCOPE_OTELCOL="$$(.ci/otelcol.sh)" && export LAYERSCOPE_OTELCOL && \
 	$(GO) test $(TEST_FLAGS) ./...
 
 # Brief native fuzzing of every decoder (the corpus in testdata/fuzz is also
