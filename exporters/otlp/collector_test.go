@@ -1,278 +1,29 @@
 package otlp
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
-	"encoding/hex"
-	"fmt"
-	"io"
-	"net"
-	"net/http"
-	"net/http/httptest"
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"sort"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/layerscope/layerscope/agent/flow"
+	"github.com/layerscope/layerscope/internal/otlptest"
 )
 
-// otelcolVersion is the collector .ci/otelcol.sh builds by default.
-const otelcolVersion = "v0.165.0"
+type (
+	receiver     = otlptest.Receiver
+	collector    = otlptest.Collector
+	receivedSpan = otlptest.Span
+)
 
-// otelcolPath returns the collector binary: $LAYERSCOPE_OTELCOL, else the
-// cache path of .ci/otelcol.sh. A missing collector fails the test unless
-// LAYERSCOPE_NO_OTELCOL=1.
-func otelcolPath(t *testing.T) string {
-	t.Helper()
-	path := os.Getenv("LAYERSCOPE_OTELCOL")
-	if path == "" {
-		home, err := os.UserHomeDir()
-		require.NoError(t, err)
-		path = filepath.Join(home, ".cache/layerscope/tools", "otelcol-"+otelcolVersion, "otelcol")
-	}
-	if _, err := os.Stat(path); err != nil {
-		if os.Getenv("LAYERSCOPE_NO_OTELCOL") == "1" {
-			t.Skipf("no collector at %s and LAYERSCOPE_NO_OTELCOL=1", path)
-		}
-		t.Fatalf("no OpenTelemetry Collector at %s (%v): build it with .ci/otelcol.sh, "+
-			"or set LAYERSCOPE_NO_OTELCOL=1 to skip this test", path, err)
-	}
-	return path
-}
+var newReceiver = otlptest.NewReceiver
 
-// receivedSpan is one span as it came out of the collector, with the
-// resource it was sent under.
-type receivedSpan struct {
-	res  map[string]string
-	span *tracepb.Span
-}
-
-func (r receivedSpan) attr(key string) *commonpb.AnyValue {
-	for _, kv := range r.span.Attributes {
-		if kv.Key == key {
-			return kv.Value
-		}
-	}
-	return nil
-}
-
-// receiver is the OTLP/HTTP endpoint the collector's otlp_http exporter
-// forwards to: it keeps every span it gets.
-type receiver struct {
-	srv   *httptest.Server
-	mu    sync.Mutex
-	spans []receivedSpan
-}
-
-func newReceiver(t *testing.T) *receiver {
-	r := &receiver{}
-	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
-	t.Cleanup(r.srv.Close)
-	return r
-}
-
-func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
-	if req.URL.Path != "/v1/traces" {
-		http.NotFound(w, req)
-		return
-	}
-	var body io.Reader = req.Body
-	if req.Header.Get("Content-Encoding") == "gzip" {
-		zr, err := gzip.NewReader(req.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		body = zr
-	}
-	raw, err := io.ReadAll(body)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	var msg coltracepb.ExportTraceServiceRequest
-	if err := proto.Unmarshal(raw, &msg); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	r.mu.Lock()
-	for _, rs := range msg.ResourceSpans {
-		res := map[string]string{}
-		for _, kv := range rs.GetResource().GetAttributes() {
-			res[kv.Key] = kv.Value.GetStringValue()
-		}
-		for _, ss := range rs.ScopeSpans {
-			for _, sp := range ss.Spans {
-				r.spans = append(r.spans, receivedSpan{res: res, span: sp})
-			}
-		}
-	}
-	r.mu.Unlock()
-	out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	_, _ = w.Write(out)
-}
-
-// trace returns the spans received for trace ID tid.
-func (r *receiver) trace(tid []byte) []receivedSpan {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []receivedSpan
-	for _, s := range r.spans {
-		if bytes.Equal(s.span.TraceId, tid) {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-// waitTrace waits until trace tid has n spans.
-func (r *receiver) waitTrace(t *testing.T, tid []byte, n int) []receivedSpan {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		got := r.trace(tid)
-		if len(got) >= n || time.Now().After(deadline) {
-			require.Len(t, got, n, "spans of trace %s", hex.EncodeToString(tid))
-			return got
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// collector is a running otelcol process: OTLP gRPC and HTTP in, the batch
-// processor, otlp_http out to a receiver.
-type collector struct {
-	t              *testing.T
-	bin, cfg       string
-	grpcAddr, http string
-	cmd            *exec.Cmd
-	log            *syncBuffer
-	exited         chan struct{}
-}
-
-// syncBuffer holds the collector's output, read while it may still write.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func startCollector(t *testing.T, recv *receiver) *collector {
-	c := &collector{t: t, bin: otelcolPath(t), grpcAddr: freePort(t), http: freePort(t)}
-	c.cfg = filepath.Join(t.TempDir(), "otelcol.yaml")
-	cfg := fmt.Sprintf(`receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: %s
-      http:
-        endpoint: %s
-processors:
-  batch:
-    timeout: 50ms
-exporters:
-  otlp_http:
-    endpoint: %s
-    compression: none
-    retry_on_failure:
-      enabled: false
-  debug:
-    verbosity: basic
-service:
-  telemetry:
-    logs:
-      level: warn
-    metrics:
-      level: none
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [otlp_http, debug]
-`, c.grpcAddr, c.http, recv.srv.URL)
-	require.NoError(t, os.WriteFile(c.cfg, []byte(cfg), 0o600))
-	c.start()
-	t.Cleanup(c.stop)
-	return c
-}
-
-func (c *collector) start() {
-	t := c.t
-	c.log = &syncBuffer{}
-	c.cmd = exec.Command(c.bin, "--config", c.cfg)
-	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
-	require.NoError(t, c.cmd.Start())
-	c.exited = make(chan struct{})
-	go func(cmd *exec.Cmd, exited chan struct{}) {
-		_ = cmd.Wait()
-		close(exited)
-	}(c.cmd, c.exited)
-	deadline := time.Now().Add(20 * time.Second)
-	for _, addr := range []string{c.grpcAddr, c.http} {
-		for {
-			conn, err := net.DialTimeout("tcp", addr, time.Second)
-			if err == nil {
-				conn.Close()
-				break
-			}
-			select {
-			case <-c.exited:
-				t.Fatalf("collector exited at start:\n%s", c.log)
-			default:
-			}
-			require.True(t, time.Now().Before(deadline), "collector does not listen on %s:\n%s", addr, c.log)
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-}
-
-func (c *collector) stop() {
-	if c.cmd == nil {
-		return
-	}
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.exited:
-	case <-time.After(10 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.exited
-	}
-	c.cmd = nil
-}
+func startCollector(t *testing.T, recv *receiver) *collector { return otlptest.StartCollector(t, recv) }
 
 // exporterConfig configures an exporter of node to the collector: gRPC
 // through Config, HTTP through the standard environment variables (which
@@ -280,7 +31,7 @@ func (c *collector) stop() {
 func exporterConfig(col *collector, proto, node string, ratio float64) Config {
 	cfg := Config{Node: node, SampleRatio: ratio, BatchTimeout: 50 * time.Millisecond, ExportTimeout: 2 * time.Second}
 	if proto == ProtocolGRPC {
-		cfg.Protocol, cfg.Endpoint, cfg.Insecure = ProtocolGRPC, col.grpcAddr, true
+		cfg.Protocol, cfg.Endpoint, cfg.Insecure = ProtocolGRPC, col.GRPCAddr, true
 	}
 	return cfg
 }
@@ -313,7 +64,7 @@ func TestCollector(t *testing.T) {
 	col := startCollector(t, recv)
 	// The HTTP exporters are configured by the standard variables only.
 	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+col.http)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+col.HTTPAddr)
 	t.Setenv("OTEL_SERVICE_NAME", "layerscope-test")
 	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=ci")
 
@@ -335,11 +86,11 @@ func TestCollector(t *testing.T) {
 				n2.Export(s) // the backend's node may well report first
 				n1.Export(c)
 				flush(t, n1, n2)
-				spans := recv.waitTrace(t, tid[:], 8)
+				spans := recv.WaitTrace(t, tid[:], 8)
 				checkStitched(t, spans, tid[:])
 				for _, sp := range spans {
-					require.Equal(t, "layerscope-test", sp.res["service.name"])
-					require.Equal(t, "ci", sp.res["deployment.environment.name"])
+					require.Equal(t, "layerscope-test", sp.Res["service.name"])
+					require.Equal(t, "ci", sp.Res["deployment.environment.name"])
 				}
 				require.Equal(t, uint64(4), n1.Stats().SpansExported)
 				require.Equal(t, uint64(4), n2.Stats().SpansExported)
@@ -377,20 +128,20 @@ func TestCollector(t *testing.T) {
 				n1.Export(hc)
 				flush(t, n1, n2)
 
-				refused := recv.waitTrace(t, traceID(rc), 8)
+				refused := recv.WaitTrace(t, traceID(rc), 8)
 				checkStitched(t, refused, traceID(rc))
 				for _, sp := range refused {
-					if sp.attr("layerscope.hop.index") == nil {
-						require.Equal(t, "10.244.1.8:8080", sp.attr("layerscope.backend").GetStringValue(),
+					if sp.Attr("layerscope.hop.index") == nil {
+						require.Equal(t, "10.244.1.8:8080", sp.Attr("layerscope.backend").GetStringValue(),
 							"the refused connection names its backend")
-						require.Equal(t, "refused", sp.attr("error.type").GetStringValue())
-						require.Equal(t, tracepb.Status_STATUS_CODE_ERROR, sp.span.Status.GetCode())
+						require.Equal(t, "refused", sp.Attr("error.type").GetStringValue())
+						require.Equal(t, tracepb.Status_STATUS_CODE_ERROR, sp.Span.Status.GetCode())
 					}
 				}
-				frag := recv.waitTrace(t, traceID(fc), 4)
+				frag := recv.WaitTrace(t, traceID(fc), 4)
 				var mtu int64
 				for _, sp := range frag {
-					for _, ev := range sp.span.Events {
+					for _, ev := range sp.Span.Events {
 						if ev.Name == EventFragNeeded {
 							for _, kv := range ev.Attributes {
 								if kv.Key == string(AttrICMPMTU) {
@@ -401,8 +152,8 @@ func TestCollector(t *testing.T) {
 					}
 				}
 				require.Equal(t, int64(1450), mtu, "frag-needed event with the MTU")
-				dns := recv.waitTrace(t, traceID(dc), 2)
-				httpSpans := recv.waitTrace(t, traceID(hc), 5)
+				dns := recv.WaitTrace(t, traceID(dc), 2)
+				httpSpans := recv.WaitTrace(t, traceID(hc), 5)
 				for _, x := range []struct {
 					spans []receivedSpan
 					name  string
@@ -410,15 +161,15 @@ func TestCollector(t *testing.T) {
 				}{{dns, "DNS web.default.svc.cluster.local", "dns.question.name"}, {httpSpans, "GET", "http.response.status_code"}} {
 					found := false
 					for _, sp := range x.spans {
-						if sp.span.Name == x.name {
+						if sp.Span.Name == x.name {
 							found = true
-							require.NotNil(t, sp.attr(x.key), x.name)
-							require.Equal(t, tracepb.Status_STATUS_CODE_ERROR, sp.span.Status.GetCode(), x.name)
+							require.NotNil(t, sp.Attr(x.key), x.name)
+							require.Equal(t, tracepb.Status_STATUS_CODE_ERROR, sp.Span.Status.GetCode(), x.name)
 						}
 					}
 					require.True(t, found, "no %q span", x.name)
 				}
-				require.Empty(t, recv.trace(traceID(ok)), "an error-free connection exported at ratio 0")
+				require.Empty(t, recv.Trace(traceID(ok)), "an error-free connection exported at ratio 0")
 				st := n1.Stats()
 				require.Equal(t, uint64(1), st.SampledOut)
 				require.Equal(t, uint64(4), st.Forced)
@@ -449,9 +200,9 @@ func testCollectorDown(t *testing.T, recv *receiver, col *collector, nextConn fu
 		c := clientConn(t0, p, isn, flow.OutcomeClosed)
 		e.Export(c)
 		flush(t, e)
-		recv.waitTrace(t, traceID(c), 4)
+		recv.WaitTrace(t, traceID(c), 4)
 	}
-	col.stop()
+	col.Stop()
 
 	var slowest time.Duration
 	load := func(rounds int) {
@@ -492,7 +243,7 @@ func testCollectorDown(t *testing.T, recv *receiver, col *collector, nextConn fu
 	require.Less(t, int64(after)-int64(before), int64(2<<20), "memory grew while the collector was down")
 	require.Less(t, slowest, 100*time.Millisecond, "Export blocked (export timeout 300 ms)")
 
-	col.start()
+	col.Start()
 	restarted := time.Now()
 	for i, e := range es {
 		// Export a marker connection and flush until a marker comes out of
@@ -502,7 +253,7 @@ func testCollectorDown(t *testing.T, recv *receiver, col *collector, nextConn fu
 		var markers [][]byte
 		arrived := func() bool {
 			for _, m := range markers {
-				if len(recv.trace(m)) > 0 {
+				if len(recv.Trace(m)) > 0 {
 					return true
 				}
 			}
@@ -511,7 +262,7 @@ func testCollectorDown(t *testing.T, recv *receiver, col *collector, nextConn fu
 		deadline := time.Now().Add(30 * time.Second)
 		for !arrived() {
 			require.True(t, time.Now().Before(deadline), "exporter %d did not resume: %+v; collector log:\n%s",
-				i, e.Stats(), col.log)
+				i, e.Stats(), col.Log)
 			p, isn := nextConn()
 			c := clientConn(time.Now().UnixNano(), p, isn, flow.OutcomeClosed)
 			markers = append(markers, traceID(c))
@@ -535,12 +286,12 @@ func checkStitched(t *testing.T, spans []receivedSpan, tid []byte) {
 	byNode := map[string][]receivedSpan{}
 	conn := map[string]*tracepb.Span{}
 	for _, sp := range spans {
-		require.Equal(t, tid, sp.span.TraceId)
-		node := sp.res["k8s.node.name"]
+		require.Equal(t, tid, sp.Span.TraceId)
+		node := sp.Res["k8s.node.name"]
 		byNode[node] = append(byNode[node], sp)
-		if sp.attr("layerscope.hop.index") == nil {
+		if sp.Attr("layerscope.hop.index") == nil {
 			require.Nil(t, conn[node], "two connection spans from %s", node)
-			conn[node] = sp.span
+			conn[node] = sp.Span
 		}
 	}
 	require.Len(t, byNode, 2, "spans of node-1 and node-2")
@@ -555,26 +306,26 @@ func checkStitched(t *testing.T, spans []receivedSpan, tid []byte) {
 	for node, want := range map[string][]string{"node-1": clientHops, "node-2": serverHops} {
 		var hops []receivedSpan
 		for _, sp := range byNode[node] {
-			if sp.attr("layerscope.hop.index") != nil {
-				require.Equal(t, conn[node].SpanId, sp.span.ParentSpanId, "%s hop parent", node)
+			if sp.Attr("layerscope.hop.index") != nil {
+				require.Equal(t, conn[node].SpanId, sp.Span.ParentSpanId, "%s hop parent", node)
 				hops = append(hops, sp)
 			}
 		}
 		sort.Slice(hops, func(i, j int) bool {
-			return hops[i].attr("layerscope.hop.index").GetIntValue() < hops[j].attr("layerscope.hop.index").GetIntValue()
+			return hops[i].Attr("layerscope.hop.index").GetIntValue() < hops[j].Attr("layerscope.hop.index").GetIntValue()
 		})
 		require.Len(t, hops, len(want), node)
 		for i, h := range hops {
-			require.Equal(t, "hop "+want[i], h.span.Name)
-			require.Equal(t, want[i], h.attr("network.interface.name").GetStringValue())
-			gap := h.attr("layerscope.hop.gap_ns").GetIntValue()
+			require.Equal(t, "hop "+want[i], h.Span.Name)
+			require.Equal(t, want[i], h.Attr("network.interface.name").GetStringValue())
+			gap := h.Attr("layerscope.hop.gap_ns").GetIntValue()
 			require.GreaterOrEqual(t, gap, int64(0), "%s hop %d", node, i)
 			if i > 0 {
-				require.Equal(t, int64(h.span.StartTimeUnixNano-hops[i-1].span.StartTimeUnixNano), gap,
+				require.Equal(t, int64(h.Span.StartTimeUnixNano-hops[i-1].Span.StartTimeUnixNano), gap,
 					"%s hop %d gap", node, i)
 			}
 			if want[i] == "vxlan0" {
-				require.Equal(t, int64(1), h.attr("layerscope.vni").GetIntValue())
+				require.Equal(t, int64(1), h.Attr("layerscope.vni").GetIntValue())
 			}
 		}
 	}
