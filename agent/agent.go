@@ -61,6 +61,8 @@ type Config struct {
 	Capture CaptureConfig
 	// Conntrack says how the agent watches the conntrack table.
 	Conntrack ConntrackConfig
+	// Traces says whether and where connection traces are exported.
+	Traces TracesConfig
 	// SkipPrivilegeCheck disables the capability check at start (the
 	// kernel still refuses what the process may not do).
 	SkipPrivilegeCheck bool
@@ -77,6 +79,7 @@ type Agent struct {
 	conntrack atomic.Pointer[conntrack.Watcher]
 	services  *correlate.Services
 	pmtu      pmtuLog
+	tracer    atomic.Pointer[tracer]
 	ready     atomic.Bool
 }
 
@@ -159,6 +162,7 @@ func (a *Agent) sources() []prom.Source {
 		FlowTableSource(a.capture.table),
 		a.conntrackSource(),
 		a.servicesSource(),
+		a.tracesSource(),
 	}
 }
 
@@ -190,6 +194,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	if ct != nil {
 		a.conntrack.Store(ct)
 		defer ct.Close()
+	}
+	tr, err := a.openTracer(ctx)
+	if err != nil {
+		_ = srv.Close()
+		return err
+	}
+	if tr != nil {
+		a.tracer.Store(tr)
+		defer tr.shutdown() // after the capture stopped (deferred calls run last first)
 	}
 
 	runCtx, stop := context.WithCancel(ctx)

@@ -62,6 +62,39 @@ type captureSet struct {
 	retired [flow.NumRoles]capture.Stats // rings closed so far, by role
 	live    map[int]*liveWorker          // by interface index
 	kick    chan struct{}                // an interface was attached
+	gone    map[int]goneLink             // detached interfaces, for names of late records
+}
+
+// goneLink remembers a detached interface for a while, so that records of
+// flows that end after it went still name it.
+type goneLink struct {
+	link links.Link
+	at   time.Time
+}
+
+// goneKeep is how long a detached interface's name is kept.
+const goneKeep = 5 * time.Minute
+
+// linkOf returns the captured or recently detached link of index idx.
+func (c *captureSet) linkOf(idx int) (links.Link, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if lw, ok := c.live[idx]; ok {
+		return lw.link, true
+	}
+	g, ok := c.gone[idx]
+	return g.link, ok
+}
+
+// forgetGone drops the names of interfaces detached before now-goneKeep.
+func (c *captureSet) forgetGone(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for idx, g := range c.gone {
+		if now.Sub(g.at) > goneKeep {
+			delete(c.gone, idx)
+		}
+	}
 }
 
 // liveWorker is the worker of one captured interface.
@@ -72,7 +105,7 @@ type liveWorker struct {
 }
 
 func newCaptureSet(a *Agent) (*captureSet, error) {
-	c := &captureSet{cfg: a.cfg.Capture, workers: pipeline.NewSet(), live: map[int]*liveWorker{}, kick: make(chan struct{}, 1)}
+	c := &captureSet{cfg: a.cfg.Capture, workers: pipeline.NewSet(), live: map[int]*liveWorker{}, kick: make(chan struct{}, 1), gone: map[int]goneLink{}}
 	ftc := flowtable.Config{MaxEntries: 65536}
 	if c.cfg.FlowTable != nil {
 		ftc = *c.cfg.FlowTable
@@ -171,6 +204,7 @@ func (c *captureSet) read(l links.Link, r *capture.Ring, w *pipeline.Worker) {
 	w.Publish()
 	c.mu.Lock()
 	delete(c.live, l.Index)
+	c.gone[l.Index] = goneLink{link: l, at: time.Now()}
 	c.mu.Unlock()
 	c.workers.Remove(w)
 	if st, err := r.Stats(); err == nil {

@@ -107,6 +107,11 @@ func (a *Agent) followPaths(ctx context.Context) {
 	for {
 		a.refreshPaths()
 		a.collectPMTU()
+		now := time.Now()
+		if t := a.tracer.Load(); t != nil {
+			t.flush(now, false)
+		}
+		a.capture.forgetGone(now)
 		select {
 		case <-a.capture.kick:
 		case <-ctx.Done():

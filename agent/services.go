@@ -11,26 +11,35 @@ import (
 )
 
 // onRecords joins the flows the flow table reports ended with the
-// conntrack translations of their connections, and tallies the DNATed ones
-// by service and backend. It runs on the flow table's sweeping goroutine.
+// conntrack translations of their connections, tallies the DNATed ones by
+// service and backend, and hands every one to the tracer. It runs on the
+// flow table's sweeping goroutine.
 func (a *Agent) onRecords(recs []flow.Record) {
-	w := a.conntrack.Load()
-	if w == nil {
+	w, t := a.conntrack.Load(), a.tracer.Load()
+	if w == nil && t == nil {
 		return
 	}
-	now := time.Now().UnixNano()
+	now := time.Now()
 	for i := range recs {
 		r := &recs[i]
 		if !r.End.Final() {
 			continue
 		}
-		nat, ok := w.Lookup(r.Key)
-		if !ok {
-			continue
+		var (
+			tr     correlate.Translation
+			joined *correlate.Conn
+		)
+		if w != nil {
+			if nat, ok := w.Lookup(r.Key); ok {
+				tr = translation(&nat)
+				if c, ok := correlate.Join(r, &tr); ok {
+					a.services.Add(&c, now.UnixNano())
+					joined = &c
+				}
+			}
 		}
-		tr := translation(&nat)
-		if c, ok := correlate.Join(r, &tr); ok {
-			a.services.Add(&c, now)
+		if t != nil {
+			t.record(r, &tr, joined, now)
 		}
 	}
 }

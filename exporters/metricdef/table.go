@@ -196,6 +196,20 @@ var (
 		Help: "ICMP and ICMPv6 destination-unreachable messages the kernel received (in) and sent (out), any code", Labels: []string{"family", "direction"}}
 	KPktTooBig = Def{Name: "layerscope_l3_kernel_icmp6_packet_too_big_total", Subsystem: "l3", Type: Counter,
 		Help: "ICMPv6 packet-too-big messages the kernel received (in) and sent (out)", Labels: []string{"direction"}}
+
+	// otlp: the trace exporter's own accounting.
+	OTLPSpansExported = Def{Name: "layerscope_otlp_spans_exported_total", Subsystem: "otlp", Type: Counter,
+		Help: "Spans the OTLP receiver accepted"}
+	OTLPSpansDropped = Def{Name: "layerscope_otlp_spans_dropped_total", Subsystem: "otlp", Type: Counter,
+		Help: "Spans lost: their connection found the export queue full, or their export failed"}
+	OTLPExportErrors = Def{Name: "layerscope_otlp_export_errors_total", Subsystem: "otlp", Type: Counter,
+		Help: "Failed exports to the OTLP receiver, after retries"}
+	OTLPConnections = Def{Name: "layerscope_otlp_connections_total", Subsystem: "otlp", Type: Counter,
+		Help: "Connections handed to the trace exporter by result: exported, sampled_out or dropped (queue full)", Labels: []string{"result"}}
+	OTLPForced = Def{Name: "layerscope_otlp_error_connections_total", Subsystem: "otlp", Type: Counter,
+		Help: "Connections exported whatever the sampling ratio because they had an error"}
+	OTLPQueue = Def{Name: "layerscope_otlp_queue_length", Subsystem: "otlp", Type: Gauge,
+		Help: "Connections waiting in the export queue"}
 )
 
 // kernelFrag defines a kernel fragmentation counter by family.
@@ -229,6 +243,7 @@ func All() []Def {
 		CTEvents, CTEventsLost, CTResyncs, CTErrors, CTDumpDuration,
 		SvcConnections, SvcFailureRatio, SvcDeadBackend, SvcOverflow,
 		MTUMismatch, MTUMismatches, MTUOverlayExpected,
+		OTLPSpansExported, OTLPSpansDropped, OTLPExportErrors, OTLPConnections, OTLPForced, OTLPQueue,
 		KReasmReqds, KReasmOKs, KReasmFails, KFragOKs, KFragFails, KFragCreates, KDestUnreach, KPktTooBig,
 	}
 }
