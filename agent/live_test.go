@@ -57,6 +57,13 @@ func startAgent(t *testing.T, l *lab.Lab, node string) *Agent {
 	if err != nil {
 		t.Fatal(err)
 	}
+	runAgent(t, a)
+	return a
+}
+
+// runAgent runs a until the test ends and waits until it is ready.
+func runAgent(t *testing.T, a *Agent) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
@@ -73,7 +80,6 @@ func startAgent(t *testing.T, l *lab.Lab, node string) *Agent {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return a
 }
 
 // ifIndex returns the index of a link in a lab namespace.

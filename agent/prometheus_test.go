@@ -73,22 +73,7 @@ func startAgentWith(t *testing.T, l *lab.Lab, node, webConfig string) *Agent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("agent Run: %v", err)
-		}
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for !a.ready.Load() {
-		if time.Now().After(deadline) {
-			t.Fatal("agent not ready within 10s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	runAgent(t, a)
 	return a
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -46,6 +47,9 @@ served in the caller's namespace.`,
 			if cfg.Conntrack.TopN < 0 || cfg.Conntrack.ReadBuffer < 0 {
 				return fmt.Errorf("--conntrack-top-n and --conntrack-read-buffer must not be negative")
 			}
+			if r := cfg.Traces.SampleRatio; r < 0 || r > 1 {
+				return fmt.Errorf("--otlp-sample-ratio %v: want 0 to 1", r)
+			}
 			if flowMax < 0 || flowIdle < 0 {
 				return fmt.Errorf("--flow-table-max and --flow-idle-timeout must not be negative")
 			}
@@ -73,6 +77,12 @@ served in the caller's namespace.`,
 	f.BoolVar(&cfg.Conntrack.Disabled, "no-conntrack", false, "do not watch the conntrack table")
 	f.IntVar(&cfg.Conntrack.TopN, "conntrack-top-n", 0, "export the N sources and destinations holding the most conntrack entries (addresses as labels; 0: off)")
 	f.BoolVar(&cfg.Conntrack.PerCPU, "conntrack-per-cpu", false, "add the cpu label to the conntrack statistics")
+	f.BoolVar(&cfg.Traces.Enabled, "traces", false, "export connection traces over OTLP (also on when OTEL_EXPORTER_OTLP_ENDPOINT is set)")
+	f.StringVar(&cfg.Traces.Endpoint, "otlp-endpoint", "", "OTLP receiver, host:port or URL (default: OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT)")
+	f.StringVar(&cfg.Traces.Protocol, "otlp-protocol", "", "grpc or http/protobuf (default: OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL, else http/protobuf)")
+	f.BoolVar(&cfg.Traces.Insecure, "otlp-insecure", false, "no TLS to a host:port --otlp-endpoint")
+	f.Float64Var(&cfg.Traces.SampleRatio, "otlp-sample-ratio", 0.1, "share of error-free connections traced (connections with an error always are)")
+	f.StringVar(&cfg.Traces.Node, "node-name", os.Getenv("NODE_NAME"), "this node's name in spans (default: $NODE_NAME, else the host name)")
 	f.IntVar(&cfg.Conntrack.ReadBuffer, "conntrack-read-buffer", 0, "receive buffer of the conntrack event socket in bytes (0: 16 MiB)")
 	return cmd
 }

@@ -324,8 +324,13 @@ func (c *Conn) AddRecord(rec *flow.Record, info HopInfo) {
 	}
 	for i := range int(min(rec.L7.NumExchanges, flow.MaxExchanges)) {
 		x := &rec.L7.Exchanges[i]
+		// The same exchange seen in another view of the connection (before
+		// and after DNAT) starts a little later or earlier, within its own
+		// latency; the next exchange of a connection starts after it ended.
 		dup := slices.ContainsFunc(c.Exchanges, func(e Exchange) bool {
-			return e.App == rec.L7.App && e.Start == x.Start && e.DNSID == x.ID
+			d := time.Duration(e.Start - x.Start)
+			return e.App == rec.L7.App && e.DNSID == x.ID && e.Code == x.Code &&
+				d < max(e.Latency, x.Latency, 1) && -d < max(e.Latency, x.Latency, 1)
 		})
 		if !dup {
 			c.Exchanges = append(c.Exchanges, Exchange{

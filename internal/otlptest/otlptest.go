@@ -125,6 +125,13 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 	_, _ = w.Write(out)
 }
 
+// All returns every span received so far.
+func (r *Receiver) All() []Span {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Span(nil), r.spans...)
+}
+
 // Trace returns the spans received for trace ID tid.
 func (r *Receiver) Trace(tid []byte) []Span {
 	r.mu.Lock()

@@ -1,0 +1,161 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"github.com/layerscope/layerscope/agent/flowtable"
+	"github.com/layerscope/layerscope/internal/otlptest"
+	"github.com/layerscope/layerscope/lab"
+)
+
+// startTracingAgent runs an agent of a lab node exporting every connection
+// (ratio 1) to the collector, with short flow timeouts so connections end
+// quickly.
+func startTracingAgent(t *testing.T, l *lab.Lab, node string, col *otlptest.Collector) *Agent {
+	t.Helper()
+	a, err := New(Config{
+		NetNS: l.NetNS(node), MetricsAddr: "127.0.0.1:0",
+		Capture: CaptureConfig{FlowTable: &flowtable.Config{MaxEntries: 4096, ClosedTimeout: 500 * time.Millisecond, SweepInterval: 200 * time.Millisecond}},
+		Traces:  TracesConfig{Enabled: true, Endpoint: col.HTTPAddr, Protocol: "http/protobuf", Insecure: true, SampleRatio: 1, Node: node},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runAgent(t, a)
+	return a
+}
+
+// TestLiveTracesAcrossNodes makes one connection from pod-a through the
+// Service to pod-c (across the overlay) with both node agents exporting
+// through a real OpenTelemetry Collector: the spans of node-1 and node-2
+// share one trace ID, node-2's connection span hangs under node-1's, and
+// node-1's hops are pod-a's veth, vxlan0 and eth0, in that order, with
+// non-negative gaps.
+func TestLiveTracesAcrossNodes(t *testing.T) {
+	l := newLab(t)
+	recv := otlptest.NewReceiver(t)
+	col := otlptest.StartCollector(t, recv)
+	startTracingAgent(t, l, lab.Node1, col)
+	startTracingAgent(t, l, lab.Node2, col)
+	podA, _ := l.Pod(lab.PodA)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	// Until the DNAT sends a connection to pod-c.
+	var port uint16
+	for try := 0; port == 0; try++ {
+		if try == 30 {
+			t.Fatal("30 connections and none DNATed to pod-c")
+		}
+		conn, err := l.DialTCP(ctx, lab.PodA, lab.ServiceAddr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc := conn.(*net.TCPConn)
+		fmt.Fprintf(tc, "GET / HTTP/1.1\r\nHost: svc\r\nConnection: close\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		_ = tc.CloseWrite()
+		_, _ = io.Copy(io.Discard, tc)
+		if resp.Header.Get(lab.HeaderBackend) == lab.PodC {
+			port = netip.MustParseAddrPort(tc.LocalAddr().String()).Port()
+		}
+		tc.Close()
+	}
+
+	// Find the trace of that connection: its client span names pod-a's port.
+	var tid []byte
+	deadline := time.Now().Add(30 * time.Second)
+	for tid == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("no trace of pod-a:%d arrived", port)
+		}
+		for _, sp := range recv.All() {
+			if sp.Res["k8s.node.name"] == lab.Node1 && sp.Attr("client.port").GetIntValue() == int64(port) &&
+				sp.Attr("client.address").GetStringValue() == podA.IP.String() {
+				tid = sp.Span.TraceId
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Both nodes' spans; give node-2's a moment to arrive too.
+	var spans []otlptest.Span
+	for deadline = time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		spans = recv.Trace(tid)
+		nodes := map[string]bool{}
+		for _, sp := range spans {
+			nodes[sp.Res["k8s.node.name"]] = true
+		}
+		if len(nodes) == 2 || time.Now().After(deadline) {
+			break
+		}
+	}
+	conn := map[string]otlptest.Span{}
+	var hops []otlptest.Span
+	exchanges := map[string]int{}
+	for _, sp := range spans {
+		if sp.Span.Name == "HTTP" {
+			exchanges[sp.Res["k8s.node.name"]]++
+		}
+		node := sp.Res["k8s.node.name"]
+		if sp.Attr("layerscope.hop.index") == nil {
+			// The connection spans: the client's (node-1) and the server's
+			// (node-2); the others are DNS/HTTP exchanges under them.
+			if k := sp.Span.Kind; (k == tracepb.Span_SPAN_KIND_CLIENT || k == tracepb.Span_SPAN_KIND_SERVER) && strings.HasPrefix(sp.Span.Name, "tcp ") {
+				if conn[node].Span != nil {
+					t.Errorf("two connection spans from %s", node)
+				}
+				conn[node] = sp
+			}
+			continue
+		}
+		if node == lab.Node1 {
+			hops = append(hops, sp)
+		}
+	}
+	c1, c2 := conn[lab.Node1], conn[lab.Node2]
+	if c1.Span == nil || c2.Span == nil {
+		t.Fatalf("trace %s: connection spans of node-1 %v and node-2 %v; %d spans", hex.EncodeToString(tid), c1.Span != nil, c2.Span != nil, len(spans))
+	}
+	if string(c2.Span.ParentSpanId) != string(c1.Span.SpanId) {
+		t.Errorf("node-2's connection span's parent %x, node-1's connection span %x", c2.Span.ParentSpanId, c1.Span.SpanId)
+	}
+	if b := c1.Attr("layerscope.backend").GetStringValue(); b == "" {
+		t.Errorf("client span names no backend")
+	}
+	sort.Slice(hops, func(i, j int) bool {
+		return hops[i].Attr("layerscope.hop.index").GetIntValue() < hops[j].Attr("layerscope.hop.index").GetIntValue()
+	})
+	var names []string
+	for i, h := range hops {
+		names = append(names, h.Attr("network.interface.name").GetStringValue())
+		if gap := h.Attr("layerscope.hop.gap_ns").GetIntValue(); gap < 0 {
+			t.Errorf("hop %d gap %d", i, gap)
+		}
+	}
+	if exchanges[lab.Node1] != 1 || exchanges[lab.Node2] != 1 {
+		t.Errorf("HTTP exchange spans by node: %v, want one each (both views of the connection on node-1 saw it)", exchanges)
+	}
+	// pod-a's veth sees the connection before DNAT (to the VIP), vxlan0
+	// and eth0 after it.
+	if want := []string{podA.HostVeth, lab.VXLANName, lab.NodeIface}; fmt.Sprint(names) != fmt.Sprint(want) {
+		t.Errorf("node-1 hops %v, want %v", names, want)
+	}
+}
