@@ -159,3 +159,61 @@ func TestLiveTracesAcrossNodes(t *testing.T) {
 		t.Errorf("node-1 hops %v, want %v", names, want)
 	}
 }
+
+// TestLiveTracesRefusedAtRatioZero: with the sampling ratio at 0 only
+// connections with an error are traced; during the dead-backend scenario
+// the refused connections to pod-c are, and they name the failing backend.
+func TestLiveTracesRefusedAtRatioZero(t *testing.T) {
+	l := newLab(t)
+	recv := otlptest.NewReceiver(t)
+	col := otlptest.StartCollector(t, recv)
+	a, err := New(Config{
+		NetNS: l.NetNS(lab.Node1), MetricsAddr: "127.0.0.1:0",
+		Capture: CaptureConfig{FlowTable: &flowtable.Config{MaxEntries: 4096, ClosedTimeout: 500 * time.Millisecond, SweepInterval: 200 * time.Millisecond}},
+		Traces:  TracesConfig{Enabled: true, Endpoint: col.HTTPAddr, Protocol: "http/protobuf", Insecure: true, SampleRatio: 0, Node: lab.Node1},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runAgent(t, a)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	r, err := l.Traffic(ctx, lab.ScenarioDeadBackend, lab.TrafficOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	podC, _ := l.Pod(lab.PodC)
+	deadBackend := netip.AddrPortFrom(podC.IP, lab.ServicePort).String()
+	refused := map[int64]bool{} // client ports of refused requests DNATed on node-1
+	for _, q := range r.Requests {
+		if q.NATNode == lab.Node1 && q.Refused {
+			refused[int64(q.Source.Port())] = true
+		}
+	}
+	if len(refused) == 0 {
+		t.Fatalf("no refused connection DNATed on node-1: %+v", r)
+	}
+	var got map[int64]bool
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		got = map[int64]bool{}
+		for _, sp := range recv.All() {
+			if !strings.HasPrefix(sp.Span.Name, "tcp ") {
+				continue
+			}
+			if sp.Attr("error.type").GetStringValue() == "" {
+				t.Fatalf("a connection without error was traced at ratio 0: %s %v", sp.Span.Name, sp.Span.Attributes)
+			}
+			if sp.Attr("layerscope.backend").GetStringValue() == deadBackend && sp.Attr("error.type").GetStringValue() == "refused" {
+				got[sp.Attr("client.port").GetIntValue()] = true
+			}
+		}
+		if len(got) >= len(refused) || time.Now().After(deadline) {
+			break
+		}
+	}
+	for p := range refused {
+		if !got[p] {
+			t.Errorf("refused connection from port %d not traced with backend %s (traced: %v)", p, deadBackend, got)
+		}
+	}
+}
