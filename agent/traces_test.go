@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -215,5 +216,61 @@ func TestLiveTracesRefusedAtRatioZero(t *testing.T) {
 		if !got[p] {
 			t.Errorf("refused connection from port %d not traced with backend %s (traced: %v)", p, deadBackend, got)
 		}
+	}
+}
+
+// TestLiveTracesCollectorOutage stops the collector for a minute while the
+// service scenario runs: the agent keeps its memory flat and counts what it
+// drops, and its spans reach the collector again once it is back.
+func TestLiveTracesCollectorOutage(t *testing.T) {
+	l := newLab(t)
+	recv := otlptest.NewReceiver(t)
+	col := otlptest.StartCollector(t, recv)
+	a := startTracingAgent(t, l, lab.Node1, col)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	traffic := func(d time.Duration) int {
+		n := 0
+		for end := time.Now().Add(d); time.Now().Before(end); {
+			r, err := l.Traffic(ctx, lab.ScenarioService, lab.TrafficOptions{Count: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += r.Attempted
+		}
+		return n
+	}
+	traffic(3 * time.Second)
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	col.Stop()
+	h0 := heap()
+	conns := traffic(time.Minute)
+	h1 := heap()
+	m := scrapeAgent(t, a)
+	dropped := sample(m, "layerscope_otlp_spans_dropped_total ")
+	errs := sample(m, "layerscope_otlp_export_errors_total ")
+	t.Logf("outage: %d connections, heap %d → %d KiB, spans dropped %v, export errors %v", conns, h0>>10, h1>>10, dropped, errs)
+	if dropped <= 0 || errs <= 0 {
+		t.Errorf("nothing counted lost during the outage: spans dropped %v, export errors %v", dropped, errs)
+	}
+	if h1 > h0+32<<20 {
+		t.Errorf("heap grew from %d to %d KiB during the outage", h0>>10, h1>>10)
+	}
+	before := len(recv.All())
+	col.Start()
+	exported := sample(m, "layerscope_otlp_spans_exported_total ")
+	traffic(3 * time.Second)
+	for deadline := time.Now().Add(30 * time.Second); len(recv.All()) == before; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no span reached the collector after it came back")
+		}
+	}
+	if after := sample(scrapeAgent(t, a), "layerscope_otlp_spans_exported_total "); after <= exported {
+		t.Errorf("spans exported %v → %v after the collector came back", exported, after)
 	}
 }

@@ -85,7 +85,6 @@ func resultLine(out string) string {
 func BenchmarkDumpVsConntrackTools(b *testing.B) {
 	t := b
 	p := newPair(t)
-	holdMax(t)
 	p.sysctl(t, "net.netfilter.nf_conntrack_udp_timeout=600")
 	const n = 260_000
 	rate := burst(t, []int{p.udpSocket(t), p.udpSocket(t)}, n)
@@ -118,7 +117,6 @@ func BenchmarkDumpVsConntrackTools(b *testing.B) {
 func BenchmarkEventsVsConntrackTools(b *testing.B) {
 	t := b
 	p := newPair(t)
-	holdMax(t)
 	p.sysctl(t, "net.netfilter.nf_conntrack_udp_timeout=600")
 	for _, target := range []float64{50_000, 100_000} {
 		ctE := exec.Command("ip", "netns", "exec", p.client, "conntrack", "-E")

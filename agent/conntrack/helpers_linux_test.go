@@ -86,6 +86,9 @@ table ip lsnat {
 func newPair(t testing.TB) *pair {
 	t.Helper()
 	testns.RequireRoot(t)
+	// Every test of a pair makes entries outside lab.Traffic: keep other
+	// tests from lowering the global nf_conntrack_max meanwhile.
+	holdMax(t)
 	p := &pair{client: testns.New(t, "ctc"), server: testns.New(t, "cts")}
 	veth := "v" + p.client[len(p.client)-8:]
 	run(t, "ip", "link", "add", veth, "netns", p.client, "type", "veth", "peer", "name", "eth0", "netns", p.server)

@@ -25,7 +25,6 @@ func holdMax(t testing.TB) {
 // the kernel dropped, resyncs, and ends with the kernel's table.
 func TestOverflowResync(t *testing.T) {
 	p := newPair(t)
-	holdMax(t)
 	p.sysctl(t, "net.netfilter.nf_conntrack_udp_timeout=300")
 	w := openWatcher(t, p.clientNS, Config{ReadBuffer: 1, StatsInterval: 100 * time.Millisecond})
 	fds := []int{p.udpSocket(t), p.udpSocket(t)}
