@@ -3,11 +3,13 @@ package agent
 import (
 	"encoding/json"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/layerscope/layerscope/agent/flow"
 	"github.com/layerscope/layerscope/agent/pipeline"
+	"github.com/layerscope/layerscope/exporters/otlp"
 )
 
 // maxPMTUReports bounds the PMTU reports the agent keeps for /api/v1/pmtu.
@@ -32,6 +34,10 @@ type PMTUReport struct {
 	Translated bool   `json:"translated"`
 	Attributed bool   `json:"attributed"`
 	Count      int    `json:"count"` // messages with the same flow and MTU
+
+	key      flow.Key   // Flow, for traces
+	v6       bool       // an ICMPv6 packet-too-big
+	reporter netip.Addr // Reporter
 }
 
 // OversizeReport is the last packet an interface's pod sent that is too
@@ -71,11 +77,12 @@ func (a *Agent) collectPMTU() {
 			r := PMTUReport{
 				Time: time.Unix(0, ev.Time), Interface: lw.link.Name, Reporter: ev.Reporter.String(),
 				MTU: ev.MTU, Quoted: ev.Inner.String(), Flow: ev.Inner.String(), Count: 1,
+				key: ev.Inner, v6: ev.Family == 6, reporter: ev.Reporter,
 			}
 			if ct != nil && ev.Quoted && ev.InnerPorts {
 				if nat, ok := ct.Lookup(ev.Inner); ok {
 					tr := translation(&nat)
-					r.Flow, r.Attributed, r.Translated = tr.Original.String(), true, tr.DNAT()
+					r.Flow, r.Attributed, r.Translated, r.key = tr.Original.String(), true, tr.DNAT(), tr.Original
 				}
 			}
 			p.add(r, a)
@@ -97,6 +104,29 @@ func (p *pmtuLog) add(r PMTUReport, a *Agent) {
 		p.reports = p.reports[:len(p.reports)-1]
 	}
 	p.reports = append(p.reports, r)
+}
+
+// icmpFor returns the PMTU reports about the connection whose original
+// (pre-DNAT) tuple is k, as trace events.
+func (a *Agent) icmpFor(k flow.Key) []otlp.ICMPError {
+	p := &a.pmtu
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []otlp.ICMPError
+	for i := range p.reports {
+		r := &p.reports[i]
+		if r.key != k {
+			continue
+		}
+		e := otlp.ICMPError{Time: r.Time.UnixNano(), V6: r.v6, MTU: uint16(min(r.MTU, 65535)), From: r.reporter, Interface: r.Interface}
+		if r.v6 {
+			e.Type = 2 // packet too big
+		} else {
+			e.Type, e.Code = 3, 4 // fragmentation needed
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 // servePMTU answers GET /api/v1/pmtu with the PMTU reports, newest first,

@@ -58,6 +58,7 @@ type tracer struct {
 
 type pendingConn struct {
 	c        *otlp.Conn
+	key      flow.Key // the connection's original (pre-DNAT) tuple
 	deadline time.Time
 }
 
@@ -97,6 +98,7 @@ func (t *tracer) record(r *flow.Record, tr *correlate.Translation, joined *corre
 			Backend: netip.AddrPortFrom(r.Key.Dst, r.Key.DstPort)}
 		c.AddRecord(r, t.hopInfo)
 		c.Side = otlp.SideOf(c.Hops)
+		c.ICMP = t.a.icmpFor(r.Key)
 		t.exp.Export(c)
 		return
 	}
@@ -110,7 +112,7 @@ func (t *tracer) record(r *flow.Record, tr *correlate.Translation, joined *corre
 			c.ClientNAT = netip.AddrPortFrom(tr.Reply.Dst, tr.Reply.DstPort)
 			c.NAT = append(c.NAT, otlp.NAT{Kind: otlp.SNAT, From: joined.Client, To: c.ClientNAT, ConntrackID: joined.ID})
 		}
-		p = &pendingConn{c: c, deadline: now.Add(traceJoinWait)}
+		p = &pendingConn{c: c, key: tr.Original, deadline: now.Add(traceJoinWait)}
 		t.pending[joined.ID] = p
 	}
 	p.c.AddRecord(r, t.hopInfo)
@@ -124,6 +126,7 @@ func (t *tracer) flush(now time.Time, all bool) {
 	for id, p := range t.pending {
 		if all || now.After(p.deadline) {
 			p.c.Side = otlp.SideOf(p.c.Hops)
+			p.c.ICMP = t.a.icmpFor(p.key)
 			t.exp.Export(p.c)
 			delete(t.pending, id)
 		}

@@ -274,3 +274,55 @@ func TestLiveTracesCollectorOutage(t *testing.T) {
 		t.Errorf("spans exported %v → %v after the collector came back", exported, after)
 	}
 }
+
+// TestLivePMTUInTraces: a DF datagram refused with a frag-needed makes its
+// connection an error, traced at ratio 0 with the frag-needed (MTU 1450) as
+// a span event.
+func TestLivePMTUInTraces(t *testing.T) {
+	l := newLab(t)
+	recv := otlptest.NewReceiver(t)
+	col := otlptest.StartCollector(t, recv)
+	a, err := New(Config{
+		NetNS: l.NetNS(lab.Node1), MetricsAddr: "127.0.0.1:0",
+		Capture: CaptureConfig{FlowTable: &flowtable.Config{MaxEntries: 4096, IdleTimeout: 2 * time.Second, ClosedTimeout: 500 * time.Millisecond, SweepInterval: 200 * time.Millisecond}},
+		Traces:  TracesConfig{Enabled: true, Endpoint: col.HTTPAddr, Protocol: "http/protobuf", Insecure: true, SampleRatio: 0, Node: lab.Node1},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runAgent(t, a)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	r, err := l.Traffic(ctx, lab.ScenarioMTU, lab.TrafficOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	podB, _ := l.Pod(lab.PodB)
+	want := map[string]bool{}
+	for _, p := range r.MTU.ServiceFragNeeded {
+		want[fmt.Sprintf("%s:%d", podB.IP, p)] = true
+	}
+	got := map[string]bool{}
+	for deadline := time.Now().Add(30 * time.Second); len(got) < len(want) && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		for _, sp := range recv.All() {
+			if !strings.HasPrefix(sp.Span.Name, "udp ") {
+				continue
+			}
+			for _, ev := range sp.Span.Events {
+				if ev.Name != "icmp.frag_needed" {
+					continue
+				}
+				for _, kv := range ev.Attributes {
+					if strings.HasSuffix(kv.Key, "mtu") && kv.Value.GetIntValue() == 1450 {
+						got[fmt.Sprintf("%s:%d", sp.Attr("client.address").GetStringValue(), sp.Attr("client.port").GetIntValue())] = true
+					}
+				}
+			}
+		}
+	}
+	for c := range want {
+		if !got[c] {
+			t.Errorf("no traced frag-needed 1450 for %s → the Service (traced: %v)", c, got)
+		}
+	}
+}
