@@ -20,12 +20,11 @@ type natWatch struct {
 	lab   *Lab
 	mu    sync.Mutex
 	seen  map[string]map[netip.AddrPort]string // node → original source → backend
-	last  time.Time
 	stops []func()
 }
 
 func (l *Lab) watchNAT() (*natWatch, error) {
-	w := &natWatch{lab: l, seen: map[string]map[netip.AddrPort]string{}, last: time.Now()}
+	w := &natWatch{lab: l, seen: map[string]map[netip.AddrPort]string{}}
 	for _, n := range l.nodes {
 		if err := w.start(n.Name); err != nil {
 			w.stop()
@@ -73,7 +72,6 @@ func (w *natWatch) start(node string) error {
 				if name := w.lab.nameOf(f.TupleReply.IP.SourceAddress); name != "" {
 					table[src] = name
 				}
-				w.last = time.Now()
 				w.mu.Unlock()
 			case err := <-errs:
 				w.lab.log.Warn("conntrack event watch stopped", "node", node, "err", err)
@@ -92,19 +90,6 @@ func (w *natWatch) start(node string) error {
 
 // settle waits until no event arrived for a short while, so that the events
 // of the last connections are in.
-func (w *natWatch) settle() {
-	deadline := time.Now().Add(time.Second)
-	for time.Now().Before(deadline) {
-		w.mu.Lock()
-		idle := time.Since(w.last)
-		w.mu.Unlock()
-		if idle > 50*time.Millisecond {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func (w *natWatch) stop() {
 	for _, s := range w.stops {
 		s()
@@ -114,10 +99,26 @@ func (w *natWatch) stop() {
 
 // resolve fills DNATBackend of the requests that went through a DNAT.
 func (w *natWatch) resolve(r *Report) error {
-	w.settle()
+	// Events arrive asynchronously, later still on a loaded machine: wait
+	// until every translated request has its event, up to a deadline.
+	var missing int
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		missing = w.fill(r)
+		if missing == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if missing > 0 {
+		return fmt.Errorf("%w: %d requests", errNoNATEvent, missing)
+	}
+	return nil
+}
+
+// fill sets the DNAT backend of every translated request whose NEW event
+// arrived and returns the number still missing.
+func (w *natWatch) fill(r *Report) (missing int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var missing int
 	for i := range r.Requests {
 		q := &r.Requests[i]
 		if q.NATNode == "" || !q.Source.IsValid() {
@@ -128,10 +129,7 @@ func (w *natWatch) resolve(r *Report) error {
 			missing++
 		}
 	}
-	if missing > 0 {
-		return fmt.Errorf("%w: %d requests", errNoNATEvent, missing)
-	}
-	return nil
+	return missing
 }
 
 var errNoNATEvent = errors.New("no conntrack NEW event seen")
