@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -232,8 +233,10 @@ func TestLiveTracesCollectorOutage(t *testing.T) {
 	traffic := func(d time.Duration) int {
 		n := 0
 		for end := time.Now().Add(d); time.Now().Before(end); {
+			// This test needs the traffic, not which backend each request
+			// was DNATed to.
 			r, err := l.Traffic(ctx, lab.ScenarioService, lab.TrafficOptions{Count: 3})
-			if err != nil {
+			if err != nil && !errors.Is(err, lab.ErrNoNATEvent) {
 				t.Fatal(err)
 			}
 			n += r.Attempted

@@ -109,7 +109,7 @@ func (w *natWatch) resolve(r *Report) error {
 		}
 	}
 	if missing > 0 {
-		return fmt.Errorf("%w: %d requests", errNoNATEvent, missing)
+		return fmt.Errorf("%w: %d requests", ErrNoNATEvent, missing)
 	}
 	return nil
 }
@@ -132,4 +132,7 @@ func (w *natWatch) fill(r *Report) (missing int) {
 	return missing
 }
 
-var errNoNATEvent = errors.New("no conntrack NEW event seen")
+// ErrNoNATEvent reports that the lab could not tell, for some requests,
+// which backend the DNAT picked (their conntrack NEW events never came):
+// the traffic itself ran, only that part of the ground truth is missing.
+var ErrNoNATEvent = errors.New("no conntrack NEW event seen")
