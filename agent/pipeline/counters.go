@@ -29,7 +29,6 @@ type Counters struct {
 	VLANTagged     uint64                         // frames with at least one 802.1Q/802.1ad tag
 	ARP            [3]uint64                      // other, request, reply
 	IP             [2]uint64                      // IPv4, IPv6 packets (main view)
-	Fragments      [2][2]uint64                   // [IPv4, IPv6][first, non-first]
 	ICMP           [2][256][NumICMPCodes]uint64   // [v4, v6][type][code]
 	FragNeeded     [2]uint64                      // ICMPv4 3/4, ICMPv6 packet too big
 	TCP, UDP       uint64                         // transport packets
@@ -56,6 +55,19 @@ type Counters struct {
 	MSSOverPath     [flow.NumRoles][2]uint64 // SYNs entering whose MSS exceeds what the path MTU allows
 }
 
+// Fragments returns the fragments of every role, by family ([IPv4, IPv6])
+// and position ([first, non-first]).
+func (c *Counters) Fragments() (f [2][2]uint64) {
+	for r := range c.FragRole {
+		for fam := range f {
+			for pos := range f[fam] {
+				f[fam][pos] += c.FragRole[r][fam][pos]
+			}
+		}
+	}
+	return f
+}
+
 // Add adds o to c.
 func (c *Counters) Add(o *Counters) {
 	c.Frames += o.Frames
@@ -64,9 +76,6 @@ func (c *Counters) Add(o *Counters) {
 	c.VLANTagged += o.VLANTagged
 	addSlice(c.ARP[:], o.ARP[:])
 	addSlice(c.IP[:], o.IP[:])
-	for f := range c.Fragments {
-		addSlice(c.Fragments[f][:], o.Fragments[f][:])
-	}
 	for f := range c.ICMP {
 		for t := range c.ICMP[f] {
 			addSlice(c.ICMP[f][t][:], o.ICMP[f][t][:])

@@ -381,7 +381,6 @@ func (w *Worker) outerFragment(frame []byte, lt decoders.LinkType, role flow.Rol
 	if ip.FragOffset != 0 {
 		pos = 1
 	}
-	w.c.Fragments[0][pos]++
 	w.c.FragRole[role][0][pos]++
 	w.frags.add(&ip, 0, now, &w.c)
 }

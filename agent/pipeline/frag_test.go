@@ -177,13 +177,13 @@ func TestFragmentTracker(t *testing.T) {
 			if tt.src.Is6() {
 				fam = 1
 			}
-			got := [...]uint64{c.FragCompleted[fam], c.FragIncomplete[fam], c.FragDuplicates[fam], c.FragPending[fam], c.Fragments[fam][0], c.Fragments[fam][1], c.FragEvicted[fam]}
+			got := [...]uint64{c.FragCompleted[fam], c.FragIncomplete[fam], c.FragDuplicates[fam], c.FragPending[fam], c.Fragments()[fam][0], c.Fragments()[fam][1], c.FragEvicted[fam]}
 			want := [...]uint64{tt.completed, tt.incomplete, tt.dups, tt.pending, tt.first, tt.nonFirst, 0}
 			if got != want {
 				t.Errorf("completed, incomplete, duplicates, pending, first, non-first, evicted = %v, want %v", got, want)
 			}
-			if c.FragRole[flow.RolePod][fam] != c.Fragments[fam] {
-				t.Errorf("pod-role fragments %v, all %v", c.FragRole[flow.RolePod][fam], c.Fragments[fam])
+			if c.FragRole[flow.RolePod][fam] != c.Fragments()[fam] {
+				t.Errorf("pod-role fragments %v, all %v", c.FragRole[flow.RolePod][fam], c.Fragments()[fam])
 			}
 			if other := c.FragCompleted[1-fam] + c.FragIncomplete[1-fam] + c.FragPending[1-fam]; other != 0 {
 				t.Errorf("%d datagrams counted in the other family", other)
@@ -501,7 +501,7 @@ func TestReplayFragmentsAgreeWithTshark(t *testing.T) {
 			w.AddTo(&c)
 			// A malformed record ends a replay: compare the frames before it.
 			frags, datagrams, reassembled := tsharkDatagrams(t, path, st.Frames, DefaultReassemblyTimeout)
-			gotFrags := c.Fragments[0][0] + c.Fragments[0][1] + c.Fragments[1][0] + c.Fragments[1][1]
+			gotFrags := c.Fragments()[0][0] + c.Fragments()[0][1] + c.Fragments()[1][0] + c.Fragments()[1][1]
 			gotDatagrams := sum2(c.FragCompleted) + sum2(c.FragIncomplete) + sum2(c.FragPending) + sum2(c.FragEvicted)
 			if why, ok := fragReplayExceptions[name]; ok {
 				t.Logf("tshark: %d fragments, %d datagrams; layerscope: %d, %d (%s)", frags, datagrams, gotFrags, gotDatagrams, why)

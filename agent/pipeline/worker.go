@@ -130,7 +130,6 @@ func (w *Worker) Handle(frame []byte, m *Meta) {
 		if s.IP.FragOffset != 0 {
 			pos = 1
 		}
-		c.Fragments[fam][pos]++
 		c.FragRole[role][fam][pos]++
 		w.frags.add(&s.IP, fam, m.Time, c)
 	}
