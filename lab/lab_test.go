@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/layerscope/layerscope/internal/testns"
+
 	"github.com/stretchr/testify/require"
 )
 
@@ -18,9 +20,7 @@ import (
 // ends, whatever its outcome.
 func newTestLab(t *testing.T) *Lab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("lab tests need root (CAP_NET_ADMIN, CAP_SYS_ADMIN) to create network namespaces")
-	}
+	testns.RequireRoot(t)
 	var b [3]byte
 	_, _ = rand.Read(b[:])
 	prefix := "t" + hex.EncodeToString(b[:]) + "-"

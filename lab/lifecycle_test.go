@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/layerscope/layerscope/internal/testns"
+
 	"github.com/stretchr/testify/require"
 )
 
@@ -96,9 +98,7 @@ func requireNoReference(t *testing.T, inodes map[uint64]string) {
 }
 
 func TestCloseRemovesEverything(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("lab tests need root (CAP_NET_ADMIN, CAP_SYS_ADMIN) to create network namespaces")
-	}
+	testns.RequireRoot(t)
 	prefix := fmt.Sprintf("tc%x-", time.Now().UnixNano()&0xffffff)
 	l, err := New(context.Background(), &Config{Prefix: prefix, StateDir: t.TempDir()})
 	require.NoError(t, err)
@@ -125,9 +125,7 @@ func TestCloseRemovesEverything(t *testing.T) {
 }
 
 func TestNewFailureLeavesNothing(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("lab tests need root (CAP_NET_ADMIN, CAP_SYS_ADMIN) to create network namespaces")
-	}
+	testns.RequireRoot(t)
 	prefix := fmt.Sprintf("tf%x-", time.Now().UnixNano()&0xffffff)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -147,9 +145,7 @@ func TestNewRefusesExistingLab(t *testing.T) {
 }
 
 func TestStatusAndDownAfterCrash(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("lab tests need root (CAP_NET_ADMIN, CAP_SYS_ADMIN) to create network namespaces")
-	}
+	testns.RequireRoot(t)
 	prefix := fmt.Sprintf("td%x-", time.Now().UnixNano()&0xffffff)
 	cfg := &Config{Prefix: prefix, StateDir: t.TempDir()}
 	ctx := context.Background()
