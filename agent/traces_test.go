@@ -23,15 +23,15 @@ import (
 	"github.com/layerscope/layerscope/lab"
 )
 
-// startTracingAgent runs an agent of a lab node exporting every connection
-// (ratio 1) to the collector, with short flow timeouts so connections end
-// quickly.
-func startTracingAgent(t *testing.T, l *lab.Lab, node string, col *otlptest.Collector) *Agent {
+// startTracingAgent runs an agent of a lab node exporting to the collector
+// at the sampling ratio, with short flow timeouts so connections end
+// quickly (idle 0: the flow table's default).
+func startTracingAgent(t *testing.T, l *lab.Lab, node string, col *otlptest.Collector, ratio float64, idle time.Duration) *Agent {
 	t.Helper()
 	a, err := New(Config{
 		NetNS: l.NetNS(node), MetricsAddr: "127.0.0.1:0",
-		Capture: CaptureConfig{FlowTable: &flowtable.Config{MaxEntries: 4096, ClosedTimeout: 500 * time.Millisecond, SweepInterval: 200 * time.Millisecond}},
-		Traces:  TracesConfig{Enabled: true, Endpoint: col.HTTPAddr, Protocol: "http/protobuf", Insecure: true, SampleRatio: 1, Node: node},
+		Capture: CaptureConfig{FlowTable: &flowtable.Config{MaxEntries: 4096, IdleTimeout: idle, ClosedTimeout: 500 * time.Millisecond, SweepInterval: 200 * time.Millisecond}},
+		Traces:  TracesConfig{Enabled: true, Endpoint: col.HTTPAddr, Protocol: "http/protobuf", Insecure: true, SampleRatio: ratio, Node: node},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -50,8 +50,8 @@ func TestLiveTracesAcrossNodes(t *testing.T) {
 	l := newLab(t)
 	recv := otlptest.NewReceiver(t)
 	col := otlptest.StartCollector(t, recv)
-	startTracingAgent(t, l, lab.Node1, col)
-	startTracingAgent(t, l, lab.Node2, col)
+	startTracingAgent(t, l, lab.Node1, col, 1, 0)
+	startTracingAgent(t, l, lab.Node2, col, 1, 0)
 	podA, _ := l.Pod(lab.PodA)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -169,15 +169,7 @@ func TestLiveTracesRefusedAtRatioZero(t *testing.T) {
 	l := newLab(t)
 	recv := otlptest.NewReceiver(t)
 	col := otlptest.StartCollector(t, recv)
-	a, err := New(Config{
-		NetNS: l.NetNS(lab.Node1), MetricsAddr: "127.0.0.1:0",
-		Capture: CaptureConfig{FlowTable: &flowtable.Config{MaxEntries: 4096, ClosedTimeout: 500 * time.Millisecond, SweepInterval: 200 * time.Millisecond}},
-		Traces:  TracesConfig{Enabled: true, Endpoint: col.HTTPAddr, Protocol: "http/protobuf", Insecure: true, SampleRatio: 0, Node: lab.Node1},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runAgent(t, a)
+	startTracingAgent(t, l, lab.Node1, col, 0, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	r, err := l.Traffic(ctx, lab.ScenarioDeadBackend, lab.TrafficOptions{})
@@ -227,7 +219,7 @@ func TestLiveTracesCollectorOutage(t *testing.T) {
 	l := newLab(t)
 	recv := otlptest.NewReceiver(t)
 	col := otlptest.StartCollector(t, recv)
-	a := startTracingAgent(t, l, lab.Node1, col)
+	a := startTracingAgent(t, l, lab.Node1, col, 1, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	traffic := func(d time.Duration) int {
@@ -285,15 +277,7 @@ func TestLivePMTUInTraces(t *testing.T) {
 	l := newLab(t)
 	recv := otlptest.NewReceiver(t)
 	col := otlptest.StartCollector(t, recv)
-	a, err := New(Config{
-		NetNS: l.NetNS(lab.Node1), MetricsAddr: "127.0.0.1:0",
-		Capture: CaptureConfig{FlowTable: &flowtable.Config{MaxEntries: 4096, IdleTimeout: 2 * time.Second, ClosedTimeout: 500 * time.Millisecond, SweepInterval: 200 * time.Millisecond}},
-		Traces:  TracesConfig{Enabled: true, Endpoint: col.HTTPAddr, Protocol: "http/protobuf", Insecure: true, SampleRatio: 0, Node: lab.Node1},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runAgent(t, a)
+	startTracingAgent(t, l, lab.Node1, col, 0, 2*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	r, err := l.Traffic(ctx, lab.ScenarioMTU, lab.TrafficOptions{})
