@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -9,7 +8,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -17,53 +15,20 @@ import (
 	"math/big"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/layerscope/layerscope/internal/promtest"
 	"github.com/layerscope/layerscope/internal/testns"
 	"github.com/layerscope/layerscope/lab"
 )
-
-// The Prometheus tools the scrape test runs: the binaries named by these
-// environment variables, else the ones .ci/prometheus.sh installs.
-const (
-	envPrometheus   = "LAYERSCOPE_PROMETHEUS"
-	envPromtool     = "LAYERSCOPE_PROMTOOL"
-	envNoPrometheus = "LAYERSCOPE_NO_PROMETHEUS" // "1" skips the test where the tools are not installed
-	promVersion     = "v0.316.0"
-)
-
-// promTool returns the path of a Prometheus tool (prometheus, promtool): the
-// environment variable's value, else the tool cache of .ci/prometheus.sh. A
-// missing binary fails the test unless LAYERSCOPE_NO_PROMETHEUS=1.
-func promTool(t *testing.T, name, env string) string {
-	t.Helper()
-	path := os.Getenv(env)
-	if path == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			t.Fatal(err)
-		}
-		path = filepath.Join(home, ".cache", "layerscope", "tools", name+"-"+promVersion, name)
-	}
-	if _, err := os.Stat(path); err != nil {
-		if os.Getenv(envNoPrometheus) == "1" {
-			t.Skipf("%s not installed (%v) and %s=1", name, err, envNoPrometheus)
-		}
-		t.Fatalf("%s not installed (%v): run .ci/prometheus.sh, set %s, or set %s=1 to skip", name, err, env, envNoPrometheus)
-	}
-	return path
-}
 
 // startAgentWith is startAgent with a web configuration file: the agent of a
 // lab node serving TLS and basic auth through exporter-toolkit.
@@ -198,159 +163,6 @@ func scrape(t *testing.T, c *http.Client, url, user, pass string) (int, string) 
 	return resp.StatusCode, string(b)
 }
 
-// freePort returns a 127.0.0.1 address whose port was free a moment ago.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// promServer is a Prometheus server run by a test.
-type promServer struct {
-	base string        // http://127.0.0.1:PORT
-	log  *bytes.Buffer // its stderr (logs)
-}
-
-// startPrometheus runs the Prometheus binary with config, storage in a
-// temporary directory, and waits until it is ready. It is stopped (SIGTERM,
-// then SIGKILL) when the test ends; its logs are shown if the test failed.
-func startPrometheus(t *testing.T, bin, config string) *promServer {
-	t.Helper()
-	dir := t.TempDir()
-	cfgFile := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfgFile, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	addr := freePort(t)
-	p := &promServer{base: "http://" + addr, log: new(bytes.Buffer)}
-	cmd := exec.Command(bin,
-		"--config.file="+cfgFile,
-		"--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr,
-		"--log.level=info",
-	)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = p.log, p.log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start prometheus: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-			t.Errorf("prometheus did not stop within 10s of SIGTERM")
-		}
-		if t.Failed() {
-			t.Logf("prometheus log:\n%s", p.log)
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("prometheus exited at start: %v\n%s", err, p.log)
-		default:
-		}
-		resp, err := http.Get(p.base + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("prometheus not ready within 20s (last error %v)", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// promSample is one element of an instant vector.
-type promSample struct {
-	Metric map[string]string
-	Value  float64
-}
-
-// query evaluates an instant query through Prometheus's HTTP API.
-func (p *promServer) query(q string) ([]promSample, error) {
-	resp, err := http.Get(p.base + "/api/v1/query?query=" + url.QueryEscape(q))
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Status string `json:"status"`
-		Error  string `json:"error"`
-		Data   struct {
-			ResultType string `json:"resultType"`
-			Result     []struct {
-				Metric map[string]string `json:"metric"`
-				Value  [2]any            `json:"value"`
-			} `json:"result"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return nil, fmt.Errorf("query %q: %d: %w", q, resp.StatusCode, err)
-	}
-	if body.Status != "success" {
-		return nil, fmt.Errorf("query %q: %s: %s", q, body.Status, body.Error)
-	}
-	if body.Data.ResultType != "vector" {
-		return nil, fmt.Errorf("query %q: result type %s, want vector", q, body.Data.ResultType)
-	}
-	out := make([]promSample, 0, len(body.Data.Result))
-	for _, r := range body.Data.Result {
-		s, ok := r.Value[1].(string)
-		if !ok {
-			return nil, fmt.Errorf("query %q: value %v", q, r.Value)
-		}
-		v, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			return nil, fmt.Errorf("query %q: %w", q, err)
-		}
-		out = append(out, promSample{r.Metric, v})
-	}
-	return out, nil
-}
-
-// series renders samples as sorted "label=value,…=v" strings over the given
-// labels, for comparisons and messages.
-func series(samples []promSample, labels ...string) []string {
-	out := make([]string, 0, len(samples))
-	for _, s := range samples {
-		parts := make([]string, 0, len(labels))
-		for _, l := range labels {
-			parts = append(parts, l+"="+s.Metric[l])
-		}
-		out = append(out, strings.Join(parts, ","))
-	}
-	slices.Sort(out)
-	return out
-}
-
-// promtoolCheck runs `promtool check metrics` on an exposition and fails t
-// unless it exits 0 without a word.
-func promtoolCheck(t *testing.T, promtool, name, exposition string) {
-	t.Helper()
-	cmd := exec.Command(promtool, "check", "metrics")
-	cmd.Stdin = strings.NewReader(exposition)
-	out, err := cmd.CombinedOutput()
-	if err != nil || len(bytes.TrimSpace(out)) > 0 {
-		t.Errorf("promtool check metrics on the scrape of %s: %v\n%s", name, err, out)
-	}
-}
-
 // TestPrometheusScrapesLabAgents runs the agents of both lab nodes, node-1
 // on plain HTTP and node-2 behind TLS and basic auth (an exporter-toolkit web
 // configuration with a generated CA and a bcrypt-hashed password), drives the
@@ -364,8 +176,8 @@ func promtoolCheck(t *testing.T, promtool, name, exposition string) {
 // scrape of each agent.
 func TestPrometheusScrapesLabAgents(t *testing.T) {
 	testns.RequireRoot(t)
-	prometheus := promTool(t, "prometheus", envPrometheus)
-	promtool := promTool(t, "promtool", envPromtool)
+	prometheus := promtest.Prometheus(t)
+	promtool := promtest.Promtool(t)
 	start := time.Now()
 
 	l := newLab(t)
@@ -375,7 +187,7 @@ func TestPrometheusScrapesLabAgents(t *testing.T) {
 	url1 := "http://" + a1.Addr().String() + "/metrics"
 	url2 := "https://" + a2.Addr().String() + "/metrics"
 
-	prom := startPrometheus(t, prometheus, fmt.Sprintf(`global:
+	prom := promtest.Start(t, prometheus, fmt.Sprintf(`global:
   scrape_interval: 1s
   scrape_timeout: 1s
 scrape_configs:
@@ -391,7 +203,7 @@ scrape_configs:
       password: %[6]q
     static_configs:
       - targets: [%[7]q]
-`, lab.Node1, a1.Addr().String(), lab.Node2, w.caFile, w.user, w.pass, a2.Addr().String()))
+`, lab.Node1, a1.Addr().String(), lab.Node2, w.caFile, w.user, w.pass, a2.Addr().String()), nil)
 	t.Logf("lab, agents and prometheus up in %v", time.Since(start).Round(time.Millisecond))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -426,7 +238,7 @@ scrape_configs:
 	dnsQueries := []string{fmt.Sprintf("job=%s,value=%d", lab.Node1, dnsReport.Attempted)}
 
 	// valued renders samples with their value, for exact comparisons.
-	valued := func(samples []promSample, labels ...string) []string {
+	valued := func(samples []promtest.Sample, labels ...string) []string {
 		out := make([]string, 0, len(samples))
 		for _, s := range samples {
 			parts := make([]string, 0, len(labels)+1)
@@ -441,27 +253,27 @@ scrape_configs:
 	checks := []struct {
 		what   string
 		query  string
-		render func([]promSample) []string
+		render func([]promtest.Sample) []string
 		want   []string
 	}{
-		{"targets up", `up == 1`, func(s []promSample) []string { return series(s, "job") }, both},
-		{"TLS target scraped with samples", `scrape_samples_scraped > 100`, func(s []promSample) []string { return series(s, "job") }, both},
-		{"capture", `sum by (job) (layerscope_capture_packets_total) > 0`, func(s []promSample) []string { return series(s, "job") }, both},
-		{"L2 VXLAN", `sum by (job) (layerscope_l2_tunnel_packets_total{tunnel="vxlan"}) > 0`, func(s []promSample) []string { return series(s, "job") }, both},
-		{"L3 IPv4", `sum by (job) (layerscope_l3_packets_total{family="ipv4"}) > 0`, func(s []promSample) []string { return series(s, "job") }, both},
-		{"L4 TCP", `sum by (job) (layerscope_l4_packets_total{protocol="tcp"}) > 0`, func(s []promSample) []string { return series(s, "job") }, both},
-		{"L7 HTTP responses", `sum by (job, status_class) (layerscope_l7_http_responses_total) > 0`, func(s []promSample) []string { return series(s, "job", "status_class") }, classes},
-		{"L7 DNS queries", `sum by (job) (layerscope_l7_dns_queries_total) > 0`, func(s []promSample) []string { return valued(s, "job") }, dnsQueries},
-		{"L7 DNS responses", `sum by (job, rcode) (layerscope_l7_dns_responses_total) > 0`, func(s []promSample) []string { return valued(s, "job", "rcode") }, rcodes},
-		{"conntrack", `layerscope_conntrack_entries > 0`, func(s []promSample) []string { return series(s, "job") }, both},
-		{"agent ready", `layerscope_agent_ready == 1`, func(s []promSample) []string { return series(s, "job") }, both},
+		{"targets up", `up == 1`, func(s []promtest.Sample) []string { return promtest.Series(s, "job") }, both},
+		{"TLS target scraped with samples", `scrape_samples_scraped > 100`, func(s []promtest.Sample) []string { return promtest.Series(s, "job") }, both},
+		{"capture", `sum by (job) (layerscope_capture_packets_total) > 0`, func(s []promtest.Sample) []string { return promtest.Series(s, "job") }, both},
+		{"L2 VXLAN", `sum by (job) (layerscope_l2_tunnel_packets_total{tunnel="vxlan"}) > 0`, func(s []promtest.Sample) []string { return promtest.Series(s, "job") }, both},
+		{"L3 IPv4", `sum by (job) (layerscope_l3_packets_total{family="ipv4"}) > 0`, func(s []promtest.Sample) []string { return promtest.Series(s, "job") }, both},
+		{"L4 TCP", `sum by (job) (layerscope_l4_packets_total{protocol="tcp"}) > 0`, func(s []promtest.Sample) []string { return promtest.Series(s, "job") }, both},
+		{"L7 HTTP responses", `sum by (job, status_class) (layerscope_l7_http_responses_total) > 0`, func(s []promtest.Sample) []string { return promtest.Series(s, "job", "status_class") }, classes},
+		{"L7 DNS queries", `sum by (job) (layerscope_l7_dns_queries_total) > 0`, func(s []promtest.Sample) []string { return valued(s, "job") }, dnsQueries},
+		{"L7 DNS responses", `sum by (job, rcode) (layerscope_l7_dns_responses_total) > 0`, func(s []promtest.Sample) []string { return valued(s, "job", "rcode") }, rcodes},
+		{"conntrack", `layerscope_conntrack_entries > 0`, func(s []promtest.Sample) []string { return promtest.Series(s, "job") }, both},
+		{"agent ready", `layerscope_agent_ready == 1`, func(s []promtest.Sample) []string { return promtest.Series(s, "job") }, both},
 	}
 	got := make([][]string, len(checks))
 	var qerr error
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(250 * time.Millisecond) {
 		done := true
 		for i, c := range checks {
-			samples, err := prom.query(c.query)
+			samples, err := prom.Query(c.query)
 			if err != nil {
 				qerr = err
 				done = false
@@ -524,7 +336,7 @@ scrape_configs:
 		if !strings.Contains(s.body, s.want) {
 			t.Errorf("scrape of %s lacks %s", s.name, s.want)
 		}
-		promtoolCheck(t, promtool, s.name, s.body)
+		promtest.CheckMetrics(t, promtool, s.name, s.body)
 	}
 	t.Logf("done at %v", time.Since(start).Round(time.Millisecond))
 }
