@@ -32,6 +32,7 @@ import (
 
 	"github.com/layerscope/layerscope/agent/conntrack"
 	"github.com/layerscope/layerscope/agent/correlate"
+	"github.com/layerscope/layerscope/agent/ondemand"
 	"github.com/layerscope/layerscope/exporters/metricdef"
 	"github.com/layerscope/layerscope/exporters/prom"
 	"github.com/layerscope/layerscope/internal/nsenter"
@@ -63,6 +64,8 @@ type Config struct {
 	Conntrack ConntrackConfig
 	// Traces says whether and where connection traces are exported.
 	Traces TracesConfig
+	// OnDemand bounds the captures served on /api/v1/capture.
+	OnDemand OnDemandConfig
 	// SkipPrivilegeCheck disables the capability check at start (the
 	// kernel still refuses what the process may not do).
 	SkipPrivilegeCheck bool
@@ -81,6 +84,7 @@ type Agent struct {
 	pmtu      pmtuLog
 	tracer    atomic.Pointer[tracer]
 	ready     atomic.Bool
+	ondemand  *ondemand.Limiter
 }
 
 // New validates cfg, checks privileges, opens the namespace and binds the
@@ -98,7 +102,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent"), services: correlate.NewServices(correlate.ServicesConfig{})}
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent"), services: correlate.NewServices(correlate.ServicesConfig{}), ondemand: ondemand.NewLimiter(cfg.OnDemand.MaxConcurrent)}
 	if _, _, err := net.SplitHostPort(cfg.MetricsAddr); err != nil {
 		return nil, fmt.Errorf("--metrics-addr %q: %w", cfg.MetricsAddr, err)
 	}
@@ -258,6 +262,7 @@ func (a *Agent) handler() http.Handler {
 		Timeout:             10 * time.Second,
 	}))
 	mux.HandleFunc("GET /api/v1/pmtu", a.servePMTU)
+	mux.HandleFunc("GET /api/v1/capture", a.serveCapture)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})

@@ -11,6 +11,7 @@ import (
 	"github.com/layerscope/layerscope/agent"
 	"github.com/layerscope/layerscope/agent/flow"
 	"github.com/layerscope/layerscope/agent/flowtable"
+	"github.com/layerscope/layerscope/agent/ondemand"
 )
 
 func newAgentCmd() *cobra.Command {
@@ -77,6 +78,12 @@ served in the caller's namespace.`,
 	f.BoolVar(&cfg.Conntrack.Disabled, "no-conntrack", false, "do not watch the conntrack table")
 	f.IntVar(&cfg.Conntrack.TopN, "conntrack-top-n", 0, "export the N sources and destinations holding the most conntrack entries (addresses as labels; 0: off)")
 	f.BoolVar(&cfg.Conntrack.PerCPU, "conntrack-per-cpu", false, "add the cpu label to the conntrack statistics")
+	f.BoolVar(&cfg.OnDemand.Disabled, "no-capture-api", false, "do not serve on-demand captures on /api/v1/capture")
+	f.DurationVar(&cfg.OnDemand.Caps.Duration, "capture-api-max-duration", ondemand.DefaultMaxDuration, "longest on-demand capture")
+	f.Int64Var(&cfg.OnDemand.Caps.Packets, "capture-api-max-packets", ondemand.DefaultMaxPackets, "most packets in one on-demand capture")
+	f.Int64Var(&cfg.OnDemand.Caps.Bytes, "capture-api-max-bytes", ondemand.DefaultMaxBytes, "most pcap bytes in one on-demand capture")
+	f.IntVar(&cfg.OnDemand.Caps.SnapLen, "capture-api-snaplen", ondemand.DefaultSnapLen, "most bytes kept of each frame in on-demand captures")
+	f.IntVar(&cfg.OnDemand.MaxConcurrent, "capture-api-concurrent", ondemand.DefaultMaxConcurrent, "on-demand captures run at once (more get 429)")
 	f.BoolVar(&cfg.Traces.Enabled, "traces", false, "export connection traces over OTLP (also on when OTEL_EXPORTER_OTLP_ENDPOINT is set)")
 	f.StringVar(&cfg.Traces.Endpoint, "otlp-endpoint", "", "OTLP receiver, host:port or URL (default: OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT)")
 	f.StringVar(&cfg.Traces.Protocol, "otlp-protocol", "", "grpc or http/protobuf (default: OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL, else http/protobuf)")
