@@ -1,0 +1,48 @@
+// Package history is the agent's bounded memory of recent connections: a
+// ring of connection events (flow records joined with their conntrack
+// translation) that the agent API queries and streams.
+//
+// # Events
+//
+// An Entry is one view of one connection at one moment: the flow table's
+// record of the flow (inner tuple, hops, TCP handshake, L7 exchanges) and,
+// when conntrack knew the connection, its translation (original and reply
+// tuples: DNAT to a backend, SNAT). Two kinds are added:
+//
+//   - KindFinal: the flow ended (FIN/RST and the closed timeout, idle
+//     timeout, eviction or flush). No later entry of this flow follows.
+//   - KindProgress: the flow is still in the flow table, and its state
+//     changed since its last entry (see Progress): a first SYN still
+//     unanswered, more SYN retransmissions, a SYN-ACK, a RST, a FIN, an L7
+//     response or error, a new hop. These make a fault visible within one
+//     progress interval, long before the flow ends (a SYN that is never
+//     answered ends only at the idle timeout).
+//
+// A connection therefore has several entries over its life, and a DNATed
+// connection has entries of two flows (the views before and after the
+// DNAT, with the same conntrack ID). Readers that count connections take
+// the newest entry per connection and view.
+//
+// # Bounds
+//
+// The ring holds Config.Size entries, allocated by New; when it is full,
+// each new entry overwrites the oldest (counted in Stats.Overwritten). An
+// entry is a copy of a flow.Record plus a few fields, about 700 bytes (see
+// BenchmarkRingMemory): 16,384 entries, the default, take about 11 MiB.
+//
+// # Following
+//
+// Subscribe returns a cursor into the ring. Add never waits for a
+// subscriber: it only signals each subscriber's one-slot channel without
+// blocking. A subscriber that reads more slowly than entries arrive finds,
+// on its next Read, that the ring overwrote entries it had not read yet;
+// Read skips to the oldest entry held and reports how many it lost (also
+// summed in Stats.FollowerLost).
+//
+// # Concurrency
+//
+// Every method is safe for concurrent use. One mutex guards the ring; Add
+// holds it for one copy (and allocates nothing); Read holds it while it
+// copies the entries asked for into the caller's slice, so a reader that
+// converts or encodes entries does so without the lock.
+package history
