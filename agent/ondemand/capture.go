@@ -151,6 +151,14 @@ type frame struct {
 	ci  gopacket.CaptureInfo
 }
 
+// Ring geometry of a capture: many blocks, because on a quiet interface
+// the kernel hands over a block per block timeout however few frames it
+// holds, and a reader that falls behind by NumBlocks timeouts drops.
+const (
+	ringBlockSize = 256 << 10
+	ringBlocks    = 32 // 8 MiB per interface
+)
+
 // queueLen is the handoff between the rings and the writer.
 const queueLen = 4096
 
@@ -184,9 +192,8 @@ func Run(ctx context.Context, w io.Writer, flush func(), req *Request) (Result, 
 		r, err := capture.Open(ifc.Index, capture.Config{
 			NetNS:        req.NetNS,
 			SnapLen:      lim.SnapLen,
-			BlockSize:    1 << 20,
-			NumBlocks:    4,
-			BlockTimeout: 10 * time.Millisecond,
+			BlockSize:    ringBlockSize,
+			NumBlocks:    ringBlocks,
 			Filter:       req.Filter.Program,
 		})
 		if err != nil {
