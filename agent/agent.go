@@ -66,6 +66,8 @@ type Config struct {
 	Traces TracesConfig
 	// OnDemand bounds the captures served on /api/v1/capture.
 	OnDemand OnDemandConfig
+	// API configures the agent API and its history of connections.
+	API APIConfig
 	// SkipPrivilegeCheck disables the capability check at start (the
 	// kernel still refuses what the process may not do).
 	SkipPrivilegeCheck bool
@@ -82,6 +84,7 @@ type Agent struct {
 	conntrack atomic.Pointer[conntrack.Watcher]
 	services  *correlate.Services
 	pmtu      pmtuLog
+	api       *apiState
 	tracer    atomic.Pointer[tracer]
 	ready     atomic.Bool
 	ondemand  *ondemand.Limiter
@@ -106,6 +109,11 @@ func New(cfg Config) (*Agent, error) {
 	if _, _, err := net.SplitHostPort(cfg.MetricsAddr); err != nil {
 		return nil, fmt.Errorf("--metrics-addr %q: %w", cfg.MetricsAddr, err)
 	}
+	as, err := newAPIState(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a.api = as
 	if cfg.WebConfigFile != "" {
 		if err := web.Validate(cfg.WebConfigFile); err != nil {
 			return nil, fmt.Errorf("--web-config-file %s: %w", cfg.WebConfigFile, err)
@@ -166,6 +174,7 @@ func (a *Agent) sources() []prom.Source {
 		FlowTableSource(a.capture.table),
 		a.conntrackSource(),
 		a.servicesSource(),
+		a.apiSource(),
 		a.tracesSource(),
 	}
 }
@@ -216,6 +225,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	pathsDone := make(chan struct{})
 	go func() { defer close(pathsDone); a.followPaths(runCtx) }()
 	defer func() { <-pathsDone }()
+	apiDone := make(chan struct{})
+	go func() { defer close(apiDone); a.runAPI(runCtx) }()
+	defer func() { <-apiDone }()
 	go func() {
 		select {
 		case <-a.capture.ready():
@@ -262,6 +274,7 @@ func (a *Agent) handler() http.Handler {
 		Timeout:             10 * time.Second,
 	}))
 	mux.HandleFunc("GET /api/v1/pmtu", a.servePMTU)
+	a.registerAPI(mux)
 	mux.HandleFunc("GET /api/v1/capture", a.serveCapture)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")

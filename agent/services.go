@@ -15,6 +15,7 @@ import (
 // service and backend, and hands every one to the tracer. It runs on the
 // flow table's sweeping goroutine.
 func (a *Agent) onRecords(recs []flow.Record) {
+	a.recordHistory(recs)
 	w, t := a.conntrack.Load(), a.tracer.Load()
 	if w == nil && t == nil {
 		return

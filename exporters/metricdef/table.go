@@ -210,6 +210,23 @@ var (
 		Help: "Connections exported whatever the sampling ratio because they had an error"}
 	OTLPQueue = Def{Name: "layerscope_otlp_queue_length", Subsystem: "otlp", Type: Gauge,
 		Help: "Connections waiting in the export queue"}
+
+	// api: the history of connection events behind /api/v1/connections and
+	// its followers.
+	APIHistoryEntries = Def{Name: "layerscope_api_history_entries", Subsystem: "api", Type: Gauge,
+		Help: "Connection events held in the agent's history"}
+	APIHistoryCapacity = Def{Name: "layerscope_api_history_capacity", Subsystem: "api", Type: Gauge,
+		Help: "Connection events the history holds at most (--api-history-size)"}
+	APIHistoryEvents = Def{Name: "layerscope_api_history_events_total", Subsystem: "api", Type: Counter,
+		Help: "Connection events recorded, by kind: final (the flow ended) or progress (an active flow changed state)", Labels: []string{"kind"}}
+	APIHistoryOverwritten = Def{Name: "layerscope_api_history_overwritten_total", Subsystem: "api", Type: Counter,
+		Help: "Connection events overwritten by newer ones because the history was full"}
+	APIFollowers = Def{Name: "layerscope_api_followers", Subsystem: "api", Type: Gauge,
+		Help: "Clients following the connection stream (/api/v1/connections?follow=1)"}
+	APIFollowLost = Def{Name: "layerscope_api_follow_events_lost_total", Subsystem: "api", Type: Counter,
+		Help: "Connection events followers missed because they read more slowly than events arrived"}
+	APIFollowersDropped = Def{Name: "layerscope_api_followers_dropped_total", Subsystem: "api", Type: Counter,
+		Help: "Followers disconnected because writing to them stalled longer than the write timeout"}
 )
 
 // kernelFrag defines a kernel fragmentation counter by family.
@@ -244,6 +261,7 @@ func All() []Def {
 		SvcConnections, SvcFailureRatio, SvcDeadBackend, SvcOverflow,
 		MTUMismatch, MTUMismatches, MTUOverlayExpected,
 		OTLPSpansExported, OTLPSpansDropped, OTLPExportErrors, OTLPConnections, OTLPForced, OTLPQueue,
+		APIHistoryEntries, APIHistoryCapacity, APIHistoryEvents, APIHistoryOverwritten, APIFollowers, APIFollowLost, APIFollowersDropped,
 		KReasmReqds, KReasmOKs, KReasmFails, KFragOKs, KFragFails, KFragCreates, KDestUnreach, KPktTooBig,
 	}
 }
