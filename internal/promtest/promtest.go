@@ -283,6 +283,48 @@ func (s *Server) Query(q string) ([]Sample, error) {
 	return out, nil
 }
 
+// RangeSeries is one series of a range query's matrix.
+type RangeSeries struct {
+	Metric map[string]string
+	Values []float64 // one per step where the series has a value
+}
+
+// QueryRange evaluates q at every step from start to end, as Grafana does
+// for a time series panel.
+func (s *Server) QueryRange(q string, start, end time.Time, step time.Duration) ([]RangeSeries, error) {
+	v := url.Values{}
+	v.Set("query", q)
+	v.Set("start", strconv.FormatFloat(float64(start.UnixMilli())/1000, 'f', 3, 64))
+	v.Set("end", strconv.FormatFloat(float64(end.UnixMilli())/1000, 'f', 3, 64))
+	v.Set("step", strconv.FormatFloat(step.Seconds(), 'f', -1, 64))
+	var data struct {
+		ResultType string `json:"resultType"`
+		Result     []struct {
+			Metric map[string]string `json:"metric"`
+			Values [][2]any          `json:"values"`
+		} `json:"result"`
+	}
+	if err := s.get("/api/v1/query_range?"+v.Encode(), &data); err != nil {
+		return nil, fmt.Errorf("query_range %q: %w", q, err)
+	}
+	if data.ResultType != "matrix" {
+		return nil, fmt.Errorf("query_range %q: result type %s, want matrix", q, data.ResultType)
+	}
+	out := make([]RangeSeries, 0, len(data.Result))
+	for _, r := range data.Result {
+		rs := RangeSeries{Metric: r.Metric, Values: make([]float64, 0, len(r.Values))}
+		for _, pv := range r.Values {
+			f, err := parseValue(pv)
+			if err != nil {
+				return nil, fmt.Errorf("query_range %q: %w", q, err)
+			}
+			rs.Values = append(rs.Values, f)
+		}
+		out = append(out, rs)
+	}
+	return out, nil
+}
+
 // Alert is one active alert of /api/v1/alerts.
 type Alert struct {
 	Labels      map[string]string `json:"labels"`

@@ -109,6 +109,13 @@ scrape_configs:
 			t.Fatal(err)
 		}
 	}
+	rs, err := s.QueryRange("x", time.Now().Add(-10*time.Second), time.Now(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 1 || len(rs[0].Values) == 0 || rs[0].Values[len(rs[0].Values)-1] != 1 || rs[0].Metric["job"] != "self" {
+		t.Errorf("x over the last 10s = %+v, want one series of job self ending at 1", rs)
+	}
 	if got := Series(x, "job", "__name__"); !slices.Equal(got, []string{"job=self,__name__=x"}) {
 		t.Errorf("x = %v, want job=self,__name__=x", got)
 	}
