@@ -32,6 +32,7 @@ import (
 
 	"github.com/layerscope/layerscope/agent/conntrack"
 	"github.com/layerscope/layerscope/agent/correlate"
+	"github.com/layerscope/layerscope/agent/kube"
 	"github.com/layerscope/layerscope/agent/ondemand"
 	"github.com/layerscope/layerscope/exporters/metricdef"
 	"github.com/layerscope/layerscope/exporters/prom"
@@ -66,6 +67,13 @@ type Config struct {
 	Traces TracesConfig
 	// OnDemand bounds the captures served on /api/v1/capture.
 	OnDemand OnDemandConfig
+	// Node is this node's name, in spans and for the Kubernetes metadata
+	// (the pods watched are this node's). Empty means Traces.Node, else
+	// the host name in spans and every pod in the metadata.
+	Node string
+	// Kube says where Kubernetes metadata (pod, service and workload
+	// names) comes from.
+	Kube KubeConfig
 	// API configures the agent API and its history of connections.
 	API APIConfig
 	// SkipPrivilegeCheck disables the capability check at start (the
@@ -86,6 +94,8 @@ type Agent struct {
 	pmtu      pmtuLog
 	api       *apiState
 	tracer    atomic.Pointer[tracer]
+	kube      *kube.Source
+	workloads *workloadTally
 	ready     atomic.Bool
 	ondemand  *ondemand.Limiter
 }
@@ -129,6 +139,10 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("--netns: %w", err)
 	}
 	a.ns = ns
+	if err := a.openKube(); err != nil {
+		ns.Close()
+		return nil, err
+	}
 	if a.capture, err = newCaptureSet(a); err != nil {
 		ns.Close()
 		return nil, err
@@ -175,6 +189,8 @@ func (a *Agent) sources() []prom.Source {
 		a.conntrackSource(),
 		a.servicesSource(),
 		a.apiSource(),
+		a.kubeSource(),
+		a.workloadSource(),
 		a.tracesSource(),
 	}
 }
@@ -220,6 +236,9 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
+	kubeDone := make(chan struct{})
+	go func() { defer close(kubeDone); a.kube.Run(runCtx) }()
+	defer func() { <-kubeDone }()
 	capErr := make(chan error, 1)
 	go func() { capErr <- a.capture.run(runCtx) }()
 	pathsDone := make(chan struct{})

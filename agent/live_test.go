@@ -485,7 +485,7 @@ func TestLiveConntrackHealth(t *testing.T) {
 }
 
 // serviceCounts returns the agent's layerscope_service_connections_total
-// samples by "service backend outcome".
+// samples by "service:port backend outcome".
 func serviceCounts(metrics string) map[string]float64 {
 	out := map[string]float64{}
 	for _, line := range strings.Split(metrics, "\n") {
@@ -501,7 +501,7 @@ func serviceCounts(metrics string) map[string]float64 {
 		}
 		var n float64
 		fmt.Sscan(value, &n)
-		out[l["service"]+" "+l["backend"]+" "+l["outcome"]] += n
+		out[l["service"]+":"+l["port"]+" "+l["backend"]+" "+l["outcome"]] += n
 	}
 	return out
 }
@@ -580,7 +580,7 @@ func TestLiveServiceCorrelation(t *testing.T) {
 		if p.IP == podC.IP {
 			want = 1
 		}
-		key := `layerscope_service_dead_backend{backend="` + be + `",protocol="tcp",service="10.96.0.42:8080"} `
+		key := `layerscope_service_dead_backend{backend="` + be + `",namespace="",port="8080",protocol="tcp",service="10.96.0.42",workload=""} `
 		if got := sample(metrics, key); got != want {
 			t.Errorf("%s= %v, want %v", key, got, want)
 		}

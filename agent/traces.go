@@ -11,6 +11,7 @@ import (
 
 	"github.com/layerscope/layerscope/agent/correlate"
 	"github.com/layerscope/layerscope/agent/flow"
+	"github.com/layerscope/layerscope/agent/kube"
 	"github.com/layerscope/layerscope/exporters/metricdef"
 	"github.com/layerscope/layerscope/exporters/otlp"
 	"github.com/layerscope/layerscope/exporters/prom"
@@ -32,7 +33,8 @@ type TracesConfig struct {
 	// connections with an error are always exported. Zero exports only
 	// those.
 	SampleRatio float64
-	// Node names this node in spans; empty means the host name.
+	// Node names this node in spans; empty means Config.Node, else the
+	// host name.
 	Node string
 }
 
@@ -67,7 +69,7 @@ func (a *Agent) openTracer(ctx context.Context) (*tracer, error) {
 	if !cfg.enabled() {
 		return nil, nil
 	}
-	node := cfg.Node
+	node := a.cfg.node()
 	if node == "" {
 		node, _ = os.Hostname()
 	}
@@ -96,6 +98,7 @@ func (t *tracer) record(r *flow.Record, tr *correlate.Translation, joined *corre
 		c := &otlp.Conn{Node: t.node, Proto: r.Key.Proto,
 			Client:  netip.AddrPortFrom(r.Key.Src, r.Key.SrcPort),
 			Backend: netip.AddrPortFrom(r.Key.Dst, r.Key.DstPort)}
+		t.name(c)
 		c.AddRecord(r, t.hopInfo)
 		c.Side = otlp.SideOf(c.Hops)
 		c.ICMP = t.a.icmpFor(r.Key)
@@ -112,10 +115,26 @@ func (t *tracer) record(r *flow.Record, tr *correlate.Translation, joined *corre
 			c.ClientNAT = netip.AddrPortFrom(tr.Reply.Dst, tr.Reply.DstPort)
 			c.NAT = append(c.NAT, otlp.NAT{Kind: otlp.SNAT, From: joined.Client, To: c.ClientNAT, ConntrackID: joined.ID})
 		}
+		t.name(c)
 		p = &pendingConn{c: c, key: tr.Original, deadline: now.Add(traceJoinWait)}
 		t.pending[joined.ID] = p
 	}
 	p.c.AddRecord(r, t.hopInfo)
+}
+
+// name fills in the Kubernetes names of c's service and pods.
+func (t *tracer) name(c *otlp.Conn) {
+	store := t.a.kube.Store()
+	if store.Mode() == kube.ModeOff {
+		return
+	}
+	if c.Service.IsValid() {
+		if sv, ok := store.Service(c.Service, c.Proto); ok {
+			c.ServiceName = sv.Namespace + "/" + sv.Name
+		}
+	}
+	c.ClientPod = podMeta(store, c.Client.Addr())
+	c.BackendPod = podMeta(store, c.Backend.Addr())
 }
 
 // flush exports the joined connections whose wait is over (all of them

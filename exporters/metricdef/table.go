@@ -163,18 +163,38 @@ var (
 	CTDumpDuration = Def{Name: "layerscope_conntrack_last_dump_duration_seconds", Subsystem: "conntrack", Type: Gauge, Unit: "seconds",
 		Help: "Duration of the last full dump of the table"}
 
-	// service: connections joined across DNAT (conntrack + flow table).
+	// service: connections joined across DNAT (conntrack + flow table),
+	// named from the Kubernetes metadata when it is known.
 	SvcConnections = Def{Name: "layerscope_service_connections_total", Subsystem: "service", Type: Counter,
-		Help:   "Connections to a service (ClusterIP:port or NodeIP:NodePort) DNATed on this node, by backend and outcome, each counted once",
-		Labels: []string{"service", "backend", "protocol", "outcome"}}
+		Help:   "Connections to a service (ClusterIP:port or NodeIP:NodePort) DNATed on this node, by backend and outcome, each counted once; service is the Service's name when known, else its address, port the service port, namespace and workload empty when unknown",
+		Labels: []string{"namespace", "service", "port", "backend", "workload", "protocol", "outcome"}}
 	SvcFailureRatio = Def{Name: "layerscope_service_backend_failure_ratio", Subsystem: "service", Type: Gauge, Unit: "ratio",
 		Help:   "Share of a backend's connections that failed (refused, timed out, reset) over the last five minutes",
-		Labels: []string{"service", "backend", "protocol"}}
+		Labels: []string{"namespace", "service", "port", "backend", "workload", "protocol"}}
 	SvcDeadBackend = Def{Name: "layerscope_service_dead_backend", Subsystem: "service", Type: Gauge,
 		Help:   "1 when the backend's last 3 or more connections all failed (refused, timed out or reset), else 0",
-		Labels: []string{"service", "backend", "protocol"}}
+		Labels: []string{"namespace", "service", "port", "backend", "workload", "protocol"}}
 	SvcOverflow = Def{Name: "layerscope_service_untracked_connections_total", Subsystem: "service", Type: Counter,
 		Help: "DNATed connections not tallied because the service/backend series bound was reached"}
+	SvcEndpoints = Def{Name: "layerscope_service_endpoints", Subsystem: "service", Type: Gauge,
+		Help:   "Ready endpoints of a Service in its EndpointSlices (Kubernetes metadata); 0 is a Service without endpoints",
+		Labels: []string{"namespace", "service"}}
+	SvcStaleConntrack = Def{Name: "layerscope_service_stale_conntrack_entries", Subsystem: "service", Type: Gauge,
+		Help:   "Conntrack entries DNATed from a Service address to a backend that is no longer one of its endpoints (stale after the pod went away)",
+		Labels: []string{"namespace", "service", "backend"}}
+
+	// workload: connections of the pods of this node, by Kubernetes workload.
+	WorkloadConnections = Def{Name: "layerscope_workload_connections_total", Subsystem: "workload", Type: Counter,
+		Help:   "Connections that ended with a pod of this node as client or server, by the pod's namespace and workload (Deployment, StatefulSet, DaemonSet, Job, or the pod itself), side and outcome",
+		Labels: []string{"namespace", "workload", "side", "protocol", "outcome"}, OptLabels: []string{"pod"}}
+	WorkloadOverflow = Def{Name: "layerscope_workload_untracked_connections_total", Subsystem: "workload", Type: Counter,
+		Help: "Connections of pods of this node not tallied because the workload series bound was reached"}
+
+	// kube: the agent's Kubernetes metadata.
+	KubeObjects = Def{Name: "layerscope_kube_metadata_objects", Subsystem: "kube", Type: Gauge,
+		Help: "Kubernetes objects held in the agent's metadata store, by kind (pod, service, endpointslice)", Labels: []string{"kind"}}
+	KubeSynced = Def{Name: "layerscope_kube_metadata_synced", Subsystem: "kube", Type: Gauge,
+		Help: "1 when the metadata store has synced from its source (api or file), else 0; source off means no metadata", Labels: []string{"source"}}
 
 	// MTU configuration (from the links the agent watches).
 	MTUMismatch = Def{Name: "layerscope_mtu_mismatch", Subsystem: "mtu", Type: Gauge,
@@ -258,7 +278,8 @@ func All() []Def {
 		CTInsertFailed, CTDrop, CTEarlyDrop, CTSearchRestart, CTInvalid, CTClashResolve, CTChainTooLong,
 		CTByProtocol, CTByTCPState, CTByFlag, CTTopSource, CTTopService,
 		CTEvents, CTEventsLost, CTResyncs, CTErrors, CTDumpDuration,
-		SvcConnections, SvcFailureRatio, SvcDeadBackend, SvcOverflow,
+		SvcConnections, SvcFailureRatio, SvcDeadBackend, SvcOverflow, SvcEndpoints, SvcStaleConntrack,
+		WorkloadConnections, WorkloadOverflow, KubeObjects, KubeSynced,
 		MTUMismatch, MTUMismatches, MTUOverlayExpected,
 		OTLPSpansExported, OTLPSpansDropped, OTLPExportErrors, OTLPConnections, OTLPForced, OTLPQueue,
 		APIHistoryEntries, APIHistoryCapacity, APIHistoryEvents, APIHistoryOverwritten, APIFollowers, APIFollowLost, APIFollowersDropped,

@@ -90,6 +90,10 @@ type Conn struct {
 	Service netip.AddrPort
 	// ServiceName names the Service ("namespace/name") when known.
 	ServiceName string
+	// ClientPod and BackendPod name the Kubernetes pods at the two ends
+	// when known; the span carries the k8s.* attributes of the one on this
+	// node's side (see the package documentation, "Span model").
+	ClientPod, BackendPod Pod
 	// Backend is where the connection really went: the destination after
 	// DNAT, or the server itself when the connection was not DNATed.
 	// Together with Client (or ClientNAT), Proto and ISN it is the identity
@@ -126,6 +130,14 @@ type Conn struct {
 	RSTTime int64
 	// Exchanges are the DNS queries and HTTP requests of the connection.
 	Exchanges []Exchange
+}
+
+// Pod names a Kubernetes pod and its workload. The zero value means unknown.
+type Pod struct {
+	Namespace, Name string
+	// WorkloadKind is Deployment, ReplicaSet, StatefulSet, DaemonSet, Job,
+	// CronJob or Pod (a pod without a controller); Workload its name.
+	WorkloadKind, Workload string
 }
 
 // Hop is one interface of this node that the connection crossed.

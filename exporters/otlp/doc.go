@@ -17,6 +17,12 @@
 //     the backend on the client's node, the client on the backend's),
 //     k8s.node.name, error.type, and layerscope.* ones (side, outcome,
 //     service.vip, service.name, backend, client.nat, tcp.isn, layer "l4").
+//     With Kubernetes metadata it also has k8s.service.name and, for the
+//     pod at this node's end (the client's on the client's node, the
+//     backend's on the backend's node), k8s.namespace.name, k8s.pod.name
+//     and the workload's k8s.deployment.name (replicaset, statefulset,
+//     daemonset, job, cronjob); layerscope.client.pod and
+//     layerscope.backend.pod name both ends' pods as namespace/name.
 //     Its status is Error when the connection had one (Conn.ErrorType).
 //     Its events: conntrack.nat (each DNAT/SNAT, from → to), icmp.frag_needed
 //     (with layerscope.icmp.mtu) and icmp.error, tcp.retransmissions (counts

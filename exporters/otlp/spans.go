@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -23,6 +24,8 @@ const (
 	AttrServiceVIP     = attribute.Key("layerscope.service.vip")
 	AttrServiceName    = attribute.Key("layerscope.service.name")
 	AttrBackend        = attribute.Key("layerscope.backend")
+	AttrClientPod      = attribute.Key("layerscope.client.pod")
+	AttrBackendPod     = attribute.Key("layerscope.backend.pod")
 	AttrClientNAT      = attribute.Key("layerscope.client.nat")
 	AttrTCPISN         = attribute.Key("layerscope.tcp.isn")
 	AttrHopIndex       = attribute.Key("layerscope.hop.index")
@@ -212,7 +215,7 @@ func hopName(h *Hop) string {
 }
 
 func connAttrs(c *Conn, node, errType string) []attribute.KeyValue {
-	attrs := make([]attribute.KeyValue, 0, 20)
+	attrs := make([]attribute.KeyValue, 0, 28)
 	attrs = append(attrs,
 		semconv.NetworkTransportKey.String(flow.ProtoName(c.Proto)),
 		AttrLayer.String("l4"),
@@ -249,7 +252,11 @@ func connAttrs(c *Conn, node, errType string) []attribute.KeyValue {
 	}
 	if c.ServiceName != "" {
 		attrs = append(attrs, AttrServiceName.String(c.ServiceName))
+		if i := strings.IndexByte(c.ServiceName, '/'); i >= 0 {
+			attrs = append(attrs, semconv.K8SServiceName(c.ServiceName[i+1:]))
+		}
 	}
+	attrs = appendK8s(attrs, c)
 	if c.Backend.IsValid() {
 		attrs = append(attrs, AttrBackend.String(c.Backend.String()))
 	}
@@ -261,6 +268,44 @@ func connAttrs(c *Conn, node, errType string) []attribute.KeyValue {
 	}
 	if errType != "" {
 		attrs = append(attrs, semconv.ErrorTypeKey.String(errType))
+	}
+	return attrs
+}
+
+// appendK8s adds the semantic-convention k8s.* attributes of the pod at
+// this node's end of the connection (the client's on SideClient, the
+// backend's on SideServer), and both ends' pods as namespace/name.
+func appendK8s(attrs []attribute.KeyValue, c *Conn) []attribute.KeyValue {
+	if p := c.ClientPod; p.Name != "" {
+		attrs = append(attrs, AttrClientPod.String(p.Namespace+"/"+p.Name))
+	}
+	if p := c.BackendPod; p.Name != "" {
+		attrs = append(attrs, AttrBackendPod.String(p.Namespace+"/"+p.Name))
+	}
+	var p *Pod
+	switch c.Side {
+	case SideClient:
+		p = &c.ClientPod
+	case SideServer:
+		p = &c.BackendPod
+	}
+	if p == nil || p.Name == "" {
+		return attrs
+	}
+	attrs = append(attrs, semconv.K8SNamespaceName(p.Namespace), semconv.K8SPodName(p.Name))
+	switch p.WorkloadKind {
+	case "Deployment":
+		attrs = append(attrs, semconv.K8SDeploymentName(p.Workload))
+	case "ReplicaSet":
+		attrs = append(attrs, semconv.K8SReplicaSetName(p.Workload))
+	case "StatefulSet":
+		attrs = append(attrs, semconv.K8SStatefulSetName(p.Workload))
+	case "DaemonSet":
+		attrs = append(attrs, semconv.K8SDaemonSetName(p.Workload))
+	case "Job":
+		attrs = append(attrs, semconv.K8SJobName(p.Workload))
+	case "CronJob":
+		attrs = append(attrs, semconv.K8SCronJobName(p.Workload))
 	}
 	return attrs
 }

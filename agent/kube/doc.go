@@ -1,0 +1,48 @@
+// Package kube keeps the Kubernetes metadata the agent names addresses
+// with: which pod (namespace, name, workload) holds an IP, which Service a
+// ClusterIP:port or NodePort belongs to, and which Service endpoints a
+// backend IP is listed in.
+//
+// # Sources
+//
+// A Source feeds a Store through client-go shared informers: the pods of
+// this node (field selector spec.nodeName=NODE), every Service and every
+// EndpointSlice (discovery.k8s.io/v1). The informers read either the API
+// server (ModeAPI: the in-cluster service account, or a kubeconfig) or a
+// static metadata file (ModeFile) loaded into client-go's fake clientset,
+// so that both go through the same informer code. The file is a YAML
+// stream of Pod, Service and EndpointSlice objects, or a v1 List of them,
+// exactly as `kubectl get pods,services,endpointslices -o yaml` prints
+// them; every document decodes strictly into its Kubernetes type, and an
+// unknown field or kind is an error naming the file. The file is checked
+// for changes every Config.ReloadInterval and changes are applied through
+// the fake clientset's API, so the informers see them as updates and
+// deletions. (The fake clientset ignores field selectors: a file's pods
+// of every node are kept, each with its node.)
+//
+// # Degraded operation
+//
+// Without API access the agent keeps running and labels by address: when
+// not in a pod (no in-cluster configuration) Open logs one line and the
+// Source stays empty; when the API refuses the service account (RBAC) or
+// cannot be reached, the first failure of a streak is logged once, the
+// informers keep retrying, and the Store keeps what it had. Store.Synced
+// says whether the store holds a complete copy.
+//
+// # Workloads
+//
+// A pod's workload is its controller owner reference: a ReplicaSet whose
+// name is the Deployment's name followed by the pod's pod-template-hash
+// label is taken as that Deployment (the name the Deployment controller
+// gives its ReplicaSets; the agent does not watch ReplicaSets); a
+// StatefulSet, DaemonSet, Job or any other controller as it is. A pod
+// without a controller is its own workload (kind Pod).
+//
+// # Concurrency and cost
+//
+// Lookups (Pod, Service, Endpoint, IsEndpoint) take the store's read lock
+// for a map probe or two and do not allocate; the returned values hold
+// strings shared with the store. Informer handlers take the write lock per
+// object. Pods are trimmed to the fields the store uses before the
+// informer caches them.
+package kube

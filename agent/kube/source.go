@@ -1,0 +1,414 @@
+package kube
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+)
+
+// Mode selects where the metadata comes from.
+type Mode string
+
+// Modes.
+const (
+	// ModeAuto: the file when Config.File is set, else the API when the
+	// process runs in a pod (KUBERNETES_SERVICE_HOST is set), else off.
+	ModeAuto Mode = "auto"
+	ModeAPI  Mode = "api"  // the API server: in-cluster, or Config.Kubeconfig
+	ModeFile Mode = "file" // a static file (see ReadFile)
+	ModeOff  Mode = "off"  // no metadata: addresses stay addresses
+)
+
+// ParseMode parses the value of --k8s-metadata; "" is ModeAuto.
+func ParseMode(s string) (Mode, error) {
+	switch m := Mode(s); m {
+	case "":
+		return ModeAuto, nil
+	case ModeAuto, ModeAPI, ModeFile, ModeOff:
+		return m, nil
+	}
+	return "", fmt.Errorf("--k8s-metadata %q: %w", s, ErrBadMode)
+}
+
+// Defaults of Config.
+const (
+	DefaultReloadInterval = 2 * time.Second
+	DefaultResync         = 10 * time.Minute
+	DefaultSyncWarning    = 30 * time.Second
+)
+
+// Config configures Open. The zero value runs in ModeAuto with the
+// defaults below.
+type Config struct {
+	// Mode is the source; "" means ModeAuto.
+	Mode Mode
+	// File is the metadata file of ModeFile (see ReadFile).
+	File string
+	// Kubeconfig is a kubeconfig file for ModeAPI; empty means the
+	// in-cluster configuration (the pod's service account).
+	Kubeconfig string
+	// Node is the node the agent runs on: only its pods are watched
+	// (spec.nodeName field selector). Empty watches every pod.
+	Node string
+	// ReloadInterval is how often ModeFile checks the file for changes,
+	// applied as updates through the same informers. Zero means
+	// DefaultReloadInterval; negative never reloads.
+	ReloadInterval time.Duration
+	// Resync is the informers' resync period. Zero means DefaultResync.
+	Resync time.Duration
+	// SyncWarning is how long the API may take to deliver its first
+	// complete copy before the store logs that labels fall back to
+	// addresses. Zero means DefaultSyncWarning.
+	SyncWarning time.Duration
+	// Logger receives the store's logs. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Source feeds a Store from the API server or a metadata file through
+// client-go shared informers. Create it with Open, start it with Run.
+type Source struct {
+	cfg    Config
+	log    *slog.Logger
+	store  *Store
+	client kubernetes.Interface
+	fake   *fake.Clientset // ModeFile: the clientset the file is loaded into
+	file   []byte          // ModeFile: the content applied last
+
+	mu     sync.Mutex
+	failed bool // the last list or watch failed (logged once per failure streak)
+}
+
+// Open resolves cfg's mode and prepares the source. A configuration error
+// (unknown mode, unreadable or invalid file or kubeconfig) is returned;
+// the absence of the API (not in a pod) is not: the source then runs in
+// ModeAPI without data, logs why once and reports itself not synced.
+func Open(cfg Config) (*Source, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Resync == 0 {
+		cfg.Resync = DefaultResync
+	}
+	if cfg.ReloadInterval == 0 {
+		cfg.ReloadInterval = DefaultReloadInterval
+	}
+	if cfg.SyncWarning <= 0 {
+		cfg.SyncWarning = DefaultSyncWarning
+	}
+	mode, err := ParseMode(string(cfg.Mode))
+	if err != nil {
+		return nil, err
+	}
+	if mode == ModeAuto {
+		switch {
+		case cfg.File != "":
+			mode = ModeFile
+		case os.Getenv("KUBERNETES_SERVICE_HOST") != "":
+			mode = ModeAPI
+		default:
+			mode = ModeOff
+		}
+	}
+	s := &Source{cfg: cfg, log: cfg.Logger.With("component", "kube", "source", string(mode)), store: NewStore(mode, cfg.Node)}
+	switch mode {
+	case ModeFile:
+		if cfg.File == "" {
+			return nil, ErrNoFile
+		}
+		b, objs, err := readFile(cfg.File)
+		if err != nil {
+			return nil, err
+		}
+		s.fake = fake.NewSimpleClientset(objs...)
+		s.client, s.file = s.fake, b
+	case ModeAPI:
+		var rc *rest.Config
+		if cfg.Kubeconfig != "" {
+			if rc, err = clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig); err != nil {
+				return nil, fmt.Errorf("--kubeconfig %s: %w", cfg.Kubeconfig, err)
+			}
+		} else if rc, err = rest.InClusterConfig(); err != nil {
+			s.log.Warn("Kubernetes API not available, services and pods are labelled by address", "err", err)
+			return s, nil
+		}
+		rc.UserAgent = "layerscope-agent"
+		if s.client, err = kubernetes.NewForConfig(rc); err != nil {
+			return nil, fmt.Errorf("kubernetes client: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Store returns the store the source feeds.
+func (s *Source) Store() *Store { return s.store }
+
+// Client returns the clientset the informers read (the fake clientset the
+// file is loaded into in ModeFile), nil without a source.
+func (s *Source) Client() kubernetes.Interface { return s.client }
+
+func readFile(path string) ([]byte, []runtime.Object, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--k8s-metadata-file: %w", err)
+	}
+	objs, err := Decode(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--k8s-metadata-file %s: %w", path, err)
+	}
+	return b, objs, nil
+}
+
+// Run starts the informers and keeps the store up to date until ctx is
+// done. It never fails: list and watch errors (RBAC, an unreachable API
+// server) are logged once per failure streak and retried by the
+// informers while the store keeps what it has.
+func (s *Source) Run(ctx context.Context) {
+	if s.client == nil {
+		<-ctx.Done()
+		return
+	}
+	Watch(ctx, s.client, s.store, s.cfg.Resync, s.onWatchError)
+	if s.fake != nil && s.cfg.ReloadInterval > 0 {
+		go s.reloadLoop(ctx)
+	}
+	// The client retries refused connections quietly before an informer
+	// reports an error: say so when the first copy is late.
+	t := time.NewTimer(s.cfg.SyncWarning)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		if !s.store.Synced() {
+			s.onWatchError(fmt.Errorf("%w after %v", errNotSynced, s.cfg.SyncWarning))
+		}
+	case <-ctx.Done():
+	}
+	<-ctx.Done()
+}
+
+var errNotSynced = errors.New("no complete copy of pods, services and endpointslices")
+
+// Watch starts shared informers of client for the pods of store's node,
+// Services and EndpointSlices, writing store, and returns at once. The
+// store reports itself synced once every informer has listed. onError,
+// when not nil, receives the informers' list and watch errors (nil when a
+// list succeeds again).
+func Watch(ctx context.Context, client kubernetes.Interface, store *Store, resync time.Duration, onError func(error)) {
+	klogOnce.Do(func() { klog.SetSlogLogger(slog.New(slog.DiscardHandler)) })
+	all := informers.NewSharedInformerFactory(client, resync)
+	local := all
+	if store.node != "" {
+		local = informers.NewSharedInformerFactoryWithOptions(client, resync, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", store.node).String()
+		}))
+	}
+	pods := local.Core().V1().Pods().Informer()
+	svcs := all.Core().V1().Services().Informer()
+	slices := all.Discovery().V1().EndpointSlices().Informer()
+	_ = pods.SetTransform(trimPod)
+	handle(pods, func(o *corev1.Pod) { store.SetPod(o) }, func(o *corev1.Pod) { store.DeletePod(o.Namespace, o.Name) })
+	handle(svcs, func(o *corev1.Service) { store.SetService(o) }, func(o *corev1.Service) { store.DeleteService(o.Namespace, o.Name) })
+	handle(slices, func(o *discoveryv1.EndpointSlice) { store.SetEndpointSlice(o) },
+		func(o *discoveryv1.EndpointSlice) { store.DeleteEndpointSlice(o.Namespace, o.Name) })
+	if onError != nil {
+		for _, inf := range []cache.SharedIndexInformer{pods, svcs, slices} {
+			_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) { onError(err) })
+		}
+	}
+	local.Start(ctx.Done())
+	all.Start(ctx.Done())
+	go func() {
+		if cache.WaitForCacheSync(ctx.Done(), pods.HasSynced, svcs.HasSynced, slices.HasSynced) {
+			store.synced.Store(true)
+			if onError != nil {
+				onError(nil)
+			}
+		}
+	}()
+}
+
+var klogOnce sync.Once
+
+// handle registers typed add/update/delete handlers on inf.
+func handle[T any](inf cache.SharedIndexInformer, set func(*T), del func(*T)) {
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(o any) {
+			if v, ok := o.(*T); ok {
+				set(v)
+			}
+		},
+		UpdateFunc: func(_, o any) {
+			if v, ok := o.(*T); ok {
+				set(v)
+			}
+		},
+		DeleteFunc: func(o any) {
+			if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
+				o = d.Obj
+			}
+			if v, ok := o.(*T); ok {
+				del(v)
+			}
+		},
+	})
+}
+
+// trimPod keeps of a pod what the store uses, so that the informer's
+// cache stays small.
+func trimPod(o any) (any, error) {
+	p, ok := o.(*corev1.Pod)
+	if !ok {
+		return o, nil
+	}
+	t := &corev1.Pod{
+		TypeMeta: p.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion,
+			OwnerReferences: p.OwnerReferences,
+		},
+		Spec:   corev1.PodSpec{NodeName: p.Spec.NodeName, HostNetwork: p.Spec.HostNetwork},
+		Status: corev1.PodStatus{Phase: p.Status.Phase, PodIP: p.Status.PodIP, PodIPs: p.Status.PodIPs},
+	}
+	if h, ok := p.Labels["pod-template-hash"]; ok {
+		t.Labels = map[string]string{"pod-template-hash": h}
+	}
+	return t, nil
+}
+
+// onWatchError logs the first error of a failure streak and the recovery.
+func (s *Source) onWatchError(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case err == nil && s.failed:
+		s.failed = false
+		s.log.Info("Kubernetes metadata available again")
+	case err != nil && !s.failed:
+		s.failed = true
+		msg := "Kubernetes API not reachable, services and pods are labelled by address until it is"
+		if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
+			msg = "Kubernetes API refused the agent (RBAC: it needs get, list and watch on pods, services and endpointslices); services and pods are labelled by address"
+		}
+		s.log.Warn(msg, "err", err)
+	}
+}
+
+// reloadLoop applies changes of the metadata file to the fake clientset,
+// so that they reach the store as informer events.
+func (s *Source) reloadLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.ReloadInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		b, err := os.ReadFile(s.cfg.File)
+		if err != nil || bytes.Equal(b, s.file) {
+			if err != nil {
+				s.log.Warn("metadata file unreadable, keeping its last content", "file", s.cfg.File, "err", err)
+			}
+			continue
+		}
+		objs, err := Decode(b)
+		if err != nil {
+			s.log.Warn("metadata file invalid, keeping its last content", "file", s.cfg.File, "err", err)
+			s.file = b
+			continue
+		}
+		if err := apply(ctx, s.fake, objs); err != nil {
+			s.log.Warn("metadata file reload", "file", s.cfg.File, "err", err)
+			continue
+		}
+		s.file = b
+		s.log.Info("metadata file reloaded", "file", s.cfg.File, "objects", len(objs))
+	}
+}
+
+// apply makes the clientset hold exactly objs: creates, updates and
+// deletes through its API, so that watchers see the changes.
+func apply(ctx context.Context, cs kubernetes.Interface, objs []runtime.Object) error {
+	type id struct{ kind, ns, name string }
+	want := map[id]bool{}
+	var errs []error
+	for _, o := range objs {
+		var err error
+		switch v := o.(type) {
+		case *corev1.Pod:
+			want[id{"pod", v.Namespace, v.Name}] = true
+			c := cs.CoreV1().Pods(v.Namespace)
+			if _, err = c.Update(ctx, v, metav1.UpdateOptions{}); apierrors.IsNotFound(err) {
+				_, err = c.Create(ctx, v, metav1.CreateOptions{})
+			}
+		case *corev1.Service:
+			want[id{"service", v.Namespace, v.Name}] = true
+			c := cs.CoreV1().Services(v.Namespace)
+			if _, err = c.Update(ctx, v, metav1.UpdateOptions{}); apierrors.IsNotFound(err) {
+				_, err = c.Create(ctx, v, metav1.CreateOptions{})
+			}
+		case *discoveryv1.EndpointSlice:
+			want[id{"endpointslice", v.Namespace, v.Name}] = true
+			c := cs.DiscoveryV1().EndpointSlices(v.Namespace)
+			if _, err = c.Update(ctx, v, metav1.UpdateOptions{}); apierrors.IsNotFound(err) {
+				_, err = c.Create(ctx, v, metav1.CreateOptions{})
+			}
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	pods, err := cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, p := range pods.Items {
+		if !want[id{"pod", p.Namespace, p.Name}] {
+			errs = append(errs, ignoreNotFound(cs.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{})))
+		}
+	}
+	svcs, err := cs.CoreV1().Services("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, v := range svcs.Items {
+		if !want[id{"service", v.Namespace, v.Name}] {
+			errs = append(errs, ignoreNotFound(cs.CoreV1().Services(v.Namespace).Delete(ctx, v.Name, metav1.DeleteOptions{})))
+		}
+	}
+	sls, err := cs.DiscoveryV1().EndpointSlices("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, v := range sls.Items {
+		if !want[id{"endpointslice", v.Namespace, v.Name}] {
+			errs = append(errs, ignoreNotFound(cs.DiscoveryV1().EndpointSlices(v.Namespace).Delete(ctx, v.Name, metav1.DeleteOptions{})))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func ignoreNotFound(err error) error {
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
