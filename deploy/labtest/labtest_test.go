@@ -25,8 +25,12 @@ import (
 	"github.com/layerscope/layerscope/lab"
 )
 
-// rulesFile is the shipped plain rules file.
-const rulesFile = "../daemonset/layerscope-rules.yml"
+// rulesFile is the shipped plain rules file; its alerts link to sections
+// of runbookURL.
+const (
+	rulesFile  = "../daemonset/layerscope-rules.yml"
+	runbookURL = "https://github.com/layerscope/layerscope/blob/main/deploy/daemonset/RUNBOOK.md#"
+)
 
 // The rewrites of the shipped rules for a test that lasts a minute: every
 // for: duration and every 5m window. Nothing else of the file changes.
@@ -190,6 +194,26 @@ func waitAlerts(t *testing.T, p *promtest.Server, timeout time.Duration, what st
 	}
 }
 
+// checkAnnotations checks the firing alerts named: a summary, a
+// description naming the node the alert is about, and the runbook section.
+func checkAnnotations(t *testing.T, p *promtest.Server, names ...string) {
+	t.Helper()
+	alerts, err := p.Alerts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range alerts {
+		if a.State != "firing" || !slices.Contains(names, a.Name()) {
+			continue
+		}
+		node := a.Labels["node"]
+		if node == "" || a.Annotations["summary"] == "" || !strings.Contains(a.Annotations["description"], "(node "+node+")") ||
+			a.Annotations["runbook_url"] != runbookURL+strings.ToLower(a.Name()) {
+			t.Errorf("%s: labels %v annotations %v: want a summary, the node in the description and the runbook section", a.Name(), a.Labels, a.Annotations)
+		}
+	}
+}
+
 func includes(names ...string) func([]string) bool {
 	return func(f []string) bool {
 		for _, n := range names {
@@ -280,6 +304,7 @@ func TestLabAlertsAndDashboards(t *testing.T) {
 	}()
 	states := waitAlerts(t, prom, 40*time.Second, "conntrack critical and drop alerts firing during the flood", includes(fillAlerts...))
 	t.Logf("during the flood (limit %d) at %v: %v", limit, time.Since(start).Round(time.Millisecond), states)
+	checkAnnotations(t, prom, fillAlerts...)
 	fr := <-flooded
 	if fr.err != nil {
 		t.Fatalf("conntrack-flood: %v", fr.err)
@@ -297,6 +322,7 @@ func TestLabAlertsAndDashboards(t *testing.T) {
 	}
 	states = waitAlerts(t, prom, 30*time.Second, "MTU mismatch alert firing", includes("LayerscopeMTUMismatch"))
 	t.Logf("during mtu at %v: %v", time.Since(start).Round(time.Millisecond), states)
+	checkAnnotations(t, prom, "LayerscopeMTUMismatch")
 	r, err := l.Traffic(ctx, lab.ScenarioMTU, lab.TrafficOptions{})
 	if err != nil || r.MTU == nil || !r.MTU.MTURestored {
 		t.Fatalf("mtu with the MTU restored: %v %+v", err, r)
@@ -326,6 +352,7 @@ func TestLabAlertsAndDashboards(t *testing.T) {
 	// The dead backend's alert, from the same rules.
 	states = waitAlerts(t, prom, 30*time.Second, "dead backend alert firing", includes("LayerscopeDeadBackend"))
 	t.Logf("scenarios done at %v; alerts %v", time.Since(start).Round(time.Millisecond), states)
+	checkAnnotations(t, prom, "LayerscopeDeadBackend")
 
 	checkDashboards(t, prom, start)
 	t.Logf("done at %v", time.Since(start).Round(time.Millisecond))
