@@ -11,6 +11,7 @@ import (
 	"github.com/layerscope/layerscope/agent"
 	"github.com/layerscope/layerscope/agent/flow"
 	"github.com/layerscope/layerscope/agent/flowtable"
+	"github.com/layerscope/layerscope/agent/kube"
 	"github.com/layerscope/layerscope/agent/ondemand"
 )
 
@@ -21,6 +22,7 @@ func newAgentCmd() *cobra.Command {
 		vxlan, geneve, dnsPorts []uint
 		flowMax                 int
 		flowIdle                time.Duration
+		k8sMode                 string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -55,6 +57,10 @@ served in the caller's namespace.`,
 				return fmt.Errorf("--flow-table-max and --flow-idle-timeout must not be negative")
 			}
 			cfg.Capture.FlowTable = &flowtable.Config{MaxEntries: flowMax, IdleTimeout: flowIdle}
+			if cfg.Kube.Mode, err = kube.ParseMode(k8sMode); err != nil {
+				return err
+			}
+			cfg.Node = cfg.Traces.Node
 			a, err := agent.New(cfg)
 			if err != nil {
 				return err
@@ -89,7 +95,11 @@ served in the caller's namespace.`,
 	f.StringVar(&cfg.Traces.Protocol, "otlp-protocol", "", "grpc or http/protobuf (default: OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL, else http/protobuf)")
 	f.BoolVar(&cfg.Traces.Insecure, "otlp-insecure", false, "no TLS to a host:port --otlp-endpoint")
 	f.Float64Var(&cfg.Traces.SampleRatio, "otlp-sample-ratio", 0.1, "share of error-free connections traced (connections with an error always are)")
-	f.StringVar(&cfg.Traces.Node, "node-name", os.Getenv("NODE_NAME"), "this node's name in spans (default: $NODE_NAME, else the host name)")
+	f.StringVar(&cfg.Traces.Node, "node-name", os.Getenv("NODE_NAME"), "this node's name in spans and for the Kubernetes metadata (default: $NODE_NAME, else the host name)")
+	f.StringVar(&k8sMode, "k8s-metadata", "auto", "Kubernetes metadata for service, namespace and workload names: auto (the file if given, else the API when in a pod, else off), api, file or off")
+	f.StringVar(&cfg.Kube.File, "k8s-metadata-file", "", "static metadata file: Pods, Services and EndpointSlices as kubectl get -o yaml prints them (reloaded when it changes)")
+	f.StringVar(&cfg.Kube.Kubeconfig, "kubeconfig", "", "kubeconfig file for --k8s-metadata=api (default: the in-cluster service account)")
+	f.BoolVar(&cfg.Kube.PodNames, "k8s-pod-names", false, "add the pod label to the workload metrics (one series per pod)")
 	f.IntVar(&cfg.Conntrack.ReadBuffer, "conntrack-read-buffer", 0, "receive buffer of the conntrack event socket in bytes (0: 16 MiB)")
 	return cmd
 }
