@@ -362,13 +362,13 @@ type ServiceStatus struct {
 	Dead         bool    `json:"dead"`
 }
 
-// DNSStatus counts DNS responses of the connections in the history (the
-// newest event of each), by rcode.
+// DNSStatus counts the DNS messages the agent saw since it started (each
+// once, whatever the hops it crossed); Errors are responses with an rcode
+// other than NOERROR, ErrorRatio is Errors / Responses.
 type DNSStatus struct {
 	Queries    uint64            `json:"queries"`
 	Responses  uint64            `json:"responses"`
 	Errors     uint64            `json:"errors"`
-	Unanswered uint64            `json:"unanswered"`
 	ErrorRatio float64           `json:"error_ratio"`
 	ByRcode    map[string]uint64 `json:"by_rcode"`
 }

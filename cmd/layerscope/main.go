@@ -71,6 +71,8 @@ func newRootCmd() *cobra.Command {
 		newDemoCmd(),
 		newReplayCmd(),
 		newMetricsCmd(),
+		newObserveCmd(),
+		newStatusCmd(),
 		newVersionCmd(),
 	)
 	return root
