@@ -1,0 +1,270 @@
+package diagnose
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/layerscope/layerscope/agent/api"
+)
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func ep(addr string) api.Endpoint {
+	ip, port, _ := strings.Cut(addr, ":")
+	var p uint16
+	fmt.Sscan(port, &p)
+	return api.Endpoint{Addr: addr, IP: ip, Port: p}
+}
+
+// svcConn is a connection from client to the service, DNATed to backend,
+// seen on the client's node (pre view) with the given outcome.
+func svcConn(i int, client, svc, backend, outcome string) api.Connection {
+	s := ep(svc)
+	c := api.Connection{
+		Time: t0.Add(time.Duration(i) * time.Millisecond), ID: fmt.Sprintf("ct:%d", i), View: api.ViewPre, State: api.StateFinal,
+		Protocol: "tcp", Client: ep(fmt.Sprintf("%s:%d", client, 40000+i)), Service: &s, Backend: ep(backend),
+		NAT: &api.NAT{DNAT: true, From: svc, To: backend}, Outcome: outcome,
+		Failed: outcome == "refused" || outcome == "timeout" || outcome == "reset",
+		Start:  t0, Last: t0.Add(time.Duration(i) * time.Millisecond),
+		Hops: []api.Hop{
+			{Interface: "veth-pod-a", Role: "pod", First: t0},
+			{Interface: "vxlan0", Role: "overlay", First: t0.Add(time.Microsecond)},
+		},
+	}
+	if outcome != "timeout" {
+		c.Packets.Server = 1
+	}
+	return c
+}
+
+func directConn(i int, client, server, outcome string) api.Connection {
+	c := svcConn(i, client, server, server, outcome)
+	c.Service, c.NAT, c.View = nil, nil, api.ViewDirect
+	return c
+}
+
+func dnsConn(i int, client string, rcodes ...string) api.Connection {
+	c := directConn(i, client, "10.244.0.10:53", "replied")
+	c.Protocol = "udp"
+	c.L7 = &api.L7{App: "dns", Requests: uint32(len(rcodes)), Responses: uint32(len(rcodes))}
+	for _, r := range rcodes {
+		c.L7.Exchanges = append(c.L7.Exchanges, api.Exchange{Time: c.Time, Rcode: r, Failed: r != "NOERROR"})
+		if r != "NOERROR" {
+			c.L7.Errors++
+		}
+	}
+	return c
+}
+
+func node(name string, st *api.Status, cs ...api.Connection) NodeEvidence {
+	return NodeEvidence{Source: "http://" + name, Node: name, Status: st, Connections: cs}
+}
+
+func healthyStatus() *api.Status {
+	return &api.Status{Conntrack: &api.ConntrackStatus{Entries: 100, Limit: 65536, Fill: 100.0 / 65536}}
+}
+
+func TestDiagnose(t *testing.T) {
+	const (
+		podA = "10.244.0.5"
+		vip  = "10.96.0.42:8080"
+		c8   = "10.244.1.8:8080"
+		a5   = "10.244.0.5:8080"
+		b8   = "10.244.0.8:8080"
+	)
+	deadBackend := []api.Connection{}
+	for i := range 9 {
+		be := []string{a5, b8, c8}[i%3]
+		out := "closed"
+		if be == c8 {
+			out = "refused"
+		}
+		deadBackend = append(deadBackend, svcConn(i, podA, vip, be, out))
+	}
+	// A progress event first, then the final one of the same view: only
+	// the final one counts.
+	progress := svcConn(100, podA, vip, a5, "syn_sent")
+	progress.State = api.StateProgress
+	final := progress
+	final.Outcome, final.State = "closed", api.StateFinal
+	// The remote node's post view of the same connection is not counted
+	// twice.
+	remote := svcConn(0, podA, vip, c8, "refused")
+	remote.View, remote.Service, remote.ID = api.ViewPost, nil, "ct:77"
+
+	full := healthyStatus()
+	full.Conntrack = &api.ConntrackStatus{Entries: 512, Limit: 512, Fill: 1, Drop: 180, InsertFailed: 0}
+	var flood []api.Connection
+	for i := range 30 {
+		out := "closed"
+		if i%4 == 0 {
+			out = "timeout"
+		}
+		flood = append(flood, svcConn(i, podA, vip, []string{a5, b8, c8}[i%3], out))
+	}
+	mtuSt := healthyStatus()
+	mtuSt.MTU.Reports = []api.PMTUReport{{Time: t0, Interface: "veth-pod-b", Reporter: "10.244.0.1", MTU: 1450, Flow: "udp 10.244.0.8:5555 -> 10.244.1.8:9999", Count: 5}}
+	mtuSt.MTU.Mismatches = []api.MTUMismatch{{Interface: "veth-pod-b", Expected: 1450, Actual: 1500, Reason: "pod_above_overlay"}}
+	mtuConn := directConn(1, "10.244.0.8", "10.244.1.8:9999", "unreplied")
+	mtuConn.Protocol = "udp"
+	mtuConn.PMTU = []api.PMTUReport{{MTU: 1450, Count: 5}}
+
+	tests := []struct {
+		name     string
+		from, to string
+		nodes    []NodeEvidence
+		class    Class
+		summary  []string // substrings of the summary
+		evidence []string // substrings of some evidence line
+	}{
+		{
+			name: "healthy", from: podA, to: vip,
+			nodes: []NodeEvidence{node("node-1", healthyStatus(), svcConn(1, podA, vip, a5, "closed"), svcConn(2, podA, vip, c8, "closed"), progress, final)},
+			class: Healthy, summary: []string{"no fault observed", "3 connections"},
+			evidence: []string{"node-1/veth-pod-a (pod) → node-1/vxlan0 (overlay)", "DNAT to backends: "},
+		},
+		{
+			name: "dead backend", from: podA, to: vip,
+			nodes: []NodeEvidence{node("node-1", healthyStatus(), deadBackend...), node("node-2", healthyStatus(), remote)},
+			class: Backend, summary: []string{"L4: backend 10.244.1.8:8080 refuses (RST", "3 of its 3 connections failed", "3 of 9 connections", "about 1 in 3"},
+			evidence: []string{"backend 10.244.0.5:8080: 3 connections, 0 failed", "backend 10.244.1.8:8080: 3 connections, 3 failed (refused×3)"},
+		},
+		{
+			name: "dead backend addressed directly", from: podA, to: c8,
+			nodes: []NodeEvidence{node("node-1", healthyStatus(), directConn(1, podA, c8, "refused"), directConn(2, podA, c8, "refused"))},
+			class: Backend, summary: []string{"backend 10.244.1.8:8080 refuses", "2 of 2", "(all)"},
+		},
+		{
+			name: "silent backend", from: podA, to: c8,
+			nodes: []NodeEvidence{node("node-1", healthyStatus(), directConn(1, podA, c8, "timeout"))},
+			class: Backend, summary: []string{"does not answer (SYN without SYN-ACK)"},
+			evidence: []string{"failed connections seen on node-1/veth-pod-a×1"},
+		},
+		{
+			name: "nxdomain", from: podA, to: "no-such-svc.default.svc.cluster.local",
+			nodes: []NodeEvidence{node("node-1", healthyStatus(), dnsConn(1, podA, "NXDOMAIN"), dnsConn(2, podA, "NXDOMAIN"))},
+			class: DNSNXDomain, summary: []string{"NXDOMAIN", "wrong name or namespace"},
+			evidence: []string{"2 DNS queries from 10.244.0.5", "NXDOMAIN×2"},
+		},
+		{
+			name: "servfail", from: podA, to: "api.broken.svc.cluster.local",
+			nodes: []NodeEvidence{node("node-1", healthyStatus(), dnsConn(1, podA, "SERVFAIL"))},
+			class: DNSServFail, summary: []string{"DNS server is broken"},
+		},
+		{
+			name: "dns fine", from: podA, to: "my-service.default.svc.cluster.local",
+			nodes: []NodeEvidence{node("node-1", healthyStatus(), dnsConn(1, podA, "NOERROR"))},
+			class: Healthy, summary: []string{"queries are answered"},
+		},
+		{
+			name: "no dns query", from: podA, to: "x.example",
+			nodes: []NodeEvidence{node("node-1", healthyStatus(), dnsConn(1, "10.244.0.8", "NXDOMAIN"))},
+			class: NoTraffic,
+		},
+		{
+			name: "conntrack exhaustion", from: podA, to: vip,
+			nodes: []NodeEvidence{node("node-1", full, flood...)},
+			class: Conntrack, summary: []string{"conntrack exhaustion", "8 of 30 connections"},
+			evidence: []string{"node node-1: conntrack 512 of 512 entries (100%), drop 180"},
+		},
+		{
+			name: "conntrack drops without failures here", from: podA, to: vip,
+			nodes: []NodeEvidence{node("node-1", full, svcConn(1, podA, vip, a5, "closed"))},
+			class: Healthy,
+		},
+		{
+			name: "mtu", from: "10.244.0.8", to: "10.244.1.8",
+			nodes: []NodeEvidence{node("node-1", mtuSt, mtuConn)},
+			class: MTU, summary: []string{"L3 MTU mismatch", "frag-needed MTU 1450"},
+			evidence: []string{"interface veth-pod-b has MTU 1500, its path carries 1450", "frag-needed MTU 1450 from 10.244.0.1"},
+		},
+		{
+			name: "no endpoints", from: podA, to: vip,
+			// Another client's connection to the service was DNATed
+			// earlier: the address is a service's.
+			nodes: []NodeEvidence{node("node-1", healthyStatus(), svcConn(9, "10.244.0.8", vip, a5, "closed"), directConn(1, podA, vip, "timeout"), directConn(2, podA, vip, "timeout"))},
+			class: NoDNAT, summary: []string{"none DNATed", "no endpoints"},
+		},
+		{
+			name: "no traffic to TO", from: podA, to: vip,
+			nodes: []NodeEvidence{node("node-1", healthyStatus(), directConn(1, podA, "10.244.0.10:53", "replied"))},
+			class: NoTraffic, evidence: []string{"1 other connections from 10.244.0.5: 10.244.0.10:53×1"},
+		},
+		{
+			name: "nothing at all", from: podA, to: vip,
+			nodes: []NodeEvidence{{Source: "http://x", Err: "connection refused"}},
+			class: NoTraffic, evidence: []string{"no connection from 10.244.0.5 at all", "agent http://x: connection refused"},
+		},
+		{
+			name: "http errors", from: podA, to: c8,
+			nodes: []NodeEvidence{node("node-1", healthyStatus(), func() api.Connection {
+				c := directConn(1, podA, c8, "closed")
+				c.L7 = &api.L7{App: "http", Requests: 2, Responses: 2, Errors: 1, Exchanges: []api.Exchange{{Status: 503, Failed: true}}}
+				return c
+			}())},
+			class: App, summary: []string{"1 of 2 responses", "503×1"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := Diagnose(&Input{From: ParseEndpoint(tt.from), To: ParseEndpoint(tt.to), Since: 5 * time.Minute, Nodes: tt.nodes})
+			if v.Class != tt.class {
+				t.Fatalf("class %v, want %v: %s\n%s", v.Class, tt.class, v.Summary, strings.Join(v.Evidence, "\n"))
+			}
+			if v.ExitCode != tt.class.ExitCode() || v.Layer != tt.class.Layer() || v.Next == "" {
+				t.Errorf("exit %d layer %q next %q", v.ExitCode, v.Layer, v.Next)
+			}
+			for _, s := range tt.summary {
+				if !strings.Contains(v.Summary, s) {
+					t.Errorf("summary %q lacks %q", v.Summary, s)
+				}
+			}
+			ev := strings.Join(v.Evidence, "\n")
+			for _, s := range tt.evidence {
+				if !strings.Contains(ev, s) {
+					t.Errorf("evidence lacks %q:\n%s", s, ev)
+				}
+			}
+		})
+	}
+}
+
+func TestExitCodesDistinct(t *testing.T) {
+	seen := map[int]Class{}
+	for c := range numClasses {
+		code := c.ExitCode()
+		if prev, ok := seen[code]; ok {
+			t.Errorf("%v and %v share exit code %d", prev, c, code)
+		}
+		if code == 1 || (c != Healthy && code == 0) {
+			t.Errorf("%v: exit code %d is reserved", c, code)
+		}
+		seen[code] = c
+	}
+}
+
+func TestParseEndpoint(t *testing.T) {
+	tests := []struct {
+		in   string
+		addr string
+		port uint16
+		name string
+	}{
+		{"10.96.0.42:8080", "10.96.0.42", 8080, ""},
+		{"10.244.1.8", "10.244.1.8", 0, ""},
+		{"[fd00::1]:53", "fd00::1", 53, ""},
+		{"my-service.default.svc.cluster.local", "", 0, "my-service.default.svc.cluster.local"},
+	}
+	for _, tt := range tests {
+		e := ParseEndpoint(tt.in)
+		got := ""
+		if len(e.Addrs) > 0 {
+			got = e.Addrs[0].String()
+		}
+		if got != tt.addr || e.Port != tt.port || e.DNSName != tt.name {
+			t.Errorf("%s: %+v", tt.in, e)
+		}
+	}
+}

@@ -1,0 +1,63 @@
+// Package diagnose answers "FROM cannot reach TO: which layer is it?" from
+// what the agents observed: it walks the layers in order over their
+// connection history and status and names the first broken layer, with the
+// evidence (counts, times, hops) and the next check to run by hand.
+//
+// # Design
+//
+// The diagnosis runs in the client (layerscope diagnose), not in the agent:
+// FROM and TO are often on two nodes, so the evidence of several agents
+// (one --agent URL each) is gathered through their API
+// (GET /api/v1/connections?since=…, GET /api/v1/status), merged, and judged
+// once. Diagnose is a pure function of that evidence (Input), so that every
+// verdict is unit-tested on fixed evidence, and the lab tests check it
+// against real faults end to end.
+//
+// # Layers, in order
+//
+//  1. DNS, when TO is a name that is neither an address nor a known pod
+//     or service: the DNS answers FROM received. NXDOMAIN means a wrong
+//     name or namespace (DNSNXDomain), SERVFAIL or no answer a broken DNS
+//     server (DNSServFail).
+//  2. Traffic: connections from FROM to TO (TO as the service address or
+//     the backend address) in the window. None is NoTraffic, with what
+//     FROM did connect to instead.
+//  3. Conntrack: a table that is full (95%) or counts drop, insert_failed
+//     or early_drop, while connections failed (Conntrack).
+//  4. L3 MTU: ICMP frag-needed / packet-too-big reports about FROM's
+//     connections, interfaces whose MTU exceeds their path, oversize
+//     packets FROM sent (MTU; the summary names the reported MTU).
+//  5. Service: connections to TO that conntrack never DNATed and nobody
+//     answered: a Service without endpoints, or not a service (NoDNAT).
+//  6. L4 backends: per backend (the DNAT target, or TO itself) the
+//     connections and their outcomes: refused (RST), reset, timeout (SYN
+//     without SYN-ACK). The backend with the most failures is named, with
+//     the share of failed connections, e.g. about 1 in 3 (Backend).
+//  7. L7: DNS or HTTP errors on working connections (App).
+//
+// Otherwise the verdict is Healthy, "no fault observed", with the
+// connections' outcomes, backends and the hops they were seen on.
+//
+// # Exit codes
+//
+// Class.ExitCode is what the command exits with:
+//
+//	0  healthy       no fault observed
+//	1  (error of the command: bad flags, no agent reachable)
+//	2  no-traffic    nothing from FROM to TO observed
+//	3  dns-nxdomain  wrong name or namespace
+//	4  dns-servfail  DNS server broken
+//	5  conntrack     conntrack table full or dropping
+//	6  no-dnat       service address not translated (no endpoints)
+//	7  mtu           L3 MTU mismatch / frag-needed
+//	8  backend       L4: a backend refuses, resets or stays silent
+//	9  path          packets lost between hops
+//	10 app           L7 errors
+//
+// # Limits
+//
+// The agents' history is bounded (a ring of recent events), so --since
+// longer than what they keep looks at less. The DNS step cannot tell which
+// name a failed answer was for (the API carries rcodes, not query names);
+// it judges every DNS answer FROM received in the window.
+package diagnose
