@@ -18,16 +18,16 @@ type Class int
 
 // Verdict classes, in the order the layers are walked.
 const (
-	Healthy      Class = iota // no fault observed
-	NoTraffic                 // nothing from FROM to TO was observed
-	DNSNXDomain               // DNS answered NXDOMAIN: wrong name or namespace
-	DNSServFail               // DNS answered SERVFAIL (or another error): the DNS server is broken
-	Conntrack                 // the conntrack table is full or dropping
-	NoDNAT                    // the service address is not translated: no endpoints or no kube-proxy rules
-	MTU                       // L3: packets too big for the path (frag-needed, MTU mismatch)
-	Backend                   // L4: one or more backends refuse, reset or do not answer
-	Path                      // packets leave one hop and never reach the next
-	App                       // L7: the application answers with errors
+	Healthy     Class = iota // no fault observed
+	NoTraffic                // nothing from FROM to TO was observed
+	DNSNXDomain              // DNS answered NXDOMAIN: wrong name or namespace
+	DNSServFail              // DNS answered SERVFAIL (or another error): the DNS server is broken
+	Conntrack                // the conntrack table is full or dropping
+	NoDNAT                   // the service address is not translated: no endpoints or no kube-proxy rules
+	MTU                      // L3: packets too big for the path (frag-needed, MTU mismatch)
+	Backend                  // L4: one or more backends refuse, reset or do not answer
+	Path                     // packets leave one hop and never reach the next
+	App                      // L7: the application answers with errors
 	numClasses
 )
 
