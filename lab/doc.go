@@ -36,6 +36,19 @@
 // by the node (the ClusterIP is off-link), and bridge-nf-call-iptables is
 // enabled per node namespace where br_netfilter exists.
 //
+// # Kubernetes metadata
+//
+// WriteMetadata writes the lab as Kubernetes objects, the format of the
+// agent's --k8s-metadata-file (a YAML stream as `kubectl get -o yaml`
+// prints it): the pods in namespace default (Namespace) — pod-a and pod-b
+// replicas of the Deployment web, pod-c of web-canary, each with its node,
+// IP, ReplicaSet owner reference and pod-template-hash label — the DNS pod
+// in kube-system (Deployment coredns), the Service my-service
+// (ServiceObject: ClusterIP 10.96.0.42, ports http 8080/TCP with NodePort
+// 30080 and udp 8080/UDP) and its EndpointSlice listing the three
+// backends as ready, with their pods and nodes. Agents given this file
+// name the Service, namespaces and workloads of the lab's traffic.
+//
 // # Servers
 //
 // The servers run as goroutines of the process that built the lab, each on

@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/layerscope/layerscope/agent"
+	"github.com/layerscope/layerscope/agent/kube"
 	"github.com/layerscope/layerscope/lab"
 )
 
@@ -87,6 +90,18 @@ func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 		}
 	}()
 
+	// The agents name the lab's Service, namespaces and workloads from its
+	// metadata file.
+	metaDir, err := os.MkdirTemp("", "layerscope-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(metaDir)
+	metaFile := filepath.Join(metaDir, "metadata.yaml")
+	if err := l.WriteMetadata(metaFile); err != nil {
+		return err
+	}
+
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx := errgroup.WithContext(ctx)
@@ -97,6 +112,7 @@ func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 		a, err := agent.New(agent.Config{
 			NetNS: l.NetNS(n.Name), MetricsAddr: addr, Version: version, Revision: revision,
 			Logger: slog.Default().With("node", n.Name),
+			Node:   n.Name, Kube: agent.KubeConfig{Mode: kube.ModeFile, File: metaFile},
 		})
 		if err != nil {
 			cancel()
