@@ -1,8 +1,15 @@
 # syntax=docker/dockerfile:1
-# Multi-stage build of the layerscope agent: a static binary (pure Go,
-# CGO_ENABLED=0) in a distroless image. The DaemonSet grants CAP_NET_RAW and
-# CAP_NET_ADMIN; the image runs as root inside the pod because AF_PACKET and
-# netlink need those capabilities in the effective set.
+# Multi-stage build of the layerscope agent image that deploy/daemonset and the
+# Helm chart run, ghcr.io/layerscope/layerscope:<appVersion of
+# deploy/helm/layerscope/Chart.yaml>:
+#
+#   docker build -t ghcr.io/layerscope/layerscope:0.1.0 --build-arg VERSION=0.1.0 .
+#
+# A static binary (pure Go, CGO_ENABLED=0) on distroless/static: no shell, no
+# libc, nothing else in the image. The image's user is root: the DaemonSet runs
+# it as UID 0 with every capability dropped but CAP_NET_RAW and CAP_NET_ADMIN,
+# because a container's added capabilities reach the effective set only of a
+# root process (AF_PACKET needs NET_RAW, conntrack netlink NET_ADMIN).
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
@@ -10,12 +17,14 @@ RUN go mod download
 COPY . .
 ARG VERSION=dev
 ARG REVISION=unknown
-RUN CGO_ENABLED=0 go build -trimpath \
+RUN CGO_ENABLED=0 go build -trimpath -buildvcs=false \
       -ldflags "-s -w -X main.version=${VERSION} -X main.revision=${REVISION}" \
       -o /out/layerscope ./cmd/layerscope
 
 FROM gcr.io/distroless/static-debian12
+LABEL org.opencontainers.image.source=https://github.com/layerscope/layerscope \
+      org.opencontainers.image.description="layerscope node agent: packet and conntrack observability by OSI layer"
 COPY --from=build /out/layerscope /usr/bin/layerscope
 EXPOSE 9431
 ENTRYPOINT ["/usr/bin/layerscope"]
-CMD ["agent", "--metrics-addr", "0.0.0.0:9431"]
+CMD ["agent", "--metrics-addr=:9431"]

@@ -2,6 +2,19 @@
 // agent and the tests that keep its alerting honest. It has no Go API: the
 // package exists so that `go test ./...` checks the files beside it.
 //
+// # Manifests
+//
+// kustomization.yaml deploys the agent: namespace.yaml, rbac.yaml (the
+// ServiceAccount and a read-only ClusterRole on pods, services, nodes and
+// endpointslices), daemonset.yaml (the reasons behind its capabilities,
+// UID, GOMEMLIMIT and resources are written beside them), service.yaml (a
+// headless Service), servicemonitor.yaml, prometheusrule.yaml and
+// dashboards.yaml (the Grafana dashboards' ConfigMaps, generated from
+// deploy/dashboards). The Helm chart in deploy/helm/layerscope renders the
+// same objects; deploy/manifests's tests render both with the real tools,
+// decode them strictly and compare them. measure-resources.sh measures the
+// agent's memory and CPU in the lab, the numbers the resources come from.
+//
 // # Alerts
 //
 // layerscope-rules.yml is a plain Prometheus rule file with the agent's

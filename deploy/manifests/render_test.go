@@ -1,0 +1,107 @@
+package manifests
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"testing"
+)
+
+const (
+	root      = "../.."
+	namespace = "layerscope"
+	release   = "layerscope"
+
+	kustomizeDir = root + "/deploy/daemonset"
+	chartDir     = root + "/deploy/helm/layerscope"
+	dashboardDir = root + "/deploy/dashboards"
+	rulesFile    = root + "/deploy/daemonset/layerscope-rules.yml"
+
+	imageRepo = "ghcr.io/layerscope/layerscope"
+
+	// The tools the tests render with: the binaries named by the
+	// environment, else the ones .ci/k8stools.sh installs.
+	envHelm          = "LAYERSCOPE_HELM"
+	envKustomize     = "LAYERSCOPE_KUSTOMIZE"
+	envNoK8sTools    = "LAYERSCOPE_NO_K8STOOLS" // "1" skips the tests that need them where they are not installed
+	helmVersion      = "v3.22.0"
+	kustomizeVersion = "v5.8.2"
+)
+
+// tool returns the path of helm or kustomize, failing the test when it is
+// missing unless LAYERSCOPE_NO_K8STOOLS=1.
+func tool(t *testing.T, name, env, version string) string {
+	t.Helper()
+	path := os.Getenv(env)
+	if path == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			t.Fatal(err)
+		}
+		path = filepath.Join(home, ".cache", "layerscope", "tools", name+"-"+version, name)
+	}
+	if _, err := os.Stat(path); err != nil {
+		if os.Getenv(envNoK8sTools) == "1" {
+			t.Skipf("%s not installed (%v) and %s=1", name, err, envNoK8sTools)
+		}
+		t.Fatalf("%s not installed (%v): run .ci/k8stools.sh, set %s, or set %s=1 to skip", name, err, env, envNoK8sTools)
+	}
+	return path
+}
+
+func run(t *testing.T, env []string, bin string, args ...string) []byte {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", filepath.Base(bin), args, err, stderr.Bytes())
+	}
+	return out
+}
+
+// kustomizeBuild renders deploy/daemonset.
+func kustomizeBuild(t *testing.T) []byte {
+	t.Helper()
+	return run(t, nil, tool(t, "kustomize", envKustomize, kustomizeVersion), "build", kustomizeDir)
+}
+
+// helmTemplate renders the chart as release "layerscope" in namespace
+// "layerscope", with extra arguments (--set …). Helm's cache, config and
+// data directories are the test's own.
+func helmTemplate(t *testing.T, args ...string) []byte {
+	t.Helper()
+	home := t.TempDir()
+	env := []string{
+		"HELM_CACHE_HOME=" + filepath.Join(home, "cache"),
+		"HELM_CONFIG_HOME=" + filepath.Join(home, "config"),
+		"HELM_DATA_HOME=" + filepath.Join(home, "data"),
+	}
+	a := append([]string{"template", release, chartDir, "--namespace", namespace}, args...)
+	return run(t, env, tool(t, "helm", envHelm, helmVersion), a...)
+}
+
+func mustDecode(t *testing.T, what string, data []byte) []object {
+	t.Helper()
+	objs, err := decodeAll(data)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	if len(objs) == 0 {
+		t.Fatalf("%s: no objects", what)
+	}
+	return objs
+}
+
+func keys(objs []object) []string {
+	var ks []string
+	for _, o := range objs {
+		ks = append(ks, o.key())
+	}
+	sort.Strings(ks)
+	return ks
+}
