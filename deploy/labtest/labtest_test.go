@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/layerscope/layerscope/agent"
 	"github.com/layerscope/layerscope/agent/flowtable"
+	"github.com/layerscope/layerscope/agent/kube"
 	"github.com/layerscope/layerscope/deploy/dashboards"
 	"github.com/layerscope/layerscope/internal/otlptest"
 	"github.com/layerscope/layerscope/internal/promtest"
@@ -82,8 +84,9 @@ func newLab(t *testing.T) *lab.Lab {
 // startAgent runs the agent of a lab node until the test ends and waits
 // until its /readyz answers 200. It exports the top conntrack holders and
 // per-CPU statistics (the conntrack dashboard reads both), ends flows
-// quickly, and sends its traces to recv.
-func startAgent(t *testing.T, l *lab.Lab, node string, recv *otlptest.Receiver) *agent.Agent {
+// quickly, reads the Kubernetes metadata file (checked for changes every
+// 500ms), and sends its traces to recv.
+func startAgent(t *testing.T, l *lab.Lab, node, metadata string, recv *otlptest.Receiver) *agent.Agent {
 	t.Helper()
 	u, err := url.Parse(recv.Srv.URL)
 	if err != nil {
@@ -92,6 +95,8 @@ func startAgent(t *testing.T, l *lab.Lab, node string, recv *otlptest.Receiver) 
 	a, err := agent.New(agent.Config{
 		NetNS:       l.NetNS(node),
 		MetricsAddr: "127.0.0.1:0",
+		Node:        node,
+		Kube:        agent.KubeConfig{Mode: kube.ModeFile, File: metadata, ReloadInterval: 500 * time.Millisecond},
 		Conntrack:   agent.ConntrackConfig{TopN: 5, PerCPU: true},
 		Capture: agent.CaptureConfig{FlowTable: &flowtable.Config{
 			MaxEntries: 8192, ClosedTimeout: 500 * time.Millisecond, SweepInterval: 200 * time.Millisecond}},
@@ -207,7 +212,7 @@ func checkAnnotations(t *testing.T, p *promtest.Server, names ...string) {
 			continue
 		}
 		node := a.Labels["node"]
-		if node == "" || a.Annotations["summary"] == "" || !strings.Contains(a.Annotations["description"], "(node "+node+")") ||
+		if node == "" || a.Annotations["summary"] == "" || !strings.Contains(a.Annotations["description"], "node "+node) ||
 			a.Annotations["runbook_url"] != runbookURL+strings.ToLower(a.Name()) {
 			t.Errorf("%s: labels %v annotations %v: want a summary, the node in the description and the runbook section", a.Name(), a.Labels, a.Annotations)
 		}
@@ -243,9 +248,11 @@ func TestLabAlertsAndDashboards(t *testing.T) {
 	start := time.Now()
 	l := newLab(t)
 	recv := otlptest.NewReceiver(t)
+	metadata := filepath.Join(t.TempDir(), "metadata.yaml")
+	writeMetadata(t, metadata, l, l.Backends())
 	targets := map[string]string{}
 	for _, n := range []string{lab.Node1, lab.Node2} {
-		targets[n] = startAgent(t, l, n, recv).Addr().String()
+		targets[n] = startAgent(t, l, n, metadata, recv).Addr().String()
 	}
 	rules, nFor := testRules(t)
 	prom := promtest.Start(t, bin, prometheusConfig(targets), map[string]string{"rules.yml": rules})
@@ -354,7 +361,27 @@ func TestLabAlertsAndDashboards(t *testing.T) {
 	t.Logf("scenarios done at %v; alerts %v", time.Since(start).Round(time.Millisecond), states)
 	checkAnnotations(t, prom, "LayerscopeDeadBackend")
 
+	// Service default/empty has had no endpoints from the start.
+	waitAlerts(t, prom, 10*time.Second, "empty Service alert firing", includes("LayerscopeServiceNoEndpoints"))
+	checkAnnotations(t, prom, "LayerscopeServiceNoEndpoints")
+
+	// pod-c leaves the Service's endpoints while the conntrack entries of
+	// the earlier scenarios still DNAT to it: they are stale.
+	var live []lab.Pod
+	for _, p := range l.Backends() {
+		if p.Name != lab.PodC {
+			live = append(live, p)
+		}
+	}
+	writeMetadata(t, metadata, l, live)
+	states = waitAlerts(t, prom, 20*time.Second, "stale DNAT alert firing after pod-c left the endpoints", includes("LayerscopeStaleDNATEntries"))
+	checkAnnotations(t, prom, "LayerscopeStaleDNATEntries")
+	t.Logf("pod-c removed from the endpoints at %v: %v", time.Since(start).Round(time.Millisecond), states)
+
 	checkDashboards(t, prom, start)
+
+	writeMetadata(t, metadata, l, l.Backends())
+	waitAlerts(t, prom, 20*time.Second, "stale DNAT alert resolved after pod-c came back", excludes("LayerscopeStaleDNATEntries"))
 	t.Logf("done at %v", time.Since(start).Round(time.Millisecond))
 }
 
