@@ -12,7 +12,19 @@
 // nf_conntrack_max lowered, under the lab's lock, and restored) must make
 // LayerscopeConntrackFillCritical and LayerscopeConntrackDrops fire, the mtu
 // scenario LayerscopeMTUMismatch, and all of them resolve once the
-// scenarios put the lab back.
+// scenarios put the lab back. The dead-backend scenario must make
+// LayerscopeDeadBackend fire.
+//
+// # Kubernetes metadata
+//
+// The agents read a static metadata file the test writes from the lab's
+// topology (writeMetadata): the backends are pods of Deployment web behind
+// Service default/my-service, and default/empty is a Service without
+// endpoints, so LayerscopeServiceNoEndpoints must fire. Rewriting the file
+// without pod-c, while conntrack entries of the earlier scenarios still
+// DNAT to it, must make LayerscopeStaleDNATEntries fire, and putting pod-c
+// back must resolve it. Every firing alert checked must name its node in
+// the description and link its runbook section.
 //
 // # Dashboards
 //
