@@ -53,6 +53,17 @@ func (c Class) ExitCode() int {
 // MarshalText writes the class's name.
 func (c Class) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
 
+// UnmarshalText reads a class's name.
+func (c *Class) UnmarshalText(b []byte) error {
+	for i, n := range classNames {
+		if n == string(b) {
+			*c = Class(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("diagnose: unknown class %q", b)
+}
+
 // Layer returns the layer a class names: "L3", "L4", "L7", "DNS", …
 func (c Class) Layer() string {
 	switch c {
@@ -194,14 +205,14 @@ func diagnose(in *Input) Verdict {
 	if in.To.DNSName != "" && len(in.To.Addrs) == 0 {
 		return dnsVerdict(in, win)
 	}
-	conns := matching(in)
+	conns, views := matching(in)
 	if len(conns) == 0 {
 		return noTraffic(in, win)
 	}
-	v := Verdict{Connections: len(conns), Hops: hops(conns)}
+	v := Verdict{Connections: len(conns), Hops: hops(views)}
 	failed := 0
 	for _, c := range conns {
-		if c.c.Failed {
+		if failing(c.c) {
 			failed++
 		}
 	}
@@ -214,7 +225,7 @@ func diagnose(in *Input) Verdict {
 	if dv, ok := dnatVerdict(in, conns, win); ok {
 		return merge(v, dv)
 	}
-	if bv, ok := backendVerdict(in, conns, win); ok {
+	if bv, ok := backendVerdict(in, conns, views, win); ok {
 		return merge(v, bv)
 	}
 	if av, ok := appVerdict(in, conns, win); ok {
@@ -251,8 +262,10 @@ func humanWindow(d time.Duration) string {
 
 // matching returns one view per connection from FROM to TO on each node:
 // the pre-DNAT view when there is one (it names the service and, through
-// conntrack, the backend), else the direct view, else the post view.
-func matching(in *Input) []conn {
+// conntrack, the backend), else the direct view, else the post view; and
+// every view of them (the hops of a DNATed connection after the DNAT are
+// in its post view, those on the backend's node in that node's view).
+func matching(in *Input) (conns, views []conn) {
 	rank := map[string]int{api.ViewPre: 0, api.ViewDirect: 1, api.ViewPost: 2}
 	var out []conn
 	for ni := range in.Nodes {
@@ -264,6 +277,7 @@ func matching(in *Input) []conn {
 			if !fromTo(in, c) {
 				continue
 			}
+			views = append(views, conn{node: n.Node, c: c})
 			if j, ok := best[c.ID]; ok && rank[latest[j].View] <= rank[c.View] {
 				continue
 			}
@@ -278,7 +292,22 @@ func matching(in *Input) []conn {
 			out = append(out, conn{node: n.Node, c: &latest[i]})
 		}
 	}
-	return dedupeNodes(out)
+	// The same connections as other nodes saw them after the DNAT (client
+	// → backend, without the service): their hops are the rest of the path.
+	type key struct{ client, backend, proto string }
+	keys := map[key]bool{}
+	for _, v := range views {
+		keys[key{v.c.Client.Addr, v.c.Backend.Addr, v.c.Protocol}] = true
+	}
+	for ni := range in.Nodes {
+		n := &in.Nodes[ni]
+		for _, c := range api.Latest(n.Connections) {
+			if !fromTo(in, &c) && keys[key{c.Client.Addr, c.Backend.Addr, c.Protocol}] {
+				views = append(views, conn{node: n.Node, c: &c})
+			}
+		}
+	}
+	return dedupeNodes(out), views
 }
 
 // dedupeNodes keeps each connection once when several nodes saw it: the
@@ -502,7 +531,7 @@ func dnatVerdict(in *Input, conns []conn, win string) (Verdict, bool) {
 	}
 	failed := 0
 	for _, c := range conns {
-		if c.c.Failed {
+		if failing(c.c) {
 			failed++
 		}
 	}
@@ -551,7 +580,7 @@ func backendStats(conns []conn) []*backendStat {
 		}
 		b.attempts++
 		b.outcomes[c.c.Outcome]++
-		if c.c.Failed && l4Failed(c.c) {
+		if failing(c.c) && l4Failed(c.c) {
 			b.failed++
 			if c.c.Last.After(b.last) {
 				b.last = c.c.Last
@@ -571,6 +600,12 @@ func backendStats(conns []conn) []*backendStat {
 	return out
 }
 
+// failing reports whether a connection failed, or is failing: a SYN
+// retransmitted without answer while the connection is still active.
+func failing(c *api.Connection) bool {
+	return c.Failed || c.Outcome == "syn_sent" && c.TCP != nil && c.TCP.SYNs > 1 && !c.TCP.SYNACK
+}
+
 func l4Failed(c *api.Connection) bool {
 	switch c.Outcome {
 	case "timeout", "refused", "reset", "unreplied", "syn_sent":
@@ -579,7 +614,7 @@ func l4Failed(c *api.Connection) bool {
 	return false
 }
 
-func backendVerdict(in *Input, conns []conn, win string) (Verdict, bool) {
+func backendVerdict(in *Input, conns, views []conn, win string) (Verdict, bool) {
 	bs := backendStats(conns)
 	total, failed := 0, 0
 	for _, b := range bs {
@@ -600,7 +635,7 @@ func backendVerdict(in *Input, conns []conn, win string) (Verdict, bool) {
 	if !worst.last.IsZero() {
 		v.Evidence = append(v.Evidence, "last failure at "+worst.last.Format(time.RFC3339Nano))
 	}
-	if pv, ok := pathEvidence(conns, worst.addr); ok {
+	if pv, ok := pathEvidence(views, worst.addr); ok {
 		v.Evidence = append(v.Evidence, pv)
 	}
 	v.Next = fmt.Sprintf("kubectl get pods -o wide | grep %s (CrashLoopBackOff? not ready but still an endpoint?); connect to %s directly from another pod; check its readiness probe and logs",
@@ -616,7 +651,7 @@ func backendVerdict(in *Input, conns []conn, win string) (Verdict, bool) {
 func pathEvidence(conns []conn, addr string) (string, bool) {
 	seen := map[string]int{}
 	for _, c := range conns {
-		if c.c.Backend.Addr != addr || !c.c.Failed {
+		if c.c.Backend.Addr != addr || !failing(c.c) {
 			continue
 		}
 		for _, h := range c.c.Hops {

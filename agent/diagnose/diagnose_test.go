@@ -91,7 +91,7 @@ func TestDiagnose(t *testing.T) {
 	final.Outcome, final.State = "closed", api.StateFinal
 	// The remote node's post view of the same connection is not counted
 	// twice.
-	remote := svcConn(0, podA, vip, c8, "refused")
+	remote := svcConn(2, podA, vip, c8, "refused")
 	remote.View, remote.Service, remote.ID = api.ViewPost, nil, "ct:77"
 
 	full := healthyStatus()
@@ -129,12 +129,22 @@ func TestDiagnose(t *testing.T) {
 			name: "dead backend", from: podA, to: vip,
 			nodes: []NodeEvidence{node("node-1", healthyStatus(), deadBackend...), node("node-2", healthyStatus(), remote)},
 			class: Backend, summary: []string{"L4: backend 10.244.1.8:8080 refuses (RST", "3 of its 3 connections failed", "3 of 9 connections", "about 1 in 3"},
-			evidence: []string{"backend 10.244.0.5:8080: 3 connections, 0 failed", "backend 10.244.1.8:8080: 3 connections, 3 failed (refused×3)"},
+			evidence: []string{"backend 10.244.0.5:8080: 3 connections, 0 failed", "backend 10.244.1.8:8080: 3 connections, 3 failed (refused×3)",
+				"failed connections seen on node-1/veth-pod-a×3, node-1/vxlan0×3, node-2/veth-pod-a×1"},
 		},
 		{
 			name: "dead backend addressed directly", from: podA, to: c8,
 			nodes: []NodeEvidence{node("node-1", healthyStatus(), directConn(1, podA, c8, "refused"), directConn(2, podA, c8, "refused"))},
 			class: Backend, summary: []string{"backend 10.244.1.8:8080 refuses", "2 of 2", "(all)"},
+		},
+		{
+			name: "SYN retransmitted, no answer yet", from: podA, to: c8,
+			nodes: []NodeEvidence{node("node-1", healthyStatus(), func() api.Connection {
+				c := directConn(1, podA, c8, "syn_sent")
+				c.State, c.Failed, c.TCP = api.StateProgress, false, &api.TCP{SYNs: 3}
+				return c
+			}())},
+			class: Backend, summary: []string{"does not answer"},
 		},
 		{
 			name: "silent backend", from: podA, to: c8,

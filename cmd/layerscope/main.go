@@ -73,6 +73,8 @@ func newRootCmd() *cobra.Command {
 		newMetricsCmd(),
 		newObserveCmd(),
 		newStatusCmd(),
+		newDiagnoseCmd(),
+		newCaptureCmd(),
 		newVersionCmd(),
 	)
 	return root

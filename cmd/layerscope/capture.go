@@ -1,0 +1,180 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/layerscope/layerscope/agent"
+	"github.com/layerscope/layerscope/agent/api"
+	"github.com/layerscope/layerscope/agent/ondemand"
+)
+
+// capturePath is the agent's on-demand capture endpoint.
+const capturePath = "/api/v1/capture"
+
+func newCaptureCmd() *cobra.Command {
+	var (
+		cc         api.ClientConfig
+		filter     string
+		duration   time.Duration
+		maxPackets int64
+		maxBytes   int64
+		snapLen    int
+		ifaces     string
+		outFile    string
+	)
+	cmd := &cobra.Command{
+		Use:   "capture -w FILE",
+		Short: "Ask the running agent for a bounded, filtered pcap",
+		Long: `Ask the agent for a packet capture of its node's interfaces and write it as a
+pcap file (link type Ethernet, nanosecond timestamps) that tcpdump, tshark and
+Wireshark open. The agent compiles --filter (a tcpdump-style subset:
+[src|dst] host ADDR, [src|dst] net CIDR, [tcp|udp|sctp] [src|dst] port N, ip,
+ip6, arp, tcp, udp, sctp, icmp, icmp6, and/or/not, parentheses) to a kernel
+socket filter, and enforces its own caps on duration, packets, bytes and
+snap length (asking for more gets the cap) and on concurrent captures. By
+default it captures the pod, overlay and uplink interfaces; a packet that
+crosses several of them is in the file once per interface.
+
+-w - writes the pcap to standard output (e.g. | tshark -r -).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if outFile == "" {
+				return errors.New("-w is required (a file, or - for standard output)")
+			}
+			if duration < 0 || maxPackets < 0 || maxBytes < 0 || snapLen < 0 {
+				return errors.New("--duration, --max-packets, --max-bytes and --snaplen must not be negative")
+			}
+			if _, err := ondemand.CompileFilter(filter); err != nil {
+				return fmt.Errorf("--filter %q: %w", filter, err)
+			}
+			q := url.Values{}
+			set := func(k, v string, ok bool) {
+				if ok {
+					q.Set(k, v)
+				}
+			}
+			set("filter", filter, filter != "")
+			set("duration", duration.String(), duration > 0)
+			set("max_packets", strconv.FormatInt(maxPackets, 10), maxPackets > 0)
+			set("max_bytes", strconv.FormatInt(maxBytes, 10), maxBytes > 0)
+			set("snaplen", strconv.Itoa(snapLen), snapLen > 0)
+			set("interface", ifaces, ifaces != "")
+			hc, u, err := streamClient(cc, capturePath, q)
+			if err != nil {
+				return err
+			}
+			req, err := http.NewRequestWithContext(cmd.Context(), http.MethodGet, u, nil)
+			if err != nil {
+				return err
+			}
+			if cc.Username != "" {
+				pass := cc.Password
+				if cc.PasswordFile != "" {
+					b, err := os.ReadFile(cc.PasswordFile)
+					if err != nil {
+						return fmt.Errorf("--password-file: %w", err)
+					}
+					pass = strings.TrimRight(string(b), "\r\n")
+				}
+				req.SetBasicAuth(cc.Username, pass)
+			}
+			resp, err := hc.Do(req)
+			if err != nil {
+				return fmt.Errorf("%w: %w", api.ErrUnreachable, err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+				return &api.StatusError{Code: resp.StatusCode, Path: capturePath, Message: strings.TrimSpace(string(b))}
+			}
+			stderr := cmd.ErrOrStderr()
+			fmt.Fprintf(stderr, "capturing on %s (%s)\n", resp.Header.Get(agent.HeaderCaptureInterfaces), resp.Header.Get(agent.HeaderCaptureLimits))
+			var w io.Writer = cmd.OutOrStdout()
+			if outFile != "-" {
+				f, err := os.Create(outFile)
+				if err != nil {
+					return fmt.Errorf("-w: %w", err)
+				}
+				defer f.Close()
+				w = f
+			}
+			n, err := io.Copy(w, resp.Body)
+			if err != nil && cmd.Context().Err() == nil {
+				return fmt.Errorf("capture stream after %d bytes: %w", n, err)
+			}
+			if outFile != "-" {
+				if err := w.(*os.File).Close(); err != nil {
+					return fmt.Errorf("-w: %w", err)
+				}
+			}
+			tr := resp.Trailer
+			if tr.Get(agent.TrailerCaptureStop) == "" {
+				fmt.Fprintf(stderr, "%d bytes written; the capture was interrupted\n", n)
+				return nil
+			}
+			fmt.Fprintf(stderr, "%s packets, %s bytes written to %s; %s dropped; stopped by %s\n",
+				tr.Get(agent.TrailerCapturePackets), tr.Get(agent.TrailerCaptureBytes), outFile,
+				tr.Get(agent.TrailerCaptureDropped), tr.Get(agent.TrailerCaptureStop))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	addAgentFlags(f, &cc)
+	f.StringVar(&filter, "filter", "", "tcpdump-style filter expression (empty: every packet)")
+	f.DurationVar(&duration, "duration", 30*time.Second, "how long to capture (the agent's cap wins)")
+	f.Int64Var(&maxPackets, "max-packets", 0, "stop after this many packets (0: the agent's cap)")
+	f.Int64Var(&maxBytes, "max-bytes", 0, "stop before the file exceeds this many bytes (0: the agent's cap)")
+	f.IntVar(&snapLen, "snaplen", 0, "bytes kept of each packet (0: the agent's cap)")
+	f.StringVar(&ifaces, "interface", "", "comma-separated interface name globs (default: pod, overlay and uplink interfaces)")
+	f.StringVarP(&outFile, "write", "w", "", "pcap file to write, - for standard output")
+	return cmd
+}
+
+// streamClient returns an HTTP client for a long streaming request and the
+// URL of path on the agent. It applies the TLS settings of cc as
+// api.NewClient does (which it calls first, to check cc the same way), but
+// without a whole-request timeout: a capture lasts as long as it lasts.
+func streamClient(cc api.ClientConfig, path string, q url.Values) (*http.Client, string, error) {
+	c, err := api.NewClient(cc)
+	if err != nil {
+		return nil, "", err
+	}
+	u, err := url.Parse(c.URL())
+	if err != nil {
+		return nil, "", err
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/") + path
+	u.RawQuery = q.Encode()
+	tc := &tls.Config{ServerName: cc.ServerName, InsecureSkipVerify: cc.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // an explicit flag
+	if cc.CAFile != "" {
+		pem, err := os.ReadFile(cc.CAFile)
+		if err != nil {
+			return nil, "", fmt.Errorf("--ca-file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		tc.RootCAs = pool
+	}
+	if cc.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cc.CertFile, cc.KeyFile)
+		if err != nil {
+			return nil, "", fmt.Errorf("--cert-file/--key-file: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tc
+	return &http.Client{Transport: tr}, u.String(), nil
+}
