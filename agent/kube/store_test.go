@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -15,9 +16,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 )
 
 // lockedWriter serializes the writes of concurrent log calls.
@@ -192,7 +196,10 @@ func TestInformersFollowChanges(t *testing.T) {
 	if _, err := cs.CoreV1().Services("default").Update(ctx, moved, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "pod-b", func() bool { p, ok := store.Pod(ipB); return ok && p.Workload == "cache" && p.WorkloadKind == KindStatefulSet })
+	eventually(t, "pod-b", func() bool {
+		p, ok := store.Pod(ipB)
+		return ok && p.Workload == "cache" && p.WorkloadKind == KindStatefulSet
+	})
 	eventually(t, "pod-c out of the slice", func() bool { return !store.IsEndpoint("default", "my-service", ipC) })
 	eventually(t, "the service's new address", func() bool {
 		_, ok := store.Service(netip.MustParseAddrPort("10.96.0.43:8080"), 6)
@@ -528,4 +535,88 @@ current-context: x
 	if n := strings.Count(logs.String(), "not reachable"); n != 1 {
 		t.Errorf("%d log lines about the unreachable API, want 1:\n%s", n, logs.String())
 	}
+}
+
+// TestForbiddenLoggedOnce: an API that refuses the service account (RBAC)
+// is logged once with what the agent needs, however often the informers
+// retry, and the store stays unsynced.
+func TestForbiddenLoggedOnce(t *testing.T) {
+	cs := fake.NewSimpleClientset()
+	cs.PrependReactor("list", "*", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: action.GetResource().Resource}, "", errors.New("RBAC: access denied"))
+	})
+	var logs strings.Builder
+	src := &Source{log: newTestLogger(&logs), store: NewStore(ModeAPI, node1)}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	Watch(ctx, cs, src.store, 0, src.onWatchError)
+	<-ctx.Done()
+	if src.store.Synced() {
+		t.Error("synced while every list is forbidden")
+	}
+	if n := strings.Count(logs.String(), "refused the agent"); n != 1 {
+		t.Errorf("%d log lines about the refusal, want 1:\n%s", n, logs.String())
+	}
+}
+
+// TestLookupsDoNotAllocate: the record path's lookups are map probes
+// under a read lock.
+func TestLookupsDoNotAllocate(t *testing.T) {
+	s := benchStore()
+	ap := netip.AddrPortFrom(vip, 8080)
+	n := testing.AllocsPerRun(1000, func() {
+		s.Pod(ipA)
+		s.LocalPod(ipA)
+		s.Service(ap, 6)
+		s.Endpoint(ipC)
+		s.IsEndpoint("default", "my-service", ipC)
+	})
+	if n != 0 {
+		t.Errorf("%v allocations per lookup round, want 0", n)
+	}
+}
+
+func benchStore() *Store {
+	s := NewStore(ModeFile, node1)
+	s.SetPod(pod("default", "pod-a", node1, ipA.String(), owner("StatefulSet", "web")))
+	s.SetService(service("default", "my-service", vip.String(), 30080))
+	s.SetEndpointSlice(slice("default", "s", "my-service", ep{ipA.String(), "pod-a", node1, true}, ep{ipC.String(), "pod-c", "node-2", true}))
+	// A cluster's worth of other objects.
+	for i := range 5000 {
+		ip := netip.AddrFrom4([4]byte{10, 245, byte(i >> 8), byte(i)}).String()
+		s.SetPod(pod("ns", fmt.Sprintf("p%d", i), node1, ip))
+		s.SetService(service("ns", fmt.Sprintf("s%d", i), netip.AddrFrom4([4]byte{10, 97, byte(i >> 8), byte(i)}).String(), 0))
+	}
+	return s
+}
+
+func BenchmarkLookups(b *testing.B) {
+	s := benchStore()
+	ap := netip.AddrPortFrom(vip, 8080)
+	b.Run("Pod", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			s.Pod(ipA)
+		}
+	})
+	b.Run("Service", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			s.Service(ap, 6)
+		}
+	})
+	b.Run("IsEndpoint", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			s.IsEndpoint("default", "my-service", ipC)
+		}
+	})
+	b.Run("ParallelPod", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				s.Pod(ipA)
+			}
+		})
+	})
 }
