@@ -153,6 +153,9 @@ type Input struct {
 	// already limited to it).
 	Since time.Duration
 	Nodes []NodeEvidence
+	// Now is when the evidence was taken; zero means the newest status
+	// or event time in Nodes.
+	Now time.Time
 }
 
 // Verdict is the answer: the first broken layer with its evidence.
@@ -175,12 +178,15 @@ type Verdict struct {
 	Sources []NodeEvidence `json:"sources"`
 	// ExitCode is Class.ExitCode().
 	ExitCode int `json:"exit_code"`
+
+	paths []string // "path to BACKEND: hop → hop", for the evidence
 }
 
 // conn is one connection as diagnosed: the best view of it on one node.
 type conn struct {
-	node string
-	c    *api.Connection
+	node   string
+	c      *api.Connection
+	failed bool // failing(c, Input.Now)
 }
 
 // Diagnose walks the layers in order over the evidence and returns the
@@ -202,6 +208,9 @@ func Diagnose(in *Input) Verdict {
 
 func diagnose(in *Input) Verdict {
 	win := humanWindow(in.Since)
+	if in.Now.IsZero() {
+		in.Now = newest(in)
+	}
 	if in.To.DNSName != "" && len(in.To.Addrs) == 0 {
 		return dnsVerdict(in, win)
 	}
@@ -209,10 +218,10 @@ func diagnose(in *Input) Verdict {
 	if len(conns) == 0 {
 		return noTraffic(in, win)
 	}
-	v := Verdict{Connections: len(conns), Hops: hops(views)}
+	v := Verdict{Connections: len(conns), Hops: hops(views), paths: pathLines(views)}
 	failed := 0
 	for _, c := range conns {
-		if failing(c.c) {
+		if c.failed {
 			failed++
 		}
 	}
@@ -237,16 +246,14 @@ func diagnose(in *Input) Verdict {
 	if be := backendLine(conns); be != "" {
 		v.Evidence = append(v.Evidence, be)
 	}
-	v.Evidence = append(v.Evidence, "hops: "+strings.Join(v.Hops, " → "))
+	v.Evidence = append(v.Evidence, v.paths...)
 	v.Next = "if the application still reports errors, look above L4: its logs and `layerscope observe --pod FROM -o json` while it fails"
 	return v
 }
 
 func merge(base, v Verdict) Verdict {
 	v.Connections, v.Hops = base.Connections, base.Hops
-	if len(v.Hops) > 0 {
-		v.Evidence = append(v.Evidence, "hops: "+strings.Join(v.Hops, " → "))
-	}
+	v.Evidence = append(v.Evidence, base.paths...)
 	return v
 }
 
@@ -277,7 +284,7 @@ func matching(in *Input) (conns, views []conn) {
 			if !fromTo(in, c) {
 				continue
 			}
-			views = append(views, conn{node: n.Node, c: c})
+			views = append(views, conn{node: n.Node, c: c, failed: failing(c, in.Now)})
 			if j, ok := best[c.ID]; ok && rank[latest[j].View] <= rank[c.View] {
 				continue
 			}
@@ -289,7 +296,7 @@ func matching(in *Input) (conns, views []conn) {
 		}
 		sort.Ints(idx)
 		for _, i := range idx {
-			out = append(out, conn{node: n.Node, c: &latest[i]})
+			out = append(out, conn{node: n.Node, c: &latest[i], failed: failing(&latest[i], in.Now)})
 		}
 	}
 	// The same connections as other nodes saw them after the DNAT (client
@@ -303,7 +310,7 @@ func matching(in *Input) (conns, views []conn) {
 		n := &in.Nodes[ni]
 		for _, c := range api.Latest(n.Connections) {
 			if !fromTo(in, &c) && keys[key{c.Client.Addr, c.Backend.Addr, c.Protocol}] {
-				views = append(views, conn{node: n.Node, c: &c})
+				views = append(views, conn{node: n.Node, c: &c, failed: failing(&c, in.Now)})
 			}
 		}
 	}
@@ -531,7 +538,7 @@ func dnatVerdict(in *Input, conns []conn, win string) (Verdict, bool) {
 	}
 	failed := 0
 	for _, c := range conns {
-		if failing(c.c) {
+		if c.failed {
 			failed++
 		}
 	}
@@ -580,7 +587,7 @@ func backendStats(conns []conn) []*backendStat {
 		}
 		b.attempts++
 		b.outcomes[c.c.Outcome]++
-		if failing(c.c) && l4Failed(c.c) {
+		if c.failed && l4Failed(c.c) {
 			b.failed++
 			if c.c.Last.After(b.last) {
 				b.last = c.c.Last
@@ -600,10 +607,39 @@ func backendStats(conns []conn) []*backendStat {
 	return out
 }
 
-// failing reports whether a connection failed, or is failing: a SYN
-// retransmitted without answer while the connection is still active.
-func failing(c *api.Connection) bool {
-	return c.Failed || c.Outcome == "syn_sent" && c.TCP != nil && c.TCP.SYNs > 1 && !c.TCP.SYNACK
+// synPatience is how long a SYN may stay unanswered before an active
+// connection counts as failing (a SYN-ACK takes a round trip: well under
+// a second inside a cluster).
+const synPatience = time.Second
+
+// failing reports whether a connection failed, or is failing: its SYN is
+// unanswered after a retransmission or after synPatience, although the
+// connection is still active (its final event comes only when the flow
+// times out).
+func failing(c *api.Connection, now time.Time) bool {
+	if c.Failed {
+		return true
+	}
+	if c.Outcome != "syn_sent" || c.TCP != nil && c.TCP.SYNACK {
+		return false
+	}
+	return c.TCP != nil && c.TCP.SYNs > 1 || !now.IsZero() && now.Sub(c.Last) > synPatience
+}
+
+// newest returns the latest status or event time of the evidence.
+func newest(in *Input) time.Time {
+	var t time.Time
+	for _, n := range in.Nodes {
+		if n.Status != nil && n.Status.Time.After(t) {
+			t = n.Status.Time
+		}
+		for i := range n.Connections {
+			if n.Connections[i].Time.After(t) {
+				t = n.Connections[i].Time
+			}
+		}
+	}
+	return t
 }
 
 func l4Failed(c *api.Connection) bool {
@@ -651,7 +687,7 @@ func backendVerdict(in *Input, conns, views []conn, win string) (Verdict, bool) 
 func pathEvidence(conns []conn, addr string) (string, bool) {
 	seen := map[string]int{}
 	for _, c := range conns {
-		if c.c.Backend.Addr != addr || !failing(c.c) {
+		if c.c.Backend.Addr != addr || !c.failed {
 			continue
 		}
 		for _, h := range c.c.Hops {
@@ -744,6 +780,28 @@ func backendLine(conns []conn) string {
 		return ""
 	}
 	return "DNAT to backends: " + topCounts(be, 8)
+}
+
+// pathLines lists, per backend, the hops its connections were seen on in
+// the order of their first packet (the agents' clocks are assumed in
+// step): "path to 10.244.1.8:8080: node-1/veth-pod-a (pod) → …".
+func pathLines(views []conn) []string {
+	by := map[string][]conn{}
+	for _, c := range views {
+		by[c.c.Backend.Addr] = append(by[c.c.Backend.Addr], c)
+	}
+	backends := make([]string, 0, len(by))
+	for b := range by {
+		backends = append(backends, b)
+	}
+	sort.Strings(backends)
+	var out []string
+	for _, b := range backends {
+		if hs := hops(by[b]); len(hs) > 0 {
+			out = append(out, fmt.Sprintf("path to %s: %s", b, strings.Join(hs, " → ")))
+		}
+	}
+	return out
 }
 
 // hops lists the interfaces the connections were seen on, per node, in the

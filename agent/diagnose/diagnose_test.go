@@ -123,7 +123,7 @@ func TestDiagnose(t *testing.T) {
 			name: "healthy", from: podA, to: vip,
 			nodes: []NodeEvidence{node("node-1", healthyStatus(), svcConn(1, podA, vip, a5, "closed"), svcConn(2, podA, vip, c8, "closed"), progress, final)},
 			class: Healthy, summary: []string{"no fault observed", "3 connections"},
-			evidence: []string{"node-1/veth-pod-a (pod) → node-1/vxlan0 (overlay)", "DNAT to backends: "},
+			evidence: []string{"path to 10.244.1.8:8080: node-1/veth-pod-a (pod) → node-1/vxlan0 (overlay)", "DNAT to backends: "},
 		},
 		{
 			name: "dead backend", from: podA, to: vip,

@@ -1,0 +1,272 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/layerscope/layerscope/agent"
+	"github.com/layerscope/layerscope/agent/diagnose"
+	"github.com/layerscope/layerscope/internal/testns"
+	"github.com/layerscope/layerscope/lab"
+)
+
+// labAgents builds a lab and runs an agent on each node in this process;
+// it returns the lab and the agents' URLs (node-1 first).
+func labAgents(t *testing.T) (*lab.Lab, []string) {
+	t.Helper()
+	testns.RequireRoot(t)
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := lab.New(ctx, &lab.Config{Prefix: "d" + hex.EncodeToString(b[:]) + "-"})
+	if err != nil {
+		t.Fatalf("lab: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("lab close: %v", err)
+		}
+	})
+	var urls []string
+	for _, n := range []string{lab.Node1, lab.Node2} {
+		a, err := agent.New(agent.Config{NetNS: l.NetNS(n), MetricsAddr: "127.0.0.1:0", API: agent.APIConfig{Node: n}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCtx, stop := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- a.Run(runCtx) }()
+		t.Cleanup(func() {
+			stop()
+			if err := <-done; err != nil {
+				t.Errorf("agent: %v", err)
+			}
+		})
+		urls = append(urls, "http://"+a.Addr().String())
+	}
+	for _, u := range urls {
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if code, _ := run(t, "curl", "-sf", "-o", "/dev/null", u+"/readyz"); code == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("agent not ready")
+			}
+		}
+	}
+	return l, urls
+}
+
+// diagnoseJSON runs `layerscope diagnose -o json` and returns its exit
+// code and verdict.
+func diagnoseJSON(t *testing.T, urls []string, since time.Duration, from, to string) (int, diagnose.Verdict) {
+	t.Helper()
+	cmd := exec.Command(binary, "diagnose", "--agent", strings.Join(urls, ","), "--since", since.Round(time.Millisecond).String(), "-o", "json", from, to)
+	out, err := cmd.Output()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	var v diagnose.Verdict
+	if err := json.Unmarshal(out, &v); err != nil {
+		t.Fatalf("diagnose exit %d: %v\n%s", code, err, out)
+	}
+	return code, v
+}
+
+// scenarioCase is one seed failure: traffic, the diagnosis to ask for and
+// what the verdict must say.
+type scenarioCase struct {
+	name     string
+	scenario string
+	opts     func(t *testing.T) lab.TrafficOptions
+	from, to string
+	class    diagnose.Class
+	summary  []string
+	evidence []string
+	check    func(t *testing.T, rep *lab.Report, v *diagnose.Verdict)
+}
+
+// TestLiveDiagnoseSeedFailures drives each seed failure in a lab with an
+// agent on each node, polls `layerscope diagnose` while and after the
+// traffic runs, and asserts the verdict, its evidence and its exit code,
+// and that it appeared within 5 s of the end of the faulty traffic. Each
+// diagnosis looks only at the window of its own scenario (--since).
+func TestLiveDiagnoseSeedFailures(t *testing.T) {
+	l, urls := labAgents(t)
+	cases := []scenarioCase{
+		{
+			name: "healthy", scenario: lab.ScenarioService, from: "10.244.0.5", to: "10.96.0.42:8080",
+			opts:  func(*testing.T) lab.TrafficOptions { return lab.TrafficOptions{Count: 15} },
+			class: diagnose.Healthy, summary: []string{"no fault observed"},
+			evidence: []string{"DNAT to backends: "},
+			check: func(t *testing.T, rep *lab.Report, v *diagnose.Verdict) {
+				// The path to each backend pod-a's requests were DNATed to
+				// (the lab's ground truth) is listed, hop by hop.
+				paths := map[string]string{
+					lab.PodA: "path to 10.244.0.5:8080: node-1/veth-pod-a (pod)",
+					lab.PodB: "path to 10.244.0.8:8080: node-1/veth-pod-a (pod) → node-1/veth-pod-b (pod)",
+					lab.PodC: "path to 10.244.1.8:8080: node-1/veth-pod-a (pod) → node-1/vxlan0 (overlay) → node-1/eth0 (uplink) → node-2/eth0 (uplink) → node-2/vxlan0 (overlay) → node-2/veth-pod-c (pod)",
+				}
+				ev := strings.Join(v.Evidence, "\n")
+				reached := map[string]bool{}
+				for _, q := range rep.Requests {
+					if q.Client == lab.PodA && q.Target == lab.ServiceAddr {
+						reached[q.DNATBackend] = true
+					}
+				}
+				for pod, want := range paths {
+					if reached[pod] && !strings.Contains(ev, want+"\n") && !strings.HasSuffix(ev, want) {
+						t.Errorf("pod-a reached %s, evidence lacks %q:\n%s", pod, want, ev)
+					}
+				}
+				if !reached[lab.PodC] {
+					t.Errorf("no request of pod-a DNATed to pod-c out of 15: the cross-node path is untested")
+				}
+			},
+		},
+		{
+			name: "wrong DNS name", scenario: lab.ScenarioDNS,
+			opts: func(*testing.T) lab.TrafficOptions { return lab.TrafficOptions{DNSMix: [3]int{0, 3, 0}} },
+			from: "10.244.0.5", to: "no-such-svc-0.default.svc.cluster.local",
+			class: diagnose.DNSNXDomain, summary: []string{"NXDOMAIN", "wrong name or namespace"},
+			evidence: []string{"3 DNS queries from 10.244.0.5", "NXDOMAIN×3"},
+		},
+		{
+			name: "dead backend", scenario: lab.ScenarioDeadBackend, from: "10.244.0.5", to: "10.96.0.42:8080",
+			opts:  func(*testing.T) lab.TrafficOptions { return lab.TrafficOptions{Count: 15} },
+			class: diagnose.Backend, summary: []string{"L4: backend 10.244.1.8:8080 refuses (RST"},
+			check: func(t *testing.T, rep *lab.Report, v *diagnose.Verdict) {
+				// The share of failures is pod-a's requests DNATed to pod-c
+				// over all of pod-a's: about one in three.
+				var mine, toC int
+				for _, q := range rep.Requests {
+					if q.Client == lab.PodA && q.Target == lab.ServiceAddr {
+						mine++
+						if q.DNATBackend == lab.PodC {
+							toC++
+						}
+					}
+				}
+				want := fmt.Sprintf("%d of %d connections from 10.244.0.5", toC, mine)
+				if !strings.Contains(v.Summary, want) {
+					t.Errorf("summary %q lacks %q (the lab's DNAT ground truth)", v.Summary, want)
+				}
+				if toC == 0 || float64(toC)/float64(mine) > 0.75 {
+					t.Errorf("pod-c got %d of %d requests: not a one-in-three failure", toC, mine)
+				}
+			},
+		},
+		{
+			name: "mtu", scenario: lab.ScenarioMTU, from: "10.244.0.8", to: "10.244.1.8",
+			class: diagnose.MTU, summary: []string{"L3 MTU mismatch", "frag-needed MTU 1450"},
+			evidence: []string{"has MTU 1500, its path carries 1450"},
+		},
+		{
+			name: "conntrack flood", scenario: lab.ScenarioConntrackFlood, from: "10.244.0.5", to: "10.96.0.42:8080",
+			opts: func(t *testing.T) lab.TrafficOptions {
+				n := conntrackEntries(t, l, lab.Node1)
+				return lab.TrafficOptions{ConntrackMax: n + 100, Count: 600}
+			},
+			class: diagnose.Conntrack, summary: []string{"conntrack exhaustion"},
+			evidence: []string{"node node-1: conntrack"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			time.Sleep(1100 * time.Millisecond) // the window starts after the last scenario's events
+			opts := lab.TrafficOptions{}
+			if tc.opts != nil {
+				opts = tc.opts(t)
+			}
+			start := time.Now()
+			var (
+				rep      *lab.Report
+				trafErr  error
+				endMu    sync.Mutex
+				trafEnd  time.Time
+				wg       sync.WaitGroup
+				verdict  diagnose.Verdict
+				code     int
+				verdictT time.Time
+			)
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			wg.Go(func() {
+				rep, trafErr = l.Traffic(ctx, tc.scenario, opts)
+				endMu.Lock()
+				trafEnd = time.Now()
+				endMu.Unlock()
+			})
+			for {
+				code, verdict = diagnoseJSON(t, urls, time.Since(start)+500*time.Millisecond, tc.from, tc.to)
+				endMu.Lock()
+				end := trafEnd
+				endMu.Unlock()
+				if verdict.Class == tc.class && (tc.class != diagnose.Healthy || !end.IsZero()) {
+					verdictT = time.Now()
+					break
+				}
+				if !end.IsZero() && time.Since(end) > 10*time.Second {
+					break
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			wg.Wait()
+			if trafErr != nil {
+				t.Fatal(trafErr)
+			}
+			t.Logf("verdict %s (exit %d) %v after the traffic started, %v after it ended:\n%s\n%s\nhops: %s\nnext: %s",
+				verdict.Class, code, verdictT.Sub(start).Round(time.Millisecond), verdictT.Sub(trafEnd).Round(time.Millisecond),
+				verdict.Summary, strings.Join(verdict.Evidence, "\n"), strings.Join(verdict.Hops, " → "), verdict.Next)
+			if verdict.Class != tc.class {
+				t.Fatalf("verdict %s, want %s, 10 s after the traffic ended: %s\n%s", verdict.Class, tc.class, verdict.Summary, strings.Join(verdict.Evidence, "\n"))
+			}
+			if d := verdictT.Sub(trafEnd); d > 5*time.Second {
+				t.Errorf("verdict came %v after the faulty traffic ended, want within 5 s", d)
+			}
+			if code != tc.class.ExitCode() {
+				t.Errorf("exit code %d, want %d", code, tc.class.ExitCode())
+			}
+			for _, s := range tc.summary {
+				if !strings.Contains(verdict.Summary, s) {
+					t.Errorf("summary %q lacks %q", verdict.Summary, s)
+				}
+			}
+			ev := strings.Join(verdict.Evidence, "\n")
+			for _, s := range tc.evidence {
+				if !strings.Contains(ev, s) {
+					t.Errorf("evidence lacks %q:\n%s", s, ev)
+				}
+			}
+			if tc.check != nil {
+				tc.check(t, rep, &verdict)
+			}
+		})
+	}
+}
+
+// conntrackEntries reads a lab node's conntrack count.
+func conntrackEntries(t *testing.T, l *lab.Lab, node string) int {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", l.NetNS(node), "cat", "/proc/sys/net/netfilter/nf_conntrack_count").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if _, err := fmt.Sscan(string(out), &n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
