@@ -662,6 +662,11 @@ func backendVerdict(in *Input, conns, views []conn, win string) (Verdict, bool) 
 	}
 	worst := bs[0]
 	how := describeFailure(worst.outcomes)
+	if how == silent {
+		if pv, ok := pathBreak(in, views, worst); ok {
+			return pv, true
+		}
+	}
 	v := Verdict{Class: Backend}
 	v.Summary = fmt.Sprintf("L4: backend %s %s: %d of its %d connections failed; %d of %d connections from %s to %s failed (%s) in the last %s",
 		worst.addr, how, worst.failed, worst.attempts, failed, total, in.From.Arg, in.To.Arg, ratioText(failed, total), win)
@@ -676,9 +681,60 @@ func backendVerdict(in *Input, conns, views []conn, win string) (Verdict, bool) 
 	}
 	v.Next = fmt.Sprintf("kubectl get pods -o wide | grep %s (CrashLoopBackOff? not ready but still an endpoint?); connect to %s directly from another pod; check its readiness probe and logs",
 		hostOf(worst.addr), worst.addr)
-	if how == "does not answer (SYN without SYN-ACK)" {
+	if how == silent {
 		v.Next = fmt.Sprintf("the backend stays silent: check NetworkPolicies selecting it, that %s is the pod's port, and the path (`layerscope capture --filter 'host %s'` on both nodes)", worst.addr, hostOf(worst.addr))
 	}
+	return v, true
+}
+
+// silent describes a backend whose SYNs go unanswered.
+const silent = "does not answer (SYN without SYN-ACK)"
+
+// pathBreak finds where unanswered connections to a backend get lost: the
+// backend's node (where an agent saw other connections to its address)
+// never saw them, although they left the client's node.
+func pathBreak(in *Input, views []conn, b *backendStat) (Verdict, bool) {
+	ip := hostOf(b.addr)
+	failedOn := map[string]bool{}
+	var last api.Hop
+	lastNode := ""
+	for _, c := range views {
+		if c.c.Backend.Addr != b.addr || !c.failed {
+			continue
+		}
+		failedOn[c.node] = true
+		for _, h := range c.c.Hops {
+			if h.First.After(last.First) || lastNode == "" {
+				last, lastNode = h, c.node
+			}
+		}
+	}
+	home := ""
+	for ni := range in.Nodes {
+		n := &in.Nodes[ni]
+		if failedOn[n.Node] {
+			continue
+		}
+		for i := range n.Connections {
+			c := &n.Connections[i]
+			if c.Backend.IP == ip && !failing(c, in.Now) {
+				home = n.Node
+				break
+			}
+		}
+	}
+	if home == "" || lastNode == "" {
+		return Verdict{}, false
+	}
+	v := Verdict{Class: Path}
+	v.Summary = fmt.Sprintf("path: %d connections to %s left %s (last seen on %s, %s) and never reached %s, where the agent sees other traffic of %s",
+		b.failed, b.addr, lastNode, last.Interface, last.Role, home, ip)
+	v.Evidence = append(v.Evidence, fmt.Sprintf("backend %s: %d connections, %d failed (%s)", b.addr, b.attempts, b.failed, topCounts(b.outcomes, 6)))
+	if pv, ok := pathEvidence(views, b.addr); ok {
+		v.Evidence = append(v.Evidence, pv)
+	}
+	v.Next = fmt.Sprintf("the hop between %s/%s and %s drops them: check the overlay (VXLAN UDP 4789 allowed between the nodes? `ip -s link show` on both ends), routes to %s's pod CIDR, and capture on both nodes: layerscope capture --filter 'host %s'",
+		lastNode, last.Interface, home, home, ip)
 	return v, true
 }
 
@@ -707,7 +763,7 @@ func describeFailure(outcomes map[string]int) string {
 	case outcomes["reset"] > 0:
 		return "resets established connections"
 	case outcomes["timeout"] > 0 || outcomes["syn_sent"] > 0:
-		return "does not answer (SYN without SYN-ACK)"
+		return silent
 	case outcomes["unreplied"] > 0:
 		return "does not reply"
 	}

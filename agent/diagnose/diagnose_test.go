@@ -147,6 +147,15 @@ func TestDiagnose(t *testing.T) {
 			class: Backend, summary: []string{"does not answer"},
 		},
 		{
+			name: "lost between the nodes", from: podA, to: c8,
+			nodes: []NodeEvidence{
+				node("node-1", healthyStatus(), directConn(1, podA, c8, "timeout"), directConn(2, podA, c8, "timeout")),
+				// node-2 sees pod-c serve other clients, not these.
+				node("node-2", healthyStatus(), directConn(3, "10.244.1.9", c8, "closed")),
+			},
+			class: Path, summary: []string{"path: 2 connections to 10.244.1.8:8080 left node-1 (last seen on vxlan0, overlay) and never reached node-2"},
+		},
+		{
 			name: "silent backend", from: podA, to: c8,
 			nodes: []NodeEvidence{node("node-1", healthyStatus(), directConn(1, podA, c8, "timeout"))},
 			class: Backend, summary: []string{"does not answer (SYN without SYN-ACK)"},

@@ -32,7 +32,11 @@
 //  6. L4 backends: per backend (the DNAT target, or TO itself) the
 //     connections and their outcomes: refused (RST), reset, timeout (SYN
 //     without SYN-ACK). The backend with the most failures is named, with
-//     the share of failed connections, e.g. about 1 in 3 (Backend).
+//     the share of failed connections, e.g. about 1 in 3 (Backend). When
+//     the backend is silent and the agent of its node saw none of the
+//     lost connections, though it sees other traffic of the backend, the
+//     packets are lost between the hops: Path, naming the last hop they
+//     were seen on.
 //  7. L7: DNS or HTTP errors on working connections (App).
 //
 // Otherwise the verdict is Healthy, "no fault observed", with the
@@ -54,7 +58,16 @@
 //	9  path          packets lost between hops
 //	10 app           L7 errors
 //
+// # Active connections
+//
+// Connections still in progress count as failing when their SYN is
+// unanswered after a retransmission or for more than a second, so that a
+// fault shows before the flows time out.
+//
 // # Limits
+//
+// Paths list hops in the order of their first packet across nodes, which
+// assumes the nodes' clocks are in step.
 //
 // The agents' history is bounded (a ring of recent events), so --since
 // longer than what they keep looks at less. The DNS step cannot tell which
