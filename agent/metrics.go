@@ -6,6 +6,7 @@ import (
 	"github.com/layerscope/layerscope/agent/flow"
 	"github.com/layerscope/layerscope/agent/flowtable"
 	"github.com/layerscope/layerscope/agent/pipeline"
+	"github.com/layerscope/layerscope/decoders"
 	"github.com/layerscope/layerscope/exporters/metricdef"
 	"github.com/layerscope/layerscope/exporters/prom"
 )
@@ -33,7 +34,9 @@ func emitCounters(e *prom.Emitter, c *pipeline.Counters) {
 	}
 	for l := range c.DecodeErrors {
 		for r, v := range c.DecodeErrors[l] {
-			if v > 0 {
+			// Truncation can happen at every layer: those series exist
+			// from the start, so rates read 0 rather than nothing.
+			if v > 0 || (r == int(decoders.ReasonTruncated) && l >= int(decoders.OSIL2) && l <= int(decoders.OSIL7)) {
 				e.Counter(metricdef.DecodeErrors, float64(v), pipeline.ErrLayerLabel(l), pipeline.ErrReasonLabel(r))
 			}
 		}

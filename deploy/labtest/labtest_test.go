@@ -389,7 +389,6 @@ func TestLabAlertsAndDashboards(t *testing.T) {
 // panel title, with the reason. The test fails when one returns data, so
 // the list stays true.
 var knownGaps = map[string]string{
-	"layerscope-agent/Decode errors": "the agent exports layerscope_decode_errors_total only once a malformed frame was seen, and the lab sends none",
 }
 
 // metadataPanels need the agents' Kubernetes metadata (the lab's metadata
