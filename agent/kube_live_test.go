@@ -18,6 +18,7 @@ import (
 	"github.com/layerscope/layerscope/agent/flowtable"
 	"github.com/layerscope/layerscope/agent/kube"
 	"github.com/layerscope/layerscope/internal/otlptest"
+	"github.com/layerscope/layerscope/internal/promtest"
 	"github.com/layerscope/layerscope/lab"
 )
 
@@ -192,6 +193,7 @@ func TestLiveKubeMetadata(t *testing.T) {
 	if why != "" {
 		t.Error(why)
 	}
+	promtest.CheckMetrics(t, promtest.Promtool(t), "node-1 with Kubernetes metadata", scrapeAgent(t, a))
 
 	// Spans: pod-a's connections through the Service, on node-1 (the
 	// client's node), carry pod-a's names and the Service's.
