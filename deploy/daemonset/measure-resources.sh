@@ -14,6 +14,8 @@
 # seconds used, the phase's wall time, and from the agent's own metrics the
 # conntrack entries it tracks and its Go heap in use. FLOOD (default 20000) is the number
 # of connections of the conntrack-flood phase; nf_conntrack_max is left alone.
+# The environment reaches the agent: GOMEMLIMIT=128MiB measures it under a
+# memory limit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 

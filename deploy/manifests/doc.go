@@ -43,7 +43,7 @@
 //     args.
 //
 // Non-default chart values (web config, extra flags, objects switched off)
-// render and decode strictly too.
+// render and decode strictly too, and `helm lint --strict` passes.
 //
 // # Sources and copies
 //

@@ -210,3 +210,13 @@ func TestChartValues(t *testing.T) {
 		})
 	}
 }
+
+// TestHelmLint runs helm's own chart checks, warnings as errors.
+func TestHelmLint(t *testing.T) {
+	home := t.TempDir()
+	out := run(t, []string{"HELM_CACHE_HOME=" + home, "HELM_CONFIG_HOME=" + home, "HELM_DATA_HOME=" + home},
+		tool(t, "helm", envHelm, helmVersion), "lint", "--strict", "--namespace", namespace, chartDir)
+	if !strings.Contains(string(out), "0 chart(s) failed") {
+		t.Errorf("helm lint:\n%s", out)
+	}
+}
