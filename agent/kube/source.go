@@ -412,3 +412,12 @@ func ignoreNotFound(err error) error {
 	}
 	return err
 }
+
+// SourceOf returns a Source that runs no informers over a store its
+// caller fills (with the Set and Delete methods), for tests and for
+// programs that get their metadata elsewhere. The store is marked synced:
+// its content is taken as complete.
+func SourceOf(store *Store) *Source {
+	store.synced.Store(true)
+	return &Source{log: slog.Default(), store: store}
+}

@@ -1,0 +1,133 @@
+package agent
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/layerscope/layerscope/agent/correlate"
+	"github.com/layerscope/layerscope/agent/flow"
+	"github.com/layerscope/layerscope/agent/kube"
+	"github.com/layerscope/layerscope/exporters/prom"
+)
+
+func metaPod(name, node, ip, rs, hash string) *corev1.Pod {
+	t := true
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name, Labels: map[string]string{"pod-template-hash": hash},
+			OwnerReferences: []metav1.OwnerReference{{Kind: "ReplicaSet", Name: rs, Controller: &t}}},
+		Spec:   corev1.PodSpec{NodeName: node},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip},
+	}
+}
+
+// gather collects sources through a registry, which refuses duplicate
+// series, and returns the exposition.
+func gather(t *testing.T, sources ...prom.Source) string {
+	t.Helper()
+	col, err := prom.NewCollector(nil, sources...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := prom.NewRegistry(col)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	enc := expfmt.NewEncoder(&b, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if strings.HasPrefix(mf.GetName(), "layerscope_service") || strings.HasPrefix(mf.GetName(), "layerscope_workload") {
+			if err := enc.Encode(mf); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return b.String()
+}
+
+func TestServiceLabels(t *testing.T) {
+	store := kube.NewStore(kube.ModeFile, "node-1")
+	store.SetPod(metaPod("pod-a", "node-1", "10.244.0.5", "web-6d5f7b8c9d", "6d5f7b8c9d"))
+	store.SetService(&corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "my-service"},
+		Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.42", Selector: map[string]string{"app": "web"},
+			Ports: []corev1.ServicePort{{Protocol: corev1.ProtocolTCP, Port: 8080, NodePort: 30080}}},
+	})
+	a := &Agent{services: correlate.NewServices(correlate.ServicesConfig{}), kube: kube.SourceOf(store)}
+	now := time.Now().UnixNano()
+	podA := netip.MustParseAddrPort("10.244.0.5:8080")
+	for i, svc := range []string{
+		"10.96.0.42:8080", "10.96.0.42:8080", // by ClusterIP
+		"10.0.0.10:30080", "10.0.0.11:30080", // the NodePort on two node addresses: one series
+		"10.96.0.99:8080", // no such Service: named by its address
+	} {
+		a.services.Add(&correlate.Conn{ID: uint32(i), Service: netip.MustParseAddrPort(svc), Backend: podA, Proto: flow.ProtoTCP, Outcome: flow.OutcomeClosed}, now)
+	}
+	got := gather(t, a.servicesSource())
+	for _, want := range []string{
+		`layerscope_service_connections_total{backend="10.244.0.5:8080",namespace="default",outcome="closed",port="8080",protocol="tcp",service="my-service",workload="web"} 2`,
+		`layerscope_service_connections_total{backend="10.244.0.5:8080",namespace="default",outcome="closed",port="30080",protocol="tcp",service="my-service",workload="web"} 2`,
+		`layerscope_service_connections_total{backend="10.244.0.5:8080",namespace="",outcome="closed",port="8080",protocol="tcp",service="10.96.0.99",workload="web"} 1`,
+		`layerscope_service_dead_backend{backend="10.244.0.5:8080",namespace="default",port="30080",protocol="tcp",service="my-service",workload="web"} 0`,
+	} {
+		if !strings.Contains(got, want+"\n") {
+			t.Errorf("missing %s in\n%s", want, got)
+		}
+	}
+}
+
+func TestWorkloadSeriesFollowPods(t *testing.T) {
+	store := kube.NewStore(kube.ModeFile, "node-1")
+	store.SetPod(metaPod("pod-a", "node-1", "10.244.0.5", "web-6d5f7b8c9d", "6d5f7b8c9d"))
+	store.SetPod(metaPod("pod-b", "node-1", "10.244.0.8", "web-6d5f7b8c9d", "6d5f7b8c9d"))
+	store.SetPod(metaPod("pod-c", "node-2", "10.244.1.8", "web-6d5f7b8c9d", "6d5f7b8c9d"))
+	for _, podNames := range []bool{false, true} {
+		a := &Agent{cfg: Config{Kube: KubeConfig{PodNames: podNames}}, kube: kube.SourceOf(store), workloads: newWorkloadTally(maxWorkloadSeries)}
+		rec := func(src, dst string) *flow.Record {
+			return &flow.Record{Key: flow.Key{Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst), SrcPort: 1, DstPort: 8080, Proto: flow.ProtoTCP}, End: flow.EndIdle, Outcome: flow.OutcomeClosed}
+		}
+		a.countWorkloads(store, rec("10.244.0.5", "10.244.0.8"), &correlate.Translation{}, nil) // a → b: client and server on this node
+		a.countWorkloads(store, rec("10.244.1.8", "10.244.0.5"), &correlate.Translation{}, nil) // c (node-2) → a
+		got := gather(t, a.workloadSource())
+		want := []string{
+			`side="client"`, `side="server"`,
+		}
+		for _, w := range want {
+			if !strings.Contains(got, w) {
+				t.Errorf("pod names %v: no %s series in\n%s", podNames, w, got)
+			}
+		}
+		if podNames {
+			for _, w := range []string{
+				`layerscope_workload_connections_total{namespace="default",outcome="closed",pod="pod-a",protocol="tcp",side="client",workload="web"} 1`,
+				`layerscope_workload_connections_total{namespace="default",outcome="closed",pod="pod-a",protocol="tcp",side="server",workload="web"} 1`,
+				`layerscope_workload_connections_total{namespace="default",outcome="closed",pod="pod-b",protocol="tcp",side="server",workload="web"} 1`,
+			} {
+				if !strings.Contains(got, w+"\n") {
+					t.Errorf("missing %s in\n%s", w, got)
+				}
+			}
+			if strings.Contains(got, `pod="pod-c"`) {
+				t.Errorf("pod-c, on node-2, counted on node-1:\n%s", got)
+			}
+			store.DeletePod("default", "pod-b")
+			if got := gather(t, a.workloadSource()); strings.Contains(got, `pod="pod-b"`) || !strings.Contains(got, `pod="pod-a"`) {
+				t.Errorf("after pod-b's deletion:\n%s", got)
+			}
+			continue
+		}
+		w := `layerscope_workload_connections_total{namespace="default",outcome="closed",protocol="tcp",side="server",workload="web"} 2`
+		if !strings.Contains(got, w+"\n") {
+			t.Errorf("missing %s in\n%s", w, got)
+		}
+	}
+}
