@@ -96,6 +96,9 @@ type scenarioCase struct {
 	summary  []string
 	evidence []string
 	check    func(t *testing.T, rep *lab.Report, v *diagnose.Verdict)
+	// complete, when set, must also hold before the verdict counts as
+	// given (evidence that arrives from the second node a moment later).
+	complete func(v *diagnose.Verdict) bool
 }
 
 // TestLiveDiagnoseSeedFailures drives each seed failure in a lab with an
@@ -110,6 +113,9 @@ func TestLiveDiagnoseSeedFailures(t *testing.T) {
 			name: "healthy", scenario: lab.ScenarioService, from: "10.244.0.5", to: "10.96.0.42:8080",
 			opts:  func(*testing.T) lab.TrafficOptions { return lab.TrafficOptions{Count: 15} },
 			class: diagnose.Healthy, summary: []string{"no fault observed"},
+			complete: func(v *diagnose.Verdict) bool {
+				return strings.Contains(strings.Join(v.Hops, " "), "node-2/veth-pod-c")
+			},
 			evidence: []string{"DNAT to backends: "},
 			check: func(t *testing.T, rep *lab.Report, v *diagnose.Verdict) {
 				// The path to each backend pod-a's requests were DNATed to
@@ -214,7 +220,7 @@ func TestLiveDiagnoseSeedFailures(t *testing.T) {
 				endMu.Lock()
 				end := trafEnd
 				endMu.Unlock()
-				if verdict.Class == tc.class && (tc.class != diagnose.Healthy || !end.IsZero()) {
+				if verdict.Class == tc.class && (tc.class != diagnose.Healthy || !end.IsZero()) && (tc.complete == nil || tc.complete(&verdict)) {
 					verdictT = time.Now()
 					break
 				}
