@@ -310,11 +310,48 @@ func (a *Agent) connection(e *history.Entry) api.Connection {
 	if r.L7.App != flow.AppNone {
 		c.L7 = l7Of(&r.L7)
 	}
+	a.nameEndpoints(&c, r.Key.Proto)
 	c.PMTU = a.pmtuFor(keys)
 	c.Layers = layersOf(&c, r)
 	c.Failed = r.Outcome.Failed() || slices.ContainsFunc(c.Layers, func(l api.Layer) bool { return l.Status == api.StatusFail })
 	c.Summary = summary(&c)
 	return c
+}
+
+// nameEndpoints fills the Kubernetes names of a connection's client,
+// service and backend from the metadata store, when there is one: pods by
+// IP (this node's from their Pod objects, other nodes' from the
+// EndpointSlices that list them) and Services by address and port.
+func (a *Agent) nameEndpoints(c *api.Connection, proto uint8) {
+	if a.kube == nil {
+		return
+	}
+	store := a.kube.Store()
+	if store == nil {
+		return
+	}
+	named := func(e *api.Endpoint) {
+		ap, err := netip.ParseAddrPort(e.Addr)
+		if err != nil {
+			return
+		}
+		if p, ok := store.Pod(ap.Addr()); ok {
+			e.Namespace, e.Pod, e.Workload = p.Namespace, p.Name, p.Workload
+			return
+		}
+		if ep, ok := store.Endpoint(ap.Addr()); ok && ep.Pod != "" {
+			e.Namespace, e.Pod = ep.Namespace, ep.Pod
+			return
+		}
+		if v, ok := store.Service(ap, proto); ok {
+			e.Namespace, e.Service = v.Namespace, v.Name
+		}
+	}
+	named(&c.Client)
+	named(&c.Backend)
+	if c.Service != nil {
+		named(c.Service)
+	}
 }
 
 func endpoint(ap netip.AddrPort) api.Endpoint {

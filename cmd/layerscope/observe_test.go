@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -38,7 +39,12 @@ func labAgent(t *testing.T) (*lab.Lab, string) {
 			t.Errorf("lab close: %v", err)
 		}
 	})
-	a, err := agent.New(agent.Config{NetNS: l.NetNS(lab.Node1), MetricsAddr: "127.0.0.1:0", API: agent.APIConfig{Node: "node-1"}})
+	meta := filepath.Join(t.TempDir(), "metadata.yaml")
+	if err := l.WriteMetadata(meta); err != nil {
+		t.Fatal(err)
+	}
+	a, err := agent.New(agent.Config{NetNS: l.NetNS(lab.Node1), MetricsAddr: "127.0.0.1:0", API: agent.APIConfig{Node: "node-1"},
+		Node: lab.Node1, Kube: agent.KubeConfig{File: meta}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,6 +214,13 @@ func TestObserveDeadBackendAndDNS(t *testing.T) {
 	first := map[string]time.Duration{}
 	for i, c := range f.events {
 		if c.Outcome == "refused" && c.View == api.ViewPre && c.Service != nil && c.Service.Addr == "10.96.0.42:8080" && c.Backend.IP == podC.IP.String() {
+			// Names from the lab's metadata file: the Service and the
+			// backend pod (on node-2: known from the EndpointSlice).
+			if c.Service.Namespace != lab.Namespace || c.Service.Service != lab.ServiceObject ||
+				c.Backend.Namespace != lab.Namespace || c.Backend.Pod != lab.PodC {
+				t.Errorf("connection %s: service %+v backend %+v, want %s/%s and %s/%s", c.ID, *c.Service, c.Backend,
+					lab.Namespace, lab.ServiceObject, lab.Namespace, lab.PodC)
+			}
 			if _, ok := first[c.ID]; !ok {
 				first[c.ID] = f.at[i].Sub(c.Last)
 			}
@@ -248,6 +261,32 @@ func TestObserveDeadBackendAndDNS(t *testing.T) {
 	code, piped := run(t, binary, "observe", "--agent", url, "--state", "final", "--outcome", "refused")
 	if code != 0 || strings.Contains(piped, "\x1b[") || !strings.Contains(piped, "L4 SYN → RST · DNAT 10.96.0.42:8080→") {
 		t.Errorf("piped observe (exit %d) must be plain and show the verdict:\n%s", code, piped)
+	}
+
+	// Filters by Kubernetes name: the refused connections are pod-c's
+	// and my-service's, and no connection of pod-c is anything else.
+	byPod := observeJSON(t, url, "--state", "final", "--pod", lab.Namespace+"/"+lab.PodC)
+	refused := 0
+	for _, c := range byPod {
+		if c.Backend.Pod != lab.PodC && c.Client.Pod != lab.PodC {
+			t.Errorf("--pod %s returned %s → %s", lab.PodC, c.Client.Name(), c.Backend.Name())
+		}
+		if c.Outcome == "refused" {
+			refused++
+		}
+	}
+	// --service also keeps node-1's own connections to node-2's NodePort
+	// (DNATed there, so without a backend pod here): pod-c's are the rest.
+	bySvc, viaPodC := observeJSON(t, url, "--state", "final", "--service", lab.ServiceObject, "--outcome", "refused"), 0
+	for _, c := range bySvc {
+		if c.Backend.Pod == lab.PodC {
+			viaPodC++
+		} else if c.Backend.Service != lab.ServiceObject || c.NAT != nil {
+			t.Errorf("--service %s returned %s → %s (nat %v)", lab.ServiceObject, c.Client.Name(), c.Backend.Name(), c.NAT)
+		}
+	}
+	if refused == 0 || viaPodC != refused {
+		t.Errorf("--pod %s shows %d refused connections, --service %s --outcome refused %d to pod-c: want the same, > 0", lab.PodC, refused, lab.ServiceObject, viaPodC)
 	}
 
 	// DNS: rcodes as the scenario received them (UDP flows end only at the
