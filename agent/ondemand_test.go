@@ -170,6 +170,27 @@ func TestLiveOnDemandCapture(t *testing.T) {
 			t.Errorf("stop %q, want packets", got)
 		}
 	})
+	t.Run("max bytes", func(t *testing.T) {
+		wait := startCapture(t, a, url.Values{"max_bytes": {"1000"}, "duration": {"20s"}}, filepath.Join(dir, "kb.pcap"))
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			if _, err := l.Traffic(ctx, lab.ScenarioService, lab.TrafficOptions{Count: 2}); err != nil {
+				t.Error(err)
+			}
+		})
+		r := wait()
+		wg.Wait()
+		st, err := os.Stat(r.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Size() > 1000 || st.Size() <= 24 || r.trailer.Get(TrailerCaptureStop) != string(ondemand.StopBytes) {
+			t.Errorf("file of %d bytes, stop %q; want at most 1000 bytes, at least one packet, stopped by bytes", st.Size(), r.trailer.Get(TrailerCaptureStop))
+		}
+		if n := tsharkCount(t, r.file, ""); strconv.Itoa(n) != r.trailer.Get(TrailerCapturePackets) {
+			t.Errorf("tshark reads %d packets, the trailer says %s", n, r.trailer.Get(TrailerCapturePackets))
+		}
+	})
 	t.Run("duration", func(t *testing.T) {
 		start := time.Now()
 		r := startCapture(t, a, url.Values{"filter": {"host 10.99.99.99"}, "duration": {"1s"}}, filepath.Join(dir, "quiet.pcap"))()

@@ -190,11 +190,11 @@ func Run(ctx context.Context, w io.Writer, flush func(), req *Request) (Result, 
 	}
 	for _, ifc := range req.Interfaces {
 		r, err := capture.Open(ifc.Index, capture.Config{
-			NetNS:        req.NetNS,
-			SnapLen:      lim.SnapLen,
-			BlockSize:    ringBlockSize,
-			NumBlocks:    ringBlocks,
-			Filter:       req.Filter.Program,
+			NetNS:     req.NetNS,
+			SnapLen:   lim.SnapLen,
+			BlockSize: ringBlockSize,
+			NumBlocks: ringBlocks,
+			Filter:    req.Filter.Program,
 		})
 		if err != nil {
 			closeAll()

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -239,4 +240,60 @@ func BenchmarkCompileFilter(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func TestLimitsWithin(t *testing.T) {
+	caps := Limits{Duration: time.Minute, Packets: 100, Bytes: 1 << 20, SnapLen: 1500}
+	tests := []struct {
+		name    string
+		req     Limits
+		want    Limits
+		wantErr bool
+	}{
+		{"zero means the caps", Limits{}, caps, false},
+		{"below the caps kept", Limits{Duration: time.Second, Packets: 5, Bytes: 1000, SnapLen: 128}, Limits{Duration: time.Second, Packets: 5, Bytes: 1000, SnapLen: 128}, false},
+		{"above the caps lowered", Limits{Duration: time.Hour, Packets: 1e9, Bytes: 1 << 40, SnapLen: 65535}, caps, false},
+		{"negative", Limits{Packets: -1}, Limits{}, true},
+		{"snap length too small", Limits{SnapLen: 10}, Limits{}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.req.Within(caps)
+			if tt.wantErr {
+				if !errors.Is(err, ErrLimits) {
+					t.Fatalf("err = %v, want ErrLimits", err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("got %+v, %v; want %+v", got, err, tt.want)
+			}
+		})
+	}
+	if d := (Limits{}).Caps(); d.Duration != DefaultMaxDuration || d.Packets != DefaultMaxPackets || d.Bytes != DefaultMaxBytes || d.SnapLen != DefaultSnapLen {
+		t.Errorf("zero caps: %+v", d)
+	}
+}
+
+func TestLimiter(t *testing.T) {
+	l := NewLimiter(2)
+	r1, err1 := l.Acquire()
+	r2, err2 := l.Acquire()
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	if _, err := l.Acquire(); !errors.Is(err, ErrBusy) {
+		t.Fatalf("third: %v, want ErrBusy", err)
+	}
+	r1()
+	r1() // idempotent: must not free a second slot
+	r3, err := l.Acquire()
+	if err != nil {
+		t.Fatalf("after a release: %v", err)
+	}
+	if _, err := l.Acquire(); !errors.Is(err, ErrBusy) {
+		t.Fatalf("double release freed two slots: %v", err)
+	}
+	r2()
+	r3()
 }
