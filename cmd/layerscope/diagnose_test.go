@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/layerscope/layerscope/agent"
+	"github.com/layerscope/layerscope/agent/api"
 	"github.com/layerscope/layerscope/agent/diagnose"
 	"github.com/layerscope/layerscope/internal/testns"
 	"github.com/layerscope/layerscope/lab"
@@ -275,4 +276,35 @@ func conntrackEntries(t *testing.T, l *lab.Lab, node string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+func TestResolveEndpoint(t *testing.T) {
+	nodes := []diagnose.NodeEvidence{{Node: "node-1", Connections: []api.Connection{{
+		Client:  api.Endpoint{Addr: "10.244.0.5:40000", IP: "10.244.0.5", Namespace: "default", Pod: "pod-a"},
+		Service: &api.Endpoint{Addr: "10.96.0.42:8080", IP: "10.96.0.42", Port: 8080, Namespace: "default", Service: "my-service"},
+		Backend: api.Endpoint{Addr: "10.244.1.8:8080", IP: "10.244.1.8", Port: 8080, Namespace: "default", Pod: "pod-c"},
+	}}}}
+	for _, tt := range []struct {
+		arg     string
+		addr    string
+		service bool
+		dns     string
+	}{
+		{"default/my-service", "10.96.0.42", true, ""},
+		{"my-service", "10.96.0.42", true, ""},
+		{"pod-c", "10.244.1.8", false, ""},
+		{"default/pod-a", "10.244.0.5", false, ""},
+		{"10.1.2.3:80", "10.1.2.3", false, ""},
+		{"other/my-service", "", false, "other/my-service"},
+		{"nosuch.default.svc.cluster.local", "", false, "nosuch.default.svc.cluster.local"},
+	} {
+		e := resolveEndpoint(tt.arg, nodes)
+		got := ""
+		if len(e.Addrs) > 0 {
+			got = e.Addrs[0].String()
+		}
+		if got != tt.addr || e.Service != tt.service || e.DNSName != tt.dns {
+			t.Errorf("%s: %+v", tt.arg, e)
+		}
+	}
 }
