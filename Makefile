@@ -75,6 +75,7 @@ bench:
 
 docs:
 	$(GO) test ./exporters/metricdef -run TestREADMEMetricReference -update
+	$(GO) test ./deploy/manifests -run TestGeneratedCopies -update
 
 clean:
 	rm -rf bin
