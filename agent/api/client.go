@@ -136,6 +136,13 @@ func (c *Client) get(ctx context.Context, path string, q url.Values) (*http.Resp
 	return resp, nil
 }
 
+// Stream GETs path with the query q for a long-lived response (a pcap, a
+// stream of events): no whole-request timeout, only ctx ends it. A status
+// other than 200 is a *StatusError; the caller closes the body.
+func (c *Client) Stream(ctx context.Context, path string, q url.Values) (*http.Response, error) {
+	return c.get(ctx, path, q)
+}
+
 func (c *Client) getJSON(ctx context.Context, path string, q url.Values, v any) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()

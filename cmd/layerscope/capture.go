@@ -1,16 +1,12 @@
 package main
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -71,34 +67,15 @@ crosses several of them is in the file once per interface.
 			set("max_bytes", strconv.FormatInt(maxBytes, 10), maxBytes > 0)
 			set("snaplen", strconv.Itoa(snapLen), snapLen > 0)
 			set("interface", ifaces, ifaces != "")
-			hc, u, err := streamClient(cc, capturePath, q)
+			c, err := api.NewClient(cc)
 			if err != nil {
 				return err
 			}
-			req, err := http.NewRequestWithContext(cmd.Context(), http.MethodGet, u, nil)
+			resp, err := c.Stream(cmd.Context(), capturePath, q)
 			if err != nil {
 				return err
-			}
-			if cc.Username != "" {
-				pass := cc.Password
-				if cc.PasswordFile != "" {
-					b, err := os.ReadFile(cc.PasswordFile)
-					if err != nil {
-						return fmt.Errorf("--password-file: %w", err)
-					}
-					pass = strings.TrimRight(string(b), "\r\n")
-				}
-				req.SetBasicAuth(cc.Username, pass)
-			}
-			resp, err := hc.Do(req)
-			if err != nil {
-				return fmt.Errorf("%w: %w", api.ErrUnreachable, err)
 			}
 			defer resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-				return &api.StatusError{Code: resp.StatusCode, Path: capturePath, Message: strings.TrimSpace(string(b))}
-			}
 			stderr := cmd.ErrOrStderr()
 			fmt.Fprintf(stderr, "capturing on %s (%s)\n", resp.Header.Get(agent.HeaderCaptureInterfaces), resp.Header.Get(agent.HeaderCaptureLimits))
 			var w io.Writer = cmd.OutOrStdout()
@@ -140,41 +117,4 @@ crosses several of them is in the file once per interface.
 	f.StringVar(&ifaces, "interface", "", "comma-separated interface name globs (default: pod, overlay and uplink interfaces)")
 	f.StringVarP(&outFile, "write", "w", "", "pcap file to write, - for standard output")
 	return cmd
-}
-
-// streamClient returns an HTTP client for a long streaming request and the
-// URL of path on the agent. It applies the TLS settings of cc as
-// api.NewClient does (which it calls first, to check cc the same way), but
-// without a whole-request timeout: a capture lasts as long as it lasts.
-func streamClient(cc api.ClientConfig, path string, q url.Values) (*http.Client, string, error) {
-	c, err := api.NewClient(cc)
-	if err != nil {
-		return nil, "", err
-	}
-	u, err := url.Parse(c.URL())
-	if err != nil {
-		return nil, "", err
-	}
-	u.Path = strings.TrimSuffix(u.Path, "/") + path
-	u.RawQuery = q.Encode()
-	tc := &tls.Config{ServerName: cc.ServerName, InsecureSkipVerify: cc.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // an explicit flag
-	if cc.CAFile != "" {
-		pem, err := os.ReadFile(cc.CAFile)
-		if err != nil {
-			return nil, "", fmt.Errorf("--ca-file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		pool.AppendCertsFromPEM(pem)
-		tc.RootCAs = pool
-	}
-	if cc.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(cc.CertFile, cc.KeyFile)
-		if err != nil {
-			return nil, "", fmt.Errorf("--cert-file/--key-file: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = tc
-	return &http.Client{Transport: tr}, u.String(), nil
 }
