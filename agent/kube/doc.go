@@ -29,6 +29,10 @@
 // informers keep retrying, and the Store keeps what it had. Store.Synced
 // says whether the store holds a complete copy.
 //
+// With the API only this node's pods are known: a backend on another node
+// is named (pod, node, Service) from its EndpointSlice entry, but its
+// workload is not. A metadata file lists the pods of every node.
+//
 // # Workloads
 //
 // A pod's workload is its controller owner reference: a ReplicaSet whose

@@ -151,6 +151,9 @@ func Open(cfg Config) (*Source, error) {
 			return s, nil
 		}
 		rc.UserAgent = "layerscope-agent"
+		if cfg.Node == "" {
+			s.log.Warn("no node name (--node-name, $NODE_NAME): watching the pods of every node")
+		}
 		if s.client, err = kubernetes.NewForConfig(rc); err != nil {
 			return nil, fmt.Errorf("kubernetes client: %w", err)
 		}
@@ -211,6 +214,9 @@ var errNotSynced = errors.New("no complete copy of pods, services and endpointsl
 // store reports itself synced once every informer has listed. onError,
 // when not nil, receives the informers' list and watch errors (nil when a
 // list succeeds again).
+//
+// client-go's own logging (klog) is discarded: the errors that matter
+// reach onError.
 func Watch(ctx context.Context, client kubernetes.Interface, store *Store, resync time.Duration, onError func(error)) {
 	klogOnce.Do(func() { klog.SetSlogLogger(slog.New(slog.DiscardHandler)) })
 	all := informers.NewSharedInformerFactory(client, resync)
