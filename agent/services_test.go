@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/layerscope/layerscope/agent/correlate"
@@ -45,7 +46,7 @@ func gather(t *testing.T, sources ...prom.Source) string {
 	}
 	enc := expfmt.NewEncoder(&b, expfmt.NewFormat(expfmt.TypeTextPlain))
 	for _, mf := range mfs {
-		if strings.HasPrefix(mf.GetName(), "layerscope_service") || strings.HasPrefix(mf.GetName(), "layerscope_workload") {
+		if n := mf.GetName(); strings.HasPrefix(n, "layerscope_service") || strings.HasPrefix(n, "layerscope_workload") || strings.HasPrefix(n, "layerscope_kube") {
 			if err := enc.Encode(mf); err != nil {
 				t.Fatal(err)
 			}
@@ -129,5 +130,38 @@ func TestWorkloadSeriesFollowPods(t *testing.T) {
 		if !strings.Contains(got, w+"\n") {
 			t.Errorf("missing %s in\n%s", w, got)
 		}
+	}
+}
+
+// TestKubeSourceEmptyEndpoints: a Service whose EndpointSlice lists no
+// endpoint is exported with 0 ready endpoints; without metadata only the
+// health gauge is.
+func TestKubeSourceEmptyEndpoints(t *testing.T) {
+	store := kube.NewStore(kube.ModeFile, "node-1")
+	store.SetService(&corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "cart"},
+		Spec:       corev1.ServiceSpec{ClusterIP: "10.96.0.7", Selector: map[string]string{"app": "cart"}, Ports: []corev1.ServicePort{{Port: 80}}},
+	})
+	store.SetEndpointSlice(&discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "cart-x", Labels: map[string]string{discoveryv1.LabelServiceName: "cart"}},
+	})
+	a := &Agent{kube: kube.SourceOf(store)}
+	got := gather(t, a.kubeSource())
+	for _, want := range []string{
+		`layerscope_service_endpoints{namespace="shop",service="cart"} 0`,
+		`layerscope_kube_metadata_synced{source="file"} 1`,
+		`layerscope_kube_metadata_objects{kind="endpointslice"} 1`,
+	} {
+		if !strings.Contains(got, want+"\n") {
+			t.Errorf("missing %s in\n%s", want, got)
+		}
+	}
+	off, err := kube.Open(kube.Config{Mode: kube.ModeOff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = gather(t, (&Agent{kube: off}).kubeSource())
+	if want := "layerscope_kube_metadata_synced{source=\"off\"} 0\n"; !strings.Contains(got, want) || strings.Count(got, "\nlayerscope_") != 1 {
+		t.Errorf("without metadata:\n%s", got)
 	}
 }
