@@ -230,6 +230,8 @@ func Watch(ctx context.Context, client kubernetes.Interface, store *Store, resyn
 	svcs := all.Core().V1().Services().Informer()
 	slices := all.Discovery().V1().EndpointSlices().Informer()
 	_ = pods.SetTransform(trimPod)
+	_ = svcs.SetTransform(trimMeta)
+	_ = slices.SetTransform(trimMeta)
 	handle(pods, func(o *corev1.Pod) { store.SetPod(o) }, func(o *corev1.Pod) { store.DeletePod(o.Namespace, o.Name) })
 	handle(svcs, func(o *corev1.Service) { store.SetService(o) }, func(o *corev1.Service) { store.DeleteService(o.Namespace, o.Name) })
 	handle(slices, func(o *discoveryv1.EndpointSlice) { store.SetEndpointSlice(o) },
@@ -297,6 +299,17 @@ func trimPod(o any) (any, error) {
 		t.Labels = map[string]string{"pod-template-hash": h}
 	}
 	return t, nil
+}
+
+// trimMeta drops the managed fields and annotations (a
+// last-applied-configuration can be the size of the object) before the
+// informer caches an object.
+func trimMeta(o any) (any, error) {
+	if m, ok := o.(metav1.Object); ok {
+		m.SetManagedFields(nil)
+		m.SetAnnotations(nil)
+	}
+	return o, nil
 }
 
 // onWatchError logs the first error of a failure streak and the recovery.
