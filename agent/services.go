@@ -373,11 +373,15 @@ func (a *Agent) workloadSource() prom.Source {
 	}}
 }
 
-// podMeta returns the span metadata of the pod holding addr.
+// podMeta returns the span metadata of the pod holding addr: from the
+// pods the store knows, else (a backend on another node) from its
+// EndpointSlice entry, without a workload.
 func podMeta(store *kube.Store, addr netip.Addr) otlp.Pod {
-	p, ok := store.Pod(addr)
-	if !ok {
-		return otlp.Pod{}
+	if p, ok := store.Pod(addr); ok {
+		return otlp.Pod{Namespace: p.Namespace, Name: p.Name, WorkloadKind: p.WorkloadKind, Workload: p.Workload}
 	}
-	return otlp.Pod{Namespace: p.Namespace, Name: p.Name, WorkloadKind: p.WorkloadKind, Workload: p.Workload}
+	if e, ok := store.Endpoint(addr); ok && e.Pod != "" {
+		return otlp.Pod{Namespace: e.Namespace, Name: e.Pod}
+	}
+	return otlp.Pod{}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/layerscope/layerscope/agent/correlate"
 	"github.com/layerscope/layerscope/agent/flow"
 	"github.com/layerscope/layerscope/agent/kube"
+	"github.com/layerscope/layerscope/exporters/otlp"
 	"github.com/layerscope/layerscope/exporters/prom"
 )
 
@@ -163,5 +164,29 @@ func TestKubeSourceEmptyEndpoints(t *testing.T) {
 	got = gather(t, (&Agent{kube: off}).kubeSource())
 	if want := "layerscope_kube_metadata_synced{source=\"off\"} 0\n"; !strings.Contains(got, want) || strings.Count(got, "\nlayerscope_") != 1 {
 		t.Errorf("without metadata:\n%s", got)
+	}
+}
+
+func TestPodMeta(t *testing.T) {
+	store := kube.NewStore(kube.ModeAPI, "node-1")
+	store.SetPod(metaPod("pod-a", "node-1", "10.244.0.5", "web-6d5f7b8c9d", "6d5f7b8c9d"))
+	ready := true
+	node := "node-2"
+	store.SetEndpointSlice(&discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "s", Labels: map[string]string{discoveryv1.LabelServiceName: "my-service"}},
+		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"10.244.1.8"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready},
+			TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: "default", Name: "pod-c"}, NodeName: &node}},
+	})
+	for _, tt := range []struct {
+		addr string
+		want otlp.Pod
+	}{
+		{"10.244.0.5", otlp.Pod{Namespace: "default", Name: "pod-a", WorkloadKind: "Deployment", Workload: "web"}},
+		{"10.244.1.8", otlp.Pod{Namespace: "default", Name: "pod-c"}}, // another node's: from its EndpointSlice
+		{"10.0.0.10", otlp.Pod{}},
+	} {
+		if got := podMeta(store, netip.MustParseAddr(tt.addr)); got != tt.want {
+			t.Errorf("podMeta(%s) = %+v, want %+v", tt.addr, got, tt.want)
+		}
 	}
 }
