@@ -47,6 +47,7 @@ func (a *Agent) status(now time.Time) *api.Status {
 	}
 	a.mtuStatus(&s.MTU)
 	a.servicesStatus(s, now)
+	a.endpointsStatus(s)
 	dnsStatus(&s.DNS, &ft)
 	a.historyStatus(s)
 	return s
@@ -126,6 +127,17 @@ func (a *Agent) servicesStatus(s *api.Status, now time.Time) {
 			Service: b.Service.String(), Backend: b.Backend.String(), Protocol: flow.ProtoName(b.Proto),
 			Attempts: b.Attempts, Failed: b.Failed, FailureRatio: b.FailureRatio(), Dead: b.Dead,
 		})
+	}
+}
+
+// endpointsStatus lists the ready endpoint count of every Service the
+// Kubernetes metadata knows.
+func (a *Agent) endpointsStatus(s *api.Status) {
+	if a.kube == nil {
+		return
+	}
+	for _, e := range a.kube.Store().Endpoints() {
+		s.Endpoints = append(s.Endpoints, api.ServiceEndpoints{Namespace: e.Namespace, Service: e.Name, Ready: e.Ready})
 	}
 }
 

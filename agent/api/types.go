@@ -287,8 +287,12 @@ type Status struct {
 	// Services are the service backends with the most failed connections
 	// over the last five minutes, worst first (at most ten).
 	Services []ServiceStatus `json:"services"`
-	DNS      DNSStatus       `json:"dns"`
-	History  HistoryStatus   `json:"history"`
+	// Endpoints are the ready endpoint counts of the Services the agent's
+	// Kubernetes metadata knows (absent without metadata); Ready 0 is a
+	// Service whose EndpointSlices are empty.
+	Endpoints []ServiceEndpoints `json:"endpoints,omitempty"`
+	DNS       DNSStatus          `json:"dns"`
+	History   HistoryStatus      `json:"history"`
 }
 
 // CaptureStatus is the health of the capture rings.
@@ -360,6 +364,13 @@ type ServiceStatus struct {
 	Failed       uint64  `json:"failed"`
 	FailureRatio float64 `json:"failure_ratio"`
 	Dead         bool    `json:"dead"`
+}
+
+// ServiceEndpoints is a Service's count of ready endpoints.
+type ServiceEndpoints struct {
+	Namespace string `json:"namespace"`
+	Service   string `json:"service"`
+	Ready     int    `json:"ready"`
 }
 
 // DNSStatus counts the DNS messages the agent saw since it started (each

@@ -518,7 +518,10 @@ func aboutFrom(in *Input, flow string) bool {
 }
 
 func dnatVerdict(in *Input, conns []conn, win string) (Verdict, bool) {
-	var toVIP, dnat, answered int
+	var (
+		toVIP, dnat, answered int
+		svcNS, svcName        string // the Service TO's address belongs to, when the agents know it
+	)
 	for _, c := range conns {
 		if c.c.Service != nil || c.c.NAT != nil && c.c.NAT.DNAT {
 			dnat++
@@ -526,6 +529,9 @@ func dnatVerdict(in *Input, conns []conn, win string) (Verdict, bool) {
 		}
 		if in.To.has(c.c.Backend.IP, c.c.Backend.Port) {
 			toVIP++
+			if c.c.Backend.Service != "" {
+				svcNS, svcName = c.c.Backend.Namespace, c.c.Backend.Service
+			}
 			if c.c.Packets.Server > 0 && c.c.Outcome != "refused" {
 				answered++
 			}
@@ -533,7 +539,7 @@ func dnatVerdict(in *Input, conns []conn, win string) (Verdict, bool) {
 	}
 	// A service address that nobody translates and nobody answers from is
 	// a service without endpoints (kube-proxy rejects) or without rules.
-	if dnat > 0 || toVIP == 0 || answered > 0 || !(in.To.Service || serviceSeen(in)) {
+	if dnat > 0 || toVIP == 0 || answered > 0 || !(in.To.Service || svcName != "" || serviceSeen(in)) {
 		return Verdict{}, false
 	}
 	failed := 0
@@ -547,9 +553,35 @@ func dnatVerdict(in *Input, conns []conn, win string) (Verdict, bool) {
 	}
 	v := Verdict{Class: NoDNAT}
 	v.Summary = fmt.Sprintf("service: %d connections from %s to %s in the last %s, none DNATed to a backend and none answered: the service has no endpoints, or %s is not a service address", toVIP, in.From.Arg, in.To.Arg, win, in.To.Arg)
+	if ready, node, ok := readyEndpoints(in, svcNS, svcName); ok {
+		if ready == 0 {
+			v.Summary = fmt.Sprintf("service: %s/%s has no ready endpoints (its EndpointSlices are empty): %d connections from %s to %s in the last %s, none DNATed, none answered", svcNS, svcName, toVIP, in.From.Arg, in.To.Arg, win)
+		}
+		v.Evidence = append(v.Evidence, fmt.Sprintf("endpoints of %s/%s: %d ready (Kubernetes metadata of %s)", svcNS, svcName, ready, node))
+	}
 	v.Evidence = append(v.Evidence, outcomeLine(conns))
 	v.Next = "kubectl get endpointslices -l kubernetes.io/service-name=<svc> (empty: check the Service's selector against the pods' labels and their readiness); iptables-save | grep <VIP>"
 	return v, true
+}
+
+// readyEndpoints returns the ready endpoint count of the Service
+// namespace/name from the first agent whose status lists it.
+func readyEndpoints(in *Input, namespace, name string) (ready int, node string, ok bool) {
+	if name == "" {
+		return 0, "", false
+	}
+	for ni := range in.Nodes {
+		n := &in.Nodes[ni]
+		if n.Status == nil {
+			continue
+		}
+		for _, e := range n.Status.Endpoints {
+			if e.Namespace == namespace && e.Service == name {
+				return e.Ready, n.Node, true
+			}
+		}
+	}
+	return 0, "", false
 }
 
 // serviceSeen reports whether any agent saw a connection to TO's address

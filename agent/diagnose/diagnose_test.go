@@ -207,6 +207,18 @@ func TestDiagnose(t *testing.T) {
 			class: NoDNAT, summary: []string{"none DNATed", "no endpoints"},
 		},
 		{
+			name: "empty endpoints known from the metadata", from: podA, to: vip,
+			nodes: []NodeEvidence{node("node-1", emptyEndpoints("default", "web", 0), named(directConn(1, podA, vip, "refused"), "default", "web"), named(directConn(2, podA, vip, "refused"), "default", "web"))},
+			class: NoDNAT, summary: []string{"default/web has no ready endpoints", "none DNATed"},
+			evidence: []string{"endpoints of default/web: 0 ready (Kubernetes metadata of node-1)"},
+		},
+		{
+			name: "endpoints ready but nothing DNATed", from: podA, to: vip,
+			nodes: []NodeEvidence{node("node-1", emptyEndpoints("default", "web", 2), named(directConn(1, podA, vip, "timeout"), "default", "web"))},
+			class: NoDNAT, summary: []string{"none DNATed", "no endpoints, or"},
+			evidence: []string{"endpoints of default/web: 2 ready"},
+		},
+		{
 			name: "no traffic to TO", from: podA, to: vip,
 			nodes: []NodeEvidence{node("node-1", healthyStatus(), directConn(1, podA, "10.244.0.10:53", "replied"))},
 			class: NoTraffic, evidence: []string{"1 other connections from 10.244.0.5: 10.244.0.10:53×1"},
@@ -286,4 +298,19 @@ func TestParseEndpoint(t *testing.T) {
 			t.Errorf("%s: %+v", tt.in, e)
 		}
 	}
+}
+
+// named sets the Service name the agent's metadata gave the (not DNATed)
+// service address c went to.
+func named(c api.Connection, namespace, service string) api.Connection {
+	c.Backend.Namespace, c.Backend.Service = namespace, service
+	return c
+}
+
+// emptyEndpoints is a healthy status whose metadata lists the Service
+// namespace/service with ready endpoints.
+func emptyEndpoints(namespace, service string, ready int) *api.Status {
+	st := healthyStatus()
+	st.Endpoints = []api.ServiceEndpoints{{Namespace: "other", Service: service, Ready: 3}, {Namespace: namespace, Service: service, Ready: ready}}
+	return st
 }

@@ -329,6 +329,10 @@ func TestObserveDeadBackendAndDNS(t *testing.T) {
 	if st.DNS.Errors == 0 || st.DNS.ByRcode["NXDOMAIN"] == 0 || len(st.Capture.Interfaces) == 0 || st.Conntrack == nil {
 		t.Errorf("status: dns %+v, capture %+v, conntrack %v", st.DNS, st.Capture, st.Conntrack)
 	}
+	// The endpoints of the lab's Service, from its metadata file.
+	if want := []api.ServiceEndpoints{{Namespace: lab.Namespace, Service: lab.ServiceObject, Ready: len(l.Backends())}}; fmt.Sprint(st.Endpoints) != fmt.Sprint(want) {
+		t.Errorf("status: endpoints %+v, want %+v", st.Endpoints, want)
+	}
 	code, text := run(t, binary, "status", "--agent", url)
 	if code != 0 || !strings.Contains(text, "Conntrack") || !strings.Contains(text, "NXDOMAIN") || strings.Contains(text, "\x1b[") {
 		t.Errorf("status text (exit %d):\n%s", code, text)

@@ -118,6 +118,11 @@ func writeStatus(w io.Writer, s *api.Status, p *printer) {
 		fmt.Fprintf(w, "  %-22s → %-22s %s  %d/%d failed (%s)%s\n", sv.Service, sv.Backend, sv.Protocol, sv.Failed, sv.Attempts,
 			bad(sv.Failed > 0, fmt.Sprintf("%.0f%%", 100*sv.FailureRatio)), dead)
 	}
+	for _, e := range s.Endpoints {
+		if e.Ready == 0 {
+			fmt.Fprintf(w, "  %s %s/%s: its EndpointSlices list no ready endpoint\n", p.paint(sgrRed+sgrBold, "NO ENDPOINTS"), e.Namespace, e.Service)
+		}
+	}
 	d := &s.DNS
 	rc := make([]string, 0, len(d.ByRcode))
 	for _, k := range []string{"NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED", "FORMERR", "NOTIMP"} {
