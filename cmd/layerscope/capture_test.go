@@ -24,7 +24,7 @@ func TestLiveCaptureCommand(t *testing.T) {
 		}
 		t.Fatalf("tshark reads the capture (apt-get install tshark; LAYERSCOPE_NO_TSHARK=1 skips): %v", err)
 	}
-	l, urls := labAgents(t)
+	l, urls := labAgents(t, "c", lab.Node1, lab.Node2)
 	file := filepath.Join(t.TempDir(), "out.pcap")
 	cmd := exec.Command(binary, "capture", "--agent", urls[1], "--filter", "host 10.244.1.8 and tcp port 8080", "--duration", "4s", "-w", file)
 	stderr, err := cmd.StderrPipe()

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os/exec"
@@ -12,60 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/layerscope/layerscope/agent"
 	"github.com/layerscope/layerscope/agent/api"
 	"github.com/layerscope/layerscope/agent/diagnose"
-	"github.com/layerscope/layerscope/internal/testns"
 	"github.com/layerscope/layerscope/lab"
 )
-
-// labAgents builds a lab and runs an agent on each node in this process;
-// it returns the lab and the agents' URLs (node-1 first).
-func labAgents(t *testing.T) (*lab.Lab, []string) {
-	t.Helper()
-	testns.RequireRoot(t)
-	var b [3]byte
-	_, _ = rand.Read(b[:])
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	l, err := lab.New(ctx, &lab.Config{Prefix: "d" + hex.EncodeToString(b[:]) + "-"})
-	if err != nil {
-		t.Fatalf("lab: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Errorf("lab close: %v", err)
-		}
-	})
-	var urls []string
-	for _, n := range []string{lab.Node1, lab.Node2} {
-		a, err := agent.New(agent.Config{NetNS: l.NetNS(n), MetricsAddr: "127.0.0.1:0", API: agent.APIConfig{Node: n}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		runCtx, stop := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- a.Run(runCtx) }()
-		t.Cleanup(func() {
-			stop()
-			if err := <-done; err != nil {
-				t.Errorf("agent: %v", err)
-			}
-		})
-		urls = append(urls, "http://"+a.Addr().String())
-	}
-	for _, u := range urls {
-		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			if code, _ := run(t, "curl", "-sf", "-o", "/dev/null", u+"/readyz"); code == 0 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("agent not ready")
-			}
-		}
-	}
-	return l, urls
-}
 
 // diagnoseJSON runs `layerscope diagnose -o json` and returns its exit
 // code and verdict.
@@ -108,7 +56,7 @@ type scenarioCase struct {
 // and that it appeared within 5 s of the end of the faulty traffic. Each
 // diagnosis looks only at the window of its own scenario (--since).
 func TestLiveDiagnoseSeedFailures(t *testing.T) {
-	l, urls := labAgents(t)
+	l, urls := labAgents(t, "d", lab.Node1, lab.Node2)
 	cases := []scenarioCase{
 		{
 			name: "healthy", scenario: lab.ScenarioService, from: "10.244.0.5", to: "10.96.0.42:8080",

@@ -3,21 +3,16 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/layerscope/layerscope/agent"
 	"github.com/layerscope/layerscope/agent/api"
-	"github.com/layerscope/layerscope/internal/testns"
 	"github.com/layerscope/layerscope/lab"
 )
 
@@ -25,48 +20,8 @@ import (
 // returns the lab and the agent's URL.
 func labAgent(t *testing.T) (*lab.Lab, string) {
 	t.Helper()
-	testns.RequireRoot(t)
-	var b [3]byte
-	_, _ = rand.Read(b[:])
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	l, err := lab.New(ctx, &lab.Config{Prefix: "o" + hex.EncodeToString(b[:]) + "-"})
-	if err != nil {
-		t.Fatalf("lab: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Errorf("lab close: %v", err)
-		}
-	})
-	meta := filepath.Join(t.TempDir(), "metadata.yaml")
-	if err := l.WriteMetadata(meta); err != nil {
-		t.Fatal(err)
-	}
-	a, err := agent.New(agent.Config{NetNS: l.NetNS(lab.Node1), MetricsAddr: "127.0.0.1:0", API: agent.APIConfig{Node: "node-1"},
-		Node: lab.Node1, Kube: agent.KubeConfig{File: meta}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(runCtx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("agent: %v", err)
-		}
-	})
-	url := "http://" + a.Addr().String()
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if code, _ := run(t, "curl", "-sf", "-o", "/dev/null", url+"/readyz"); code == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("agent not ready")
-		}
-	}
-	return l, url
+	l, urls := labAgents(t, "o", lab.Node1)
+	return l, urls[0]
 }
 
 // observeJSON runs `layerscope observe -o json` with args and returns the

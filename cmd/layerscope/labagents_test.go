@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/layerscope/layerscope/agent"
+	"github.com/layerscope/layerscope/internal/testns"
+	"github.com/layerscope/layerscope/lab"
+)
+
+// labAgents builds a lab (its names start with prefix) and runs an agent
+// on each of nodes in this process, with the lab's Kubernetes metadata
+// file; it returns the lab and the agents' URLs in the order of nodes.
+func labAgents(t *testing.T, prefix string, nodes ...string) (*lab.Lab, []string) {
+	t.Helper()
+	testns.RequireRoot(t)
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := lab.New(ctx, &lab.Config{Prefix: prefix + hex.EncodeToString(b[:]) + "-"})
+	if err != nil {
+		t.Fatalf("lab: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("lab close: %v", err)
+		}
+	})
+	meta := filepath.Join(t.TempDir(), "metadata.yaml")
+	if err := l.WriteMetadata(meta); err != nil {
+		t.Fatal(err)
+	}
+	var urls []string
+	for _, n := range nodes {
+		a, err := agent.New(agent.Config{NetNS: l.NetNS(n), MetricsAddr: "127.0.0.1:0", Node: n,
+			API: agent.APIConfig{Node: n}, Kube: agent.KubeConfig{File: meta}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCtx, stop := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- a.Run(runCtx) }()
+		t.Cleanup(func() {
+			stop()
+			if err := <-done; err != nil {
+				t.Errorf("agent: %v", err)
+			}
+		})
+		urls = append(urls, "http://"+a.Addr().String())
+	}
+	for _, u := range urls {
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if code, _ := run(t, "curl", "-sf", "-o", "/dev/null", u+"/readyz"); code == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("agent not ready")
+			}
+		}
+	}
+	return l, urls
+}
