@@ -388,8 +388,7 @@ func TestLabAlertsAndDashboards(t *testing.T) {
 // knownGaps are the panels that stay empty in the lab, by dashboard uid and
 // panel title, with the reason. The test fails when one returns data, so
 // the list stays true.
-var knownGaps = map[string]string{
-}
+var knownGaps = map[string]string{}
 
 // metadataPanels need the agents' Kubernetes metadata (the lab's metadata
 // file). While no agent reports layerscope_kube_metadata_synced 1 they are
