@@ -124,6 +124,9 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a.api = as
+	if c := cfg.OnDemand.Caps; c.Duration < 0 || c.Packets < 0 || c.Bytes < 0 || c.SnapLen < 0 || cfg.OnDemand.MaxConcurrent < 0 {
+		return nil, fmt.Errorf("--capture-api-max-duration, --capture-api-max-packets, --capture-api-max-bytes, --capture-api-snaplen and --capture-api-concurrent must not be negative")
+	}
 	if cfg.WebConfigFile != "" {
 		if err := web.Validate(cfg.WebConfigFile); err != nil {
 			return nil, fmt.Errorf("--web-config-file %s: %w", cfg.WebConfigFile, err)

@@ -150,6 +150,10 @@ func run(t *testing.T, args ...string) (int, string) {
 }
 
 func TestAgentCommandErrors(t *testing.T) {
+	badMeta := filepath.Join(t.TempDir(), "meta.yaml")
+	if err := os.WriteFile(badMeta, []byte("apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\nspec:\n  nodeNmae: n\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range []struct {
 		name string
 		args []string
@@ -159,6 +163,12 @@ func TestAgentCommandErrors(t *testing.T) {
 		{"bad address", []string{binary, "agent", "--metrics-addr", "nonsense"}, []string{"--metrics-addr"}},
 		{"unknown flag", []string{binary, "agent", "--no-such-flag"}, []string{"--no-such-flag"}},
 		{"bad log level", []string{binary, "--log-level", "loud", "version"}, []string{"--log-level"}},
+		{"bad metadata mode", []string{binary, "agent", "--metrics-addr", "127.0.0.1:0", "--k8s-metadata", "bogus"}, []string{"--k8s-metadata", "bogus"}},
+		{"missing metadata file", []string{binary, "agent", "--metrics-addr", "127.0.0.1:0", "--no-capture", "--no-conntrack", "--k8s-metadata-file", "/nonexistent/meta.yaml"}, []string{"--k8s-metadata-file", "/nonexistent/meta.yaml"}},
+		{"metadata file with an unknown field", []string{binary, "agent", "--metrics-addr", "127.0.0.1:0", "--no-capture", "--no-conntrack", "--k8s-metadata-file", badMeta}, []string{"--k8s-metadata-file", badMeta, "nodeNmae"}},
+		{"missing kubeconfig", []string{binary, "agent", "--metrics-addr", "127.0.0.1:0", "--no-capture", "--no-conntrack", "--k8s-metadata", "api", "--kubeconfig", "/nonexistent/kubeconfig"}, []string{"--kubeconfig", "/nonexistent/kubeconfig"}},
+		{"negative history", []string{binary, "agent", "--metrics-addr", "127.0.0.1:0", "--no-capture", "--no-conntrack", "--api-history-size", "-1"}, []string{"--api-history-size"}},
+		{"negative capture cap", []string{binary, "agent", "--metrics-addr", "127.0.0.1:0", "--no-capture", "--no-conntrack", "--capture-api-max-packets", "-5"}, []string{"--capture-api-max-packets"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			code, out := run(t, tt.args...)
