@@ -2,28 +2,16 @@ package agent
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/layerscope/layerscope/internal/promtest"
 	"github.com/layerscope/layerscope/internal/testns"
@@ -40,105 +28,6 @@ func startAgentWith(t *testing.T, l *lab.Lab, node, webConfig string) *Agent {
 	}
 	runAgent(t, a)
 	return a
-}
-
-// webTLS is what a TLS + basic auth agent needs and what its scrapers use.
-type webTLS struct {
-	dir        string // holds every file below
-	caFile     string // PEM certificate of the CA that signed the server's
-	certFile   string // server certificate for 127.0.0.1
-	keyFile    string // its private key
-	webConfig  string // exporter-toolkit web configuration
-	user, pass string // the basic auth credentials (the config holds the bcrypt hash)
-	pool       *x509.CertPool
-}
-
-// newWebTLS generates, in a temporary directory, a self-signed CA, a server
-// certificate for 127.0.0.1 signed by it, a random password and the
-// exporter-toolkit web configuration serving TLS with basic auth.
-func newWebTLS(t *testing.T) *webTLS {
-	t.Helper()
-	dir := t.TempDir()
-	w := &webTLS{
-		dir:       dir,
-		caFile:    filepath.Join(dir, "ca.pem"),
-		certFile:  filepath.Join(dir, "server.pem"),
-		keyFile:   filepath.Join(dir, "server-key.pem"),
-		webConfig: filepath.Join(dir, "web.yml"),
-		user:      "prometheus",
-		pass:      rand.Text(),
-		pool:      x509.NewCertPool(),
-	}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "layerscope test CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.pool.AddCert(ca)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "layerscope agent"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(w.pass), bcrypt.DefaultCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []struct {
-		path string
-		data []byte
-	}{
-		{w.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})},
-		{w.certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})},
-		{w.keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})},
-		{w.webConfig, fmt.Appendf(nil, "tls_server_config:\n  cert_file: %s\n  key_file: %s\n  min_version: TLS12\nbasic_auth_users:\n  %s: %s\n",
-			w.certFile, w.keyFile, w.user, hash)},
-	} {
-		if err := os.WriteFile(f.path, f.data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return w
-}
-
-// client returns an HTTP client trusting the generated CA.
-func (w *webTLS) client() *http.Client {
-	return &http.Client{
-		Timeout:   5 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: w.pool, MinVersion: tls.VersionTLS12}},
-	}
 }
 
 // scrape GETs url with c and optional basic auth credentials.
@@ -181,9 +70,9 @@ func TestPrometheusScrapesLabAgents(t *testing.T) {
 	start := time.Now()
 
 	l := newLab(t)
-	w := newWebTLS(t)
+	w := promtest.NewWebTLS(t)
 	a1 := startAgent(t, l, lab.Node1)
-	a2 := startAgentWith(t, l, lab.Node2, w.webConfig)
+	a2 := startAgentWith(t, l, lab.Node2, w.WebConfig)
 	url1 := "http://" + a1.Addr().String() + "/metrics"
 	url2 := "https://" + a2.Addr().String() + "/metrics"
 
@@ -203,7 +92,7 @@ scrape_configs:
       password: %[6]q
     static_configs:
       - targets: [%[7]q]
-`, lab.Node1, a1.Addr().String(), lab.Node2, w.caFile, w.user, w.pass, a2.Addr().String()), nil)
+`, lab.Node1, a1.Addr().String(), lab.Node2, w.CAFile, w.User, w.Pass, a2.Addr().String()), nil)
 	t.Logf("lab, agents and prometheus up in %v", time.Since(start).Round(time.Millisecond))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -297,16 +186,16 @@ scrape_configs:
 	t.Logf("queries settled at %v", time.Since(start).Round(time.Millisecond))
 
 	// The TLS endpoint: the right CA and credentials only.
-	c := w.client()
+	c := w.Client()
 	for _, tt := range []struct {
 		name       string
 		user, pass string
 		want       int
 	}{
 		{"no credentials", "", "", http.StatusUnauthorized},
-		{"wrong password", w.user, w.pass + "x", http.StatusUnauthorized},
-		{"unknown user", "admin", w.pass, http.StatusUnauthorized},
-		{"credentials", w.user, w.pass, http.StatusOK},
+		{"wrong password", w.User, w.Pass + "x", http.StatusUnauthorized},
+		{"unknown user", "admin", w.Pass, http.StatusUnauthorized},
+		{"credentials", w.User, w.Pass, http.StatusOK},
 	} {
 		if code, _ := scrape(t, c, url2, tt.user, tt.pass); code != tt.want {
 			t.Errorf("scrape of %s with %s: %d, want %d", lab.Node2, tt.name, code, tt.want)
@@ -325,7 +214,7 @@ scrape_configs:
 	if code != http.StatusOK {
 		t.Fatalf("scrape of %s: %d", lab.Node1, code)
 	}
-	code, body2 := scrape(t, c, url2, w.user, w.pass)
+	code, body2 := scrape(t, c, url2, w.User, w.Pass)
 	if code != http.StatusOK {
 		t.Fatalf("scrape of %s: %d", lab.Node2, code)
 	}

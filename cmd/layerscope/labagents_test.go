@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/layerscope/layerscope/agent"
+	"github.com/layerscope/layerscope/internal/promtest"
 	"github.com/layerscope/layerscope/internal/testns"
 	"github.com/layerscope/layerscope/lab"
 )
@@ -17,6 +18,13 @@ import (
 // on each of nodes in this process, with the lab's Kubernetes metadata
 // file; it returns the lab and the agents' URLs in the order of nodes.
 func labAgents(t *testing.T, prefix string, nodes ...string) (*lab.Lab, []string) {
+	t.Helper()
+	return labAgentsWith(t, prefix, nil, nodes...)
+}
+
+// labAgentsWith is labAgents with web, when not nil, serving the agents'
+// HTTP over TLS with basic auth (their URLs are then https).
+func labAgentsWith(t *testing.T, prefix string, web *promtest.WebTLS, nodes ...string) (*lab.Lab, []string) {
 	t.Helper()
 	testns.RequireRoot(t)
 	var b [3]byte
@@ -38,8 +46,14 @@ func labAgents(t *testing.T, prefix string, nodes ...string) (*lab.Lab, []string
 	}
 	var urls []string
 	for _, n := range nodes {
-		a, err := agent.New(agent.Config{NetNS: l.NetNS(n), MetricsAddr: "127.0.0.1:0", Node: n,
-			API: agent.APIConfig{Node: n}, Kube: agent.KubeConfig{File: meta}})
+		cfg := agent.Config{NetNS: l.NetNS(n), MetricsAddr: "127.0.0.1:0", Node: n,
+			API: agent.APIConfig{Node: n}, Kube: agent.KubeConfig{File: meta}}
+		scheme, curl := "http", []string{"curl", "-sf", "-o", "/dev/null"}
+		if web != nil {
+			cfg.WebConfigFile, scheme = web.WebConfig, "https"
+			curl = append(curl, "--cacert", web.CAFile, "-u", web.User+":"+web.Pass)
+		}
+		a, err := agent.New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -52,11 +66,10 @@ func labAgents(t *testing.T, prefix string, nodes ...string) (*lab.Lab, []string
 				t.Errorf("agent: %v", err)
 			}
 		})
-		urls = append(urls, "http://"+a.Addr().String())
-	}
-	for _, u := range urls {
+		u := scheme + "://" + a.Addr().String()
+		urls = append(urls, u)
 		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			if code, _ := run(t, "curl", "-sf", "-o", "/dev/null", u+"/readyz"); code == 0 {
+			if code, _ := run(t, append(curl, u+"/readyz")...); code == 0 {
 				break
 			}
 			if time.Now().After(deadline) {
