@@ -51,6 +51,16 @@ type Packet struct {
 	DNSID uint16
 	// DNSRcode is the DNS response code (App == AppDNS, Response).
 	DNSRcode uint8
+	// DNSNameTruncated says the DNS question name was longer than
+	// MaxDNSName bytes (or cut by the decoder): DNSName holds its prefix.
+	DNSNameTruncated bool
+	// DNSNameLen is the length of DNSName (App == AppDNS); zero when the
+	// message has no (readable) question. Only DNS messages fill DNSName:
+	// other packets set DNSNameLen to zero and leave the bytes stale.
+	DNSNameLen uint8
+	// DNSName holds the first DNSNameLen bytes of the DNS question name,
+	// dotted, without the final dot.
+	DNSName [MaxDNSName]byte
 	// HTTPStatus is the HTTP status code (App == AppHTTP, Response).
 	HTTPStatus uint16
 }

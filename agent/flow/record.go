@@ -47,6 +47,13 @@ const MaxHops = 4
 // MaxExchanges is the number of L7 exchanges a record keeps in detail.
 const MaxExchanges = 4
 
+// MaxDNSName is the number of bytes of a DNS question name a record
+// keeps: the first ones, which hold the labels that tell names apart in a
+// cluster (<service>.<namespace> of <service>.<namespace>.svc.cluster.local
+// fits whole while service and namespace together stay within 44
+// characters). A longer name is kept as this prefix with a truncated flag.
+const MaxDNSName = 64
+
 // Sides of a flow, the index of every [2] array of a Record.
 const (
 	FromClient = 0
@@ -144,6 +151,25 @@ type AppInfo struct {
 	// replaces the last one when none of those kept is an error.
 	Exchanges    [MaxExchanges]Exchange
 	NumExchanges uint8
+	// NameTruncated says the DNS question name was longer than
+	// MaxDNSName bytes: Name holds its prefix.
+	NameTruncated bool
+	// NameLen is the length of Name; zero for HTTP and when no DNS
+	// message of the flow had a readable question.
+	NameLen uint8
+	// Name is the DNS question name of the flow's first DNS message with
+	// one (its first NameLen bytes, dotted, without the final dot). A
+	// resolver asks for one name per socket (the A and AAAA queries of
+	// one lookup share it), so this is the name of every exchange of the
+	// flow except those marked Exchange.OtherName.
+	Name [MaxDNSName]byte
+}
+
+// DNSName returns the question name of the flow's DNS messages (see Name)
+// and whether it was truncated; "" when none was seen.
+func (a *AppInfo) DNSName() (name string, truncated bool) {
+	n := min(int(a.NameLen), len(a.Name))
+	return string(a.Name[:n]), a.NameTruncated
 }
 
 // Exchange is one matched request and response.
@@ -156,6 +182,10 @@ type Exchange struct {
 	ID uint16
 	// Code is the DNS rcode or the HTTP status code.
 	Code uint16
+	// OtherName is true when the DNS query asked for another name than
+	// the flow's (AppInfo.Name), as on a forwarder's long-lived socket:
+	// the exchange's name is not kept.
+	OtherName bool
 }
 
 // Failed reports whether the exchange's response is an error (DNS rcode

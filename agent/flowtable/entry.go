@@ -49,7 +49,10 @@ type entry struct {
 	unans      uint32
 	pend       [4]pending
 	exch       [flow.MaxExchanges]flow.Exchange
-	_          [16]byte // whole cache lines: entries stay line-aligned
+	qnameLen   uint8 // 0: no DNS question name seen yet
+	qnameTrunc bool
+	qname      [flow.MaxDNSName]byte // the first DNS question name (flow.AppInfo.Name)
+	_          [14]byte              // whole cache lines: entries stay line-aligned
 }
 
 // tunnel is a flow.Tunnel without pointers: its outer addresses as the
@@ -104,8 +107,9 @@ type hop struct {
 
 // pending is an L7 request waiting for its response.
 type pending struct {
-	t  int64
-	id uint16
+	t     int64
+	id    uint16
+	other bool // a DNS query for another name than the entry's qname
 }
 
 // Entry state bits.
@@ -314,6 +318,15 @@ func (sh *shard) app(e *entry, p *flow.Packet) {
 		return
 	}
 	dns := e.app == flow.AppDNS
+	other := false
+	if dns && p.DNSNameLen > 0 {
+		if e.qnameLen == 0 {
+			n := copy(e.qname[:], p.DNSName[:min(int(p.DNSNameLen), len(p.DNSName))])
+			e.qnameLen, e.qnameTrunc = uint8(n), p.DNSNameTruncated
+		} else {
+			other = !e.sameName(p)
+		}
+	}
 	if !p.Response {
 		e.req++
 		sh.requests[e.app].Add(1)
@@ -329,7 +342,7 @@ func (sh *shard) app(e *entry, p *flow.Packet) {
 			e.npend--
 			e.unans++
 		}
-		e.pend[e.npend] = pending{t: p.Time, id: p.DNSID}
+		e.pend[e.npend] = pending{t: p.Time, id: p.DNSID, other: other}
 		e.npend++
 		return
 	}
@@ -351,7 +364,7 @@ func (sh *shard) app(e *entry, p *flow.Packet) {
 	req := e.pend[i]
 	copy(e.pend[i:e.npend], e.pend[i+1:e.npend])
 	e.npend--
-	x := flow.Exchange{Start: req.t, Latency: time.Duration(p.Time - req.t), ID: req.id}
+	x := flow.Exchange{Start: req.t, Latency: time.Duration(p.Time - req.t), ID: req.id, OtherName: req.other}
 	if dns {
 		x.Code = uint16(p.DNSRcode)
 		sh.dns.observe(int64(x.Latency))
@@ -375,6 +388,27 @@ func (sh *shard) app(e *entry, p *flow.Packet) {
 		}
 		e.exch[len(e.exch)-1] = x
 	}
+}
+
+// sameName reports whether p's DNS question name is the entry's (ASCII
+// case folded, as DNS compares names). Two truncated names with the same
+// kept prefix count as the same.
+func (e *entry) sameName(p *flow.Packet) bool {
+	n := int(e.qnameLen)
+	if int(p.DNSNameLen) != n || p.DNSNameTruncated != e.qnameTrunc || n > len(p.DNSName) {
+		return false
+	}
+	a, b := e.qname[:n], p.DNSName[:n]
+	for i := range a {
+		x, y := a[i], b[i]
+		if x == y {
+			continue
+		}
+		if l := x | 0x20; l != y|0x20 || l < 'a' || l > 'z' {
+			return false
+		}
+	}
+	return true
 }
 
 // closed reports whether a TCP flow saw a RST or FINs from both sides.
@@ -470,6 +504,9 @@ func (e *entry) record(r *flow.Record, end flow.EndReason, final bool) {
 			Unanswered:   e.unans,
 			Exchanges:    e.exch,
 			NumExchanges: e.nexch,
+		}
+		if e.qnameLen > 0 {
+			r.L7.Name, r.L7.NameLen, r.L7.NameTruncated = e.qname, e.qnameLen, e.qnameTrunc
 		}
 		if final {
 			r.L7.Unanswered += uint32(e.npend)

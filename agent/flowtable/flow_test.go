@@ -1,6 +1,7 @@
 package flowtable
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -223,6 +224,88 @@ func TestFlowRecords(t *testing.T) {
 			check: func(t *testing.T, r *flow.Record, _ Stats) {
 				if r.Key != udpKey(40101, 53) || r.L7.Responses != 1 || r.L7.NumExchanges != 0 {
 					t.Errorf("key %v L7 %+v", r.Key, r.L7)
+				}
+			},
+		},
+		{
+			name: "DNS question name of the flow, exchanges for another name flagged",
+			key:  udpKey(40102, 53),
+			steps: []step{
+				{at: 0, app: flow.AppDNS, dnsID: 1, name: "My-Service.default.svc.cluster.local"},
+				{at: 10 * us, app: flow.AppDNS, dnsID: 2, name: "my-service.DEFAULT.svc.cluster.local"},
+				{at: 20 * us, app: flow.AppDNS, dnsID: 3, name: "my-service-.default.svc.cluster.local"},
+				{at: 30 * us, app: flow.AppDNS, dnsID: 4, name: "my-servicE.default.svc.cluster.local"},
+				{at: 1 * ms, srv: true, app: flow.AppDNS, resp: true, dnsID: 1, name: "My-Service.default.svc.cluster.local"},
+				{at: 2 * ms, srv: true, app: flow.AppDNS, resp: true, dnsID: 2, name: "my-service.DEFAULT.svc.cluster.local"},
+				{at: 3 * ms, srv: true, app: flow.AppDNS, resp: true, dnsID: 3, rcode: 3, name: "my-service-.default.svc.cluster.local"},
+				// a response without its question (FORMERR) keeps the query's attribution
+				{at: 4 * ms, srv: true, app: flow.AppDNS, resp: true, dnsID: 4, rcode: 1},
+			},
+			check: func(t *testing.T, r *flow.Record, _ Stats) {
+				l := r.L7
+				if name, trunc := l.DNSName(); name != "My-Service.default.svc.cluster.local" || trunc {
+					t.Errorf("name %q truncated %v, want the first query's", name, trunc)
+				}
+				if l.NumExchanges != 4 {
+					t.Fatalf("exchanges %+v", l.Exchanges[:l.NumExchanges])
+				}
+				for i, want := range []bool{false, false, true, false} {
+					if x := l.Exchanges[i]; x.OtherName != want {
+						t.Errorf("exchange %d (ID %d): OtherName %v, want %v", i, x.ID, x.OtherName, want)
+					}
+				}
+			},
+		},
+		{
+			name: "DNS long name kept as a prefix, flagged truncated",
+			key:  udpKey(40103, 53),
+			steps: []step{
+				{at: 0, app: flow.AppDNS, dnsID: 1, name: strings.Repeat("a", 60) + ".very-long-namespace.svc.cluster.local"},
+				{at: 10 * us, app: flow.AppDNS, dnsID: 2, name: strings.Repeat("a", 60) + ".very-other-namespace"},
+				{at: 20 * us, app: flow.AppDNS, dnsID: 3, name: strings.Repeat("a", 60) + ".ve"},
+				{at: 1 * ms, srv: true, app: flow.AppDNS, resp: true, dnsID: 1, rcode: 3},
+				{at: 2 * ms, srv: true, app: flow.AppDNS, resp: true, dnsID: 2, rcode: 3},
+				{at: 3 * ms, srv: true, app: flow.AppDNS, resp: true, dnsID: 3, rcode: 3},
+			},
+			check: func(t *testing.T, r *flow.Record, _ Stats) {
+				l := r.L7
+				name, trunc := l.DNSName()
+				if want := strings.Repeat("a", 60) + ".ver"; name != want || !trunc || l.NameLen != flow.MaxDNSName {
+					t.Errorf("name %q (%d bytes) truncated %v, want %q truncated", name, l.NameLen, trunc, want)
+				}
+				// Same kept prefix: the same name as far as the record can
+				// tell; a shorter, whole name is another.
+				for i, want := range []bool{false, false, true} {
+					if x := l.Exchanges[i]; x.OtherName != want {
+						t.Errorf("exchange %d: OtherName %v, want %v", i, x.OtherName, want)
+					}
+				}
+			},
+		},
+		{
+			name: "DNS name from the response when the query was not seen",
+			key:  udpKey(40104, 53),
+			steps: []step{
+				{at: 0, srv: true, app: flow.AppDNS, resp: true, dnsID: 4, rcode: 3, name: "no-such-svc.default.svc.cluster.local"},
+			},
+			check: func(t *testing.T, r *flow.Record, _ Stats) {
+				if name, _ := r.L7.DNSName(); name != "no-such-svc.default.svc.cluster.local" || r.L7.NumExchanges != 0 {
+					t.Errorf("L7 name %q, %d exchanges", name, r.L7.NumExchanges)
+				}
+			},
+		},
+		{
+			name: "HTTP and plain packets never take a DNS name",
+			key:  tcpKey(40201),
+			steps: append(append([]step{}, handshake[:3]...),
+				// stale name bytes with a length, as a buggy caller could leave them
+				step{at: 1 * ms, flags: psh, seq: 1001, payload: 80, app: flow.AppHTTP, name: "stale.example"},
+				step{at: 11 * ms, srv: true, flags: psh, seq: 5001, payload: 200, app: flow.AppHTTP, resp: true, status: 200, name: "stale.example"},
+				step{at: 12 * ms, flags: ack, seq: 1081, name: "stale.example"},
+			),
+			check: func(t *testing.T, r *flow.Record, _ Stats) {
+				if r.L7.App != flow.AppHTTP || r.L7.NameLen != 0 || r.L7.Name != [flow.MaxDNSName]byte{} || r.L7.Exchanges[0].OtherName {
+					t.Errorf("HTTP flow L7 %+v", r.L7)
 				}
 			},
 		},

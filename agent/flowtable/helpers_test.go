@@ -42,6 +42,9 @@ type step struct {
 	dnsID   uint16
 	rcode   uint8
 	status  uint16
+	// name is the DNS question name; it is cut to flow.MaxDNSName bytes
+	// and flagged truncated as the pipeline does.
+	name string
 }
 
 func (s step) packet(k flow.Key) flow.Packet {
@@ -65,6 +68,8 @@ func (s step) packet(k flow.Key) flow.Packet {
 		DNSRcode:   s.rcode,
 		HTTPStatus: s.status,
 	}
+	n := copy(p.DNSName[:], s.name)
+	p.DNSNameLen, p.DNSNameTruncated = uint8(n), n < len(s.name)
 	if p.IfIndex == 0 {
 		p.IfIndex = 1
 	}

@@ -162,6 +162,7 @@ func (w *Worker) Handle(frame []byte, m *Meta) {
 	}
 	p.TCPFlags, p.Window, p.PayloadLen, p.Seq, p.Ack = 0, 0, 0, 0, 0
 	p.App, p.Response, p.DNSID, p.DNSRcode, p.HTTPStatus = flow.AppNone, false, 0, 0, 0
+	p.DNSNameLen, p.DNSNameTruncated = 0, false
 
 	switch {
 	case L&decoders.LayerTCP != 0:
@@ -210,6 +211,12 @@ func (w *Worker) app(s *decoders.Summary, p *flow.Packet) {
 		if s.DNS.Response {
 			p.DNSRcode = s.DNS.RCode
 		}
+		// The question name is copied for DNS messages only (at most
+		// flow.MaxDNSName bytes); other packets just zero DNSNameLen.
+		name := s.DNS.Name()
+		n := copy(p.DNSName[:], name)
+		p.DNSNameLen = uint8(n)
+		p.DNSNameTruncated = n < len(name) || s.Trunc&decoders.TruncQName != 0
 	}
 	if L&decoders.LayerHTTP != 0 {
 		p.App, p.Response = flow.AppHTTP, s.HTTP.Response
