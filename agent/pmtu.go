@@ -98,7 +98,7 @@ func (p *pmtuLog) add(r PMTUReport, a *Agent) {
 			return
 		}
 	}
-	a.log.Info("path MTU report", "flow", r.Flow, "mtu", r.MTU, "reporter", r.Reporter, "quoted", r.Quoted, "interface", r.Interface)
+	a.log.Debug("path MTU report", "flow", r.Flow, "mtu", r.MTU, "reporter", r.Reporter, "quoted", r.Quoted, "interface", r.Interface)
 	if len(p.reports) == maxPMTUReports {
 		copy(p.reports, p.reports[1:])
 		p.reports = p.reports[:len(p.reports)-1]

@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -275,16 +277,25 @@ func renderSummary(w io.Writer, f families) {
 			f.n("layerscope_conntrack_stat_early_drop_total"), f.n("layerscope_conntrack_events_lost_total"))
 	}
 	if mf := f["layerscope_service_connections_total"]; mf != nil {
-		for _, svc := range f.by("layerscope_service_connections_total", "service") {
-			var parts []string
-			for _, m := range mf.GetMetric() {
-				if !labelsMatch(m, []string{"service", svc.k}) {
-					continue
-				}
-				parts = append(parts, fmt.Sprintf("%s %s %s", label(m, "backend"), label(m, "outcome"), num(value(m))))
+		// One line per Service port and protocol ("default/my-service:8080/tcp"),
+		// its backends' outcomes summed over the other labels.
+		lines := map[string]map[string]float64{}
+		for _, m := range mf.GetMetric() {
+			svc := label(m, "service") + ":" + label(m, "port") + "/" + label(m, "protocol")
+			if ns := label(m, "namespace"); ns != "" {
+				svc = ns + "/" + svc
 			}
-			sort.Strings(parts)
-			p("svc", "%s → %s", svc.k, strings.Join(parts, ", "))
+			if lines[svc] == nil {
+				lines[svc] = map[string]float64{}
+			}
+			lines[svc][label(m, "backend")+" "+label(m, "outcome")] += value(m)
+		}
+		for _, svc := range slices.Sorted(maps.Keys(lines)) {
+			var parts []string
+			for _, k := range slices.Sorted(maps.Keys(lines[svc])) {
+				parts = append(parts, k+" "+num(lines[svc][k]))
+			}
+			p("svc", "%s → %s", svc, strings.Join(parts, ", "))
 		}
 		for _, m := range f["layerscope_service_dead_backend"].GetMetric() {
 			if value(m) == 1 {
