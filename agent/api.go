@@ -414,11 +414,17 @@ func rcodeName(c uint16) string {
 
 func l7Of(ai *flow.AppInfo) *api.L7 {
 	out := &api.L7{App: ai.App.String(), Requests: ai.Requests, Responses: ai.Responses, Errors: ai.Errors, Unanswered: ai.Unanswered}
+	if ai.App == flow.AppDNS {
+		out.Name, out.NameTruncated = ai.DNSName()
+	}
 	for i := range int(min(ai.NumExchanges, flow.MaxExchanges)) {
 		x := ai.Exchanges[i]
 		e := api.Exchange{Time: time.Unix(0, x.Start), Latency: x.Latency.Seconds(), ID: x.ID, Failed: x.Failed(ai.App)}
 		if ai.App == flow.AppDNS {
 			e.Rcode = rcodeName(x.Code)
+			if !x.OtherName {
+				e.Name, e.NameTruncated = out.Name, out.NameTruncated
+			}
 		} else {
 			e.Status = int(x.Code)
 		}
@@ -505,7 +511,7 @@ func l7Layer(x *api.L7, active bool) api.Layer {
 		if e.Failed {
 			l.Status = api.StatusFail
 			if e.Rcode != "" {
-				l.Detail = name + " " + e.Rcode
+				l.Detail = name + " " + e.Rcode + dnsNameSuffix(e.Name, e.NameTruncated)
 			} else {
 				l.Detail = name + " " + strconv.Itoa(e.Status)
 			}
@@ -517,21 +523,33 @@ func l7Layer(x *api.L7, active bool) api.Layer {
 		l.Status, l.Detail = api.StatusFail, fmt.Sprintf("%s %d errors", name, x.Errors)
 	case x.Unanswered > 0 || x.Requests > x.Responses:
 		n := max(x.Unanswered, x.Requests-min(x.Responses, x.Requests))
-		l.Status, l.Detail = api.StatusFail, fmt.Sprintf("%s %d unanswered", name, n)
+		l.Status, l.Detail = api.StatusFail, fmt.Sprintf("%s %d unanswered", name, n)+dnsNameSuffix(x.Name, x.NameTruncated)
 		if active {
 			l.Status = api.StatusPending
 		}
 	case len(x.Exchanges) > 0:
 		e := x.Exchanges[0]
 		if e.Rcode != "" {
-			l.Detail = name + " " + e.Rcode
+			l.Detail = name + " " + e.Rcode + dnsNameSuffix(e.Name, e.NameTruncated)
 		} else {
 			l.Detail = name + " " + strconv.Itoa(e.Status)
 		}
 	default:
-		l.Status, l.Detail = api.StatusUnknown, name
+		l.Status, l.Detail = api.StatusUnknown, name+dnsNameSuffix(x.Name, x.NameTruncated)
 	}
 	return l
+}
+
+// dnsNameSuffix is " name" for a layer detail ("DNS NXDOMAIN my-svc.default"),
+// with "…" after a truncated name; "" without a name.
+func dnsNameSuffix(name string, truncated bool) string {
+	if name == "" {
+		return ""
+	}
+	if truncated {
+		name += "…"
+	}
+	return " " + name
 }
 
 func fmtSeconds(s float64) string {

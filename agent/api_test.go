@@ -86,6 +86,15 @@ func TestConnectionVerdicts(t *testing.T) {
 				Exchanges: [flow.MaxExchanges]flow.Exchange{{ID: 7, Code: 3, Latency: time.Millisecond}}}
 			return r
 		}(), nil, "L3 ok · L4 ok · L7 DNS NXDOMAIN", api.ViewDirect, true},
+		{"dns nxdomain with its name", history.KindFinal, dnsRecord("my-servic.default.svc.cluster.local", false, 3),
+			nil, "L3 ok · L4 ok · L7 DNS NXDOMAIN my-servic.default.svc.cluster.local", api.ViewDirect, true},
+		{"dns answered, truncated name", history.KindFinal, dnsRecord(strings.Repeat("a", 64), true, 0),
+			nil, "L3 ok · L4 ok · L7 DNS NOERROR " + strings.Repeat("a", 64) + "…", api.ViewDirect, false},
+		{"dns unanswered with its name", history.KindFinal, func() flow.Record {
+			r := dnsRecord("my-service.default.svc.cluster.local", false, 0)
+			r.L7.Responses, r.L7.NumExchanges, r.L7.Unanswered = 0, 0, 2
+			return r
+		}(), nil, "L3 ok · L4 ok · L7 DNS 2 unanswered my-service.default.svc.cluster.local", api.ViewDirect, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := tt.rec
@@ -112,6 +121,43 @@ func TestConnectionVerdicts(t *testing.T) {
 				t.Errorf("id %q, want a flow hash", c.ID)
 			}
 		})
+	}
+}
+
+// dnsRecord is a DNS flow whose one query for name was answered rcode.
+func dnsRecord(name string, truncated bool, rcode uint16) flow.Record {
+	r := flow.Record{Key: flow.Key{Src: netip.MustParseAddr("10.244.0.5"), Dst: netip.MustParseAddr("10.244.0.10"),
+		SrcPort: 5354, DstPort: 53, Proto: flow.ProtoUDP}, Outcome: flow.OutcomeReplied, End: flow.EndIdle, NumHops: 1}
+	r.Hops[0].Packets = [2]uint64{1, 1}
+	r.L7 = flow.AppInfo{App: flow.AppDNS, Requests: 1, Responses: 1, NumExchanges: 1,
+		Exchanges: [flow.MaxExchanges]flow.Exchange{{ID: 7, Code: rcode, Latency: time.Millisecond}}}
+	if rcode != 0 {
+		r.L7.Errors = 1
+	}
+	r.L7.NameLen, r.L7.NameTruncated = uint8(copy(r.L7.Name[:], name)), truncated
+	return r
+}
+
+// TestL7Names checks the DNS names of the API: the connection's, each
+// exchange's except one for another name, none for HTTP.
+func TestL7Names(t *testing.T) {
+	r := dnsRecord("No-Such-Svc.default.svc.cluster.local", false, 3)
+	r.L7.Exchanges[1] = flow.Exchange{ID: 8, Code: 0, OtherName: true}
+	r.L7.NumExchanges = 2
+	l := l7Of(&r.L7)
+	if l.Name != "No-Such-Svc.default.svc.cluster.local" || l.NameTruncated || len(l.Exchanges) != 2 ||
+		l.Exchanges[0].Name != l.Name || l.Exchanges[0].Rcode != "NXDOMAIN" || l.Exchanges[1].Name != "" {
+		t.Errorf("DNS L7 %+v", l)
+	}
+	r = dnsRecord(strings.Repeat("b", 64), true, 2)
+	if l := l7Of(&r.L7); l.Name != strings.Repeat("b", 64) || !l.NameTruncated || !l.Exchanges[0].NameTruncated {
+		t.Errorf("truncated DNS L7 %+v", l)
+	}
+	h := flow.AppInfo{App: flow.AppHTTP, Requests: 1, Responses: 1, NumExchanges: 1, NameLen: 3,
+		Exchanges: [flow.MaxExchanges]flow.Exchange{{Code: 200}}}
+	copy(h.Name[:], "abc")
+	if l := l7Of(&h); l.Name != "" || l.Exchanges[0].Name != "" || l.Exchanges[0].Status != 200 {
+		t.Errorf("HTTP L7 %+v", l)
 	}
 }
 

@@ -26,8 +26,9 @@ func full() Connection {
 			Packets: s, Bytes: s, Retransmits: s, ZeroWindows: s}},
 		TCP: &TCP{Flags: []string{"SYN", "RST"}, SYNs: 1, RSTFrom: []string{"server"}, FINFrom: []string{"client"},
 			HandshakeInterface: "veth-pod-a", ServerRTT: 0.001, Retransmits: s, ZeroWindows: s},
-		L7: &L7{App: "dns", Requests: 1, Responses: 1, Errors: 1,
-			Exchanges: []Exchange{{Time: t, Latency: 0.002, ID: 9, Rcode: "NXDOMAIN", Status: 0, Failed: true}}},
+		L7: &L7{App: "dns", Requests: 1, Responses: 1, Errors: 1, Name: "my-servic.default.svc.cluster.local", NameTruncated: true,
+			Exchanges: []Exchange{{Time: t, Latency: 0.002, ID: 9, Rcode: "NXDOMAIN", Status: 0, Failed: true,
+				Name: "my-servic.default.svc.cluster.local", NameTruncated: true}}},
 		PMTU: []PMTUReport{{Time: t, Interface: "vxlan0", Reporter: "10.244.0.1", MTU: 1450, Quoted: "q", Flow: "f", Count: 1}},
 	}
 }
@@ -53,6 +54,8 @@ func TestSchemaRejects(t *testing.T) {
 		{"missing field", `"node":"node-1",`, ``, "missing node"},
 		{"nested", `"status":"fail"`, `"status":"broken"`, "$.layers[1].status"},
 		{"time", `"time":"2026-05-09T12:00:00.000000123Z"`, `"time":"yesterday"`, "not a date-time"},
+		{"exchange name", `"failed":true,"name":"my-servic.default.svc.cluster.local"`, `"failed":true,"name":7`, "$.l7.exchanges[0].name"},
+		{"name truncated", `"name_truncated":true}]`, `"name_truncated":"yes"}]`, "$.l7.exchanges[0].name_truncated"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			doc := strings.Replace(string(good), tt.from, tt.to, 1)

@@ -221,6 +221,12 @@ type L7 struct {
 	Responses  uint32 `json:"responses"`
 	Errors     uint32 `json:"errors"`
 	Unanswered uint32 `json:"unanswered"`
+	// Name is the DNS question name of the connection's first DNS message
+	// (absent for HTTP): a resolver's connection asks for one name, so
+	// this names the unanswered queries too. It is dotted, without the
+	// final dot, cut to its first 64 bytes when NameTruncated.
+	Name          string `json:"name,omitempty"`
+	NameTruncated bool   `json:"name_truncated,omitempty"`
 	// Exchanges are the first few matched exchanges (a failed one always
 	// among them).
 	Exchanges []Exchange `json:"exchanges,omitempty"`
@@ -237,6 +243,11 @@ type Exchange struct {
 	Rcode  string `json:"rcode,omitempty"`
 	Status int    `json:"status,omitempty"`
 	Failed bool   `json:"failed"`
+	// Name is the DNS question name of the query (absent for HTTP, and
+	// for a query of another name than the connection's first one, which
+	// the agent does not keep); NameTruncated as in L7.
+	Name          string `json:"name,omitempty"`
+	NameTruncated bool   `json:"name_truncated,omitempty"`
 }
 
 // PMTUReport is one ICMP fragmentation-needed or ICMPv6 packet-too-big
