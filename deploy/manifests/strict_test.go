@@ -144,6 +144,7 @@ func TestChartValues(t *testing.T) {
 				"serviceMonitor.scheme=https", "serviceMonitor.tlsConfig.insecureSkipVerify=true", "serviceMonitor.labels.release=kps",
 				"extraArgs={--traces,--conntrack-top-n=10}", "extraEnv[0].name=OTEL_EXPORTER_OTLP_ENDPOINT", "extraEnv[0].value=http://otel:4317",
 				"nodeSelector.kubernetes\\.io/os=linux", "podAnnotations.a=b", "image.tag=dev", "resources.limits.memory=1Gi",
+				"captureAPI.enabled=true",
 			},
 			check: func(t *testing.T, objs []object) {
 				ds := one[*appsv1.DaemonSet](t, objs, "DaemonSet")
@@ -153,6 +154,9 @@ func TestChartValues(t *testing.T) {
 					if !slices.Contains(c.Args, a) {
 						t.Errorf("args %q lack %s", c.Args, a)
 					}
+				}
+				if slices.Contains(c.Args, "--no-capture-api") {
+					t.Errorf("args %q: captureAPI.enabled=true must not turn the capture API off", c.Args)
 				}
 				if len(pod.Volumes) != 1 || pod.Volumes[0].Secret == nil || pod.Volumes[0].Secret.SecretName != "layerscope-web" ||
 					len(c.VolumeMounts) != 1 || c.VolumeMounts[0].MountPath != "/etc/layerscope/web" || !c.VolumeMounts[0].ReadOnly {
