@@ -58,6 +58,20 @@ func dnsConn(i int, client string, rcodes ...string) api.Connection {
 	return c
 }
 
+// namedDNS is a DNS connection of client (in namespace ns) asking for name,
+// answered with rcodes (none: unanswered queries).
+func namedDNS(i int, client, ns, name string, unanswered int, rcodes ...string) api.Connection {
+	c := dnsConn(i, client, rcodes...)
+	c.Client.Namespace = ns
+	c.L7.Name = name
+	c.L7.Requests += uint32(unanswered)
+	c.L7.Unanswered = uint32(unanswered)
+	for j := range c.L7.Exchanges {
+		c.L7.Exchanges[j].Name = name
+	}
+	return c
+}
+
 func node(name string, st *api.Status, cs ...api.Connection) NodeEvidence {
 	return NodeEvidence{Source: "http://" + name, Node: name, Status: st, Connections: cs}
 }
@@ -176,6 +190,56 @@ func TestDiagnose(t *testing.T) {
 			name: "dns fine", from: podA, to: "my-service.default.svc.cluster.local",
 			nodes: []NodeEvidence{node("node-1", healthyStatus(), dnsConn(1, podA, "NOERROR"))},
 			class: Healthy, summary: []string{"queries are answered"},
+		},
+		{
+			name: "nxdomain for another name does not blame TO", from: podA, to: "my-service.default.svc.cluster.local",
+			nodes: []NodeEvidence{node("node-1", healthyStatus(),
+				namedDNS(1, podA, "default", "no-such-svc.default.svc.cluster.local", 0, "NXDOMAIN"),
+				namedDNS(2, podA, "default", "no-such-svc.default.svc.cluster.local", 0, "NXDOMAIN"),
+				namedDNS(3, podA, "default", "My-Service.default.svc.cluster.local", 0, "NOERROR"))},
+			class: Healthy, summary: []string{"queries are answered"},
+			evidence: []string{"1 DNS queries from 10.244.0.5 for My-Service.default.svc.cluster.local in the last 5m; answers NOERROR×1",
+				"2 answers for other names, not judged: NXDOMAIN×2"},
+		},
+		{
+			name: "TO's nxdomain through the search path", from: podA, to: "my-servic",
+			nodes: []NodeEvidence{node("node-1", healthyStatus(),
+				namedDNS(1, podA, "default", "my-servic.default.svc.cluster.local", 0, "NXDOMAIN"),
+				namedDNS(2, podA, "default", "my-servic.svc.cluster.local", 0, "NXDOMAIN"),
+				namedDNS(3, podA, "default", "my-servic.cluster.local", 0, "NXDOMAIN"),
+				namedDNS(4, podA, "default", "my-servic", 0, "NXDOMAIN"),
+				namedDNS(5, podA, "default", "my-servic.other.svc.cluster.local", 0, "NOERROR"),
+				namedDNS(6, podA, "default", "my-service.default.svc.cluster.local", 0, "NOERROR"))},
+			class: DNSNXDomain, summary: []string{"NXDOMAIN", "the name my-servic does not exist"},
+			evidence: []string{"4 DNS queries from 10.244.0.5 for my-servic, my-servic.cluster.local, my-servic.default.svc.cluster.local, my-servic.svc.cluster.local in the last 5m; answers NXDOMAIN×4",
+				"2 answers for other names, not judged: NOERROR×2"},
+		},
+		{
+			name: "TO in another namespace than FROM's is not TO", from: podA, to: "my-servic",
+			nodes: []NodeEvidence{node("node-1", healthyStatus(), namedDNS(1, podA, "default", "my-servic.prod.svc.cluster.local", 0, "NXDOMAIN"))},
+			class: NoTraffic, summary: []string{"sent no DNS query for it (my-servic or my-servic.<namespace>.svc.cluster.local"},
+			evidence: []string{"0 DNS queries from 10.244.0.5 for my-servic", "1 answers for other names, not judged: NXDOMAIN×1"},
+		},
+		{
+			name: "FROM's namespace unknown: any namespace", from: podA, to: "my-servic",
+			nodes: []NodeEvidence{node("node-1", healthyStatus(), namedDNS(1, podA, "", "my-servic.prod.svc.cluster.local", 0, "NXDOMAIN"))},
+			class: DNSNXDomain, evidence: []string{"1 DNS queries from 10.244.0.5 for my-servic.prod.svc.cluster.local"},
+		},
+		{
+			name: "truncated name matches TO's prefix", from: podA, to: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.bbbbbbbbbbbbbbbbbbbb.default.svc.cluster.local" + ".",
+			nodes: []NodeEvidence{node("node-1", healthyStatus(), func() api.Connection {
+				c := namedDNS(1, podA, "default", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.bbbbbbbbbbbbbbbbbbbb.default.svc.cluster.local"[:64], 0, "NXDOMAIN")
+				c.L7.NameTruncated, c.L7.Exchanges[0].NameTruncated = true, true
+				return c
+			}())},
+			class: DNSNXDomain, evidence: []string{"for aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.bbbbbbbbbbbbbbbbbbbb.de… in the last"},
+		},
+		{
+			name: "TO's queries unanswered, other names answered", from: podA, to: "my-service.default.svc.cluster.local",
+			nodes: []NodeEvidence{node("node-1", healthyStatus(),
+				namedDNS(1, podA, "default", "my-service.default.svc.cluster.local", 2),
+				namedDNS(2, podA, "default", "other.default.svc.cluster.local", 0, "NOERROR"))},
+			class: DNSServFail, evidence: []string{"2 DNS queries from 10.244.0.5 for my-service.default.svc.cluster.local", "2 unanswered"},
 		},
 		{
 			name: "no dns query", from: podA, to: "x.example",

@@ -16,9 +16,14 @@
 // # Layers, in order
 //
 //  1. DNS, when TO is a name that is neither an address nor a known pod
-//     or service: the DNS answers FROM received. NXDOMAIN means a wrong
-//     name or namespace (DNSNXDomain), SERVFAIL or no answer a broken DNS
-//     server (DNSServFail).
+//     or service: the DNS answers FROM received for TO's name. NXDOMAIN
+//     means a wrong name or namespace (DNSNXDomain), SERVFAIL or no
+//     answer a broken DNS server (DNSServFail). TO's name is TO itself or,
+//     unless TO ends with a dot, TO expanded by a pod's search path:
+//     TO.<FROM's namespace>.svc.cluster.local (any namespace when FROM's
+//     is unknown), TO.svc.cluster.local, TO.cluster.local; names compare
+//     case-insensitively, a truncated name by its kept prefix. Answers
+//     for other names are listed apart and not judged.
 //  2. Traffic: connections from FROM to TO (TO as the service address or
 //     the backend address) in the window. None is NoTraffic, with what
 //     FROM did connect to instead.
@@ -70,7 +75,9 @@
 // assumes the nodes' clocks are in step.
 //
 // The agents' history is bounded (a ring of recent events), so --since
-// longer than what they keep looks at less. The DNS step cannot tell which
-// name a failed answer was for (the API carries rcodes, not query names);
-// it judges every DNS answer FROM received in the window.
+// longer than what they keep looks at less. The DNS step judges every DNS
+// answer FROM received in the window only when no connection carries a
+// question name (agents older than the names in the API); an exchange
+// whose query asked for another name than its connection's first has no
+// name and is not judged. The cluster domain is taken to be cluster.local.
 package diagnose
