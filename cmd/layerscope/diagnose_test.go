@@ -92,11 +92,39 @@ func TestLiveDiagnoseSeedFailures(t *testing.T) {
 			},
 		},
 		{
+			// pod-a asks for the Service and three unknown names; TO is one
+			// of those by its short name, expanded by pod-a's namespace.
 			name: "wrong DNS name", scenario: lab.ScenarioDNS,
-			opts: func(*testing.T) lab.TrafficOptions { return lab.TrafficOptions{DNSMix: [3]int{0, 3, 0}} },
-			from: "10.244.0.5", to: "no-such-svc-0.default.svc.cluster.local",
-			class: diagnose.DNSNXDomain, summary: []string{"NXDOMAIN", "wrong name or namespace"},
-			evidence: []string{"3 DNS queries from 10.244.0.5", "NXDOMAIN×3"},
+			opts: func(*testing.T) lab.TrafficOptions { return lab.TrafficOptions{DNSMix: [3]int{3, 3, 0}} },
+			from: "10.244.0.5", to: "no-such-svc-1",
+			class: diagnose.DNSNXDomain, summary: []string{"NXDOMAIN", "the name no-such-svc-1 does not exist"},
+			complete: func(v *diagnose.Verdict) bool {
+				return strings.Contains(strings.Join(v.Evidence, "\n"), "answers for other names, not judged: NOERROR×3, NXDOMAIN×2")
+			},
+			evidence: []string{"NXDOMAIN×1; 0 unanswered"},
+			check: func(t *testing.T, rep *lab.Report, v *diagnose.Verdict) {
+				// The evidence names the query the scenario sent for TO.
+				var asked []string
+				for _, q := range rep.Requests {
+					if strings.HasPrefix(q.Query, "no-such-svc-1.") {
+						asked = append(asked, strings.TrimSuffix(q.Query, "."))
+					}
+				}
+				want := fmt.Sprintf("1 DNS queries from 10.244.0.5 for %s in the last", strings.Join(asked, ", "))
+				if ev := strings.Join(v.Evidence, "\n"); len(asked) != 1 || !strings.Contains(ev, want) {
+					t.Errorf("scenario asked %q; evidence lacks %q:\n%s", asked, want, ev)
+				}
+			},
+		},
+		{
+			name: "NXDOMAIN for other names", scenario: lab.ScenarioDNS,
+			opts: func(*testing.T) lab.TrafficOptions { return lab.TrafficOptions{DNSMix: [3]int{3, 3, 0}} },
+			from: "10.244.0.5", to: lab.ServiceName,
+			class: diagnose.Healthy, summary: []string{"no fault observed in DNS"},
+			complete: func(v *diagnose.Verdict) bool {
+				return strings.Contains(strings.Join(v.Evidence, "\n"), "answers for other names, not judged: NXDOMAIN×3")
+			},
+			evidence: []string{"3 DNS queries from 10.244.0.5 for " + strings.TrimSuffix(lab.ServiceName, ".") + " in the last", "answers NOERROR×3; 0 unanswered"},
 		},
 		{
 			name: "dead backend", scenario: lab.ScenarioDeadBackend, from: "10.244.0.5", to: "10.96.0.42:8080",

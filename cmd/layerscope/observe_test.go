@@ -250,26 +250,32 @@ func TestObserveDeadBackendAndDNS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantRC := map[string]int{}
+	// Each exchange names the query the scenario sent (name and rcode).
+	wantRC, wantNames := map[string]int{}, map[string]int{}
 	for _, q := range dr.Requests {
 		wantRC[q.RCode]++
+		wantNames[strings.TrimSuffix(q.Query, ".")+" "+q.RCode]++
 	}
-	var gotRC map[string]int
+	var gotRC, gotNames map[string]int
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Second) {
-		gotRC = map[string]int{}
+		gotRC, gotNames = map[string]int{}, map[string]int{}
 		for _, c := range observeJSON(t, url, "--latest", "--port", "53") {
 			if c.L7 != nil && c.L7.App == "dns" {
 				for _, x := range c.L7.Exchanges {
 					gotRC[x.Rcode]++
+					gotNames[x.Name+" "+x.Rcode]++
 				}
 			}
 		}
-		if fmt.Sprint(gotRC) == fmt.Sprint(wantRC) || time.Now().After(deadline) {
+		if fmt.Sprint(gotRC) == fmt.Sprint(wantRC) && fmt.Sprint(gotNames) == fmt.Sprint(wantNames) || time.Now().After(deadline) {
 			break
 		}
 	}
 	if fmt.Sprint(gotRC) != fmt.Sprint(wantRC) {
 		t.Errorf("DNS rcodes: got %v, want %v", gotRC, wantRC)
+	}
+	if fmt.Sprint(gotNames) != fmt.Sprint(wantNames) {
+		t.Errorf("DNS exchange names: got %v, want the scenario's %v", gotNames, wantNames)
 	}
 
 	// status: the failing backend first, the DNS errors counted.
