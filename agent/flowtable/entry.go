@@ -399,6 +399,9 @@ func (e *entry) sameName(p *flow.Packet) bool {
 		return false
 	}
 	a, b := e.qname[:n], p.DNSName[:n]
+	if string(a) == string(b) { // the common case, compared a word at a time
+		return true
+	}
 	for i := range a {
 		x, y := a[i], b[i]
 		if x == y {

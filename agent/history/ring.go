@@ -13,7 +13,7 @@ import (
 // zero.
 const DefaultSize = 16384
 
-// maxSize bounds Config.Size (about 700 MiB of entries).
+// maxSize bounds Config.Size (about 820 MiB of entries).
 const maxSize = 1 << 20
 
 // Kind says what an entry is.
