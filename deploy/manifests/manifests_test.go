@@ -208,6 +208,9 @@ func checkDaemonSet(t *testing.T, ds *appsv1.DaemonSet) {
 	if len(c.Args) == 0 || c.Args[0] != "agent" || !slices.Contains(c.Args, "--metrics-addr=:9431") {
 		t.Errorf("args %q: want agent --metrics-addr=:9431 …", c.Args)
 	}
+	if !slices.Contains(c.Args, "--no-capture-api") {
+		t.Errorf("args %q: on-demand captures must be off by default (--no-capture-api)", c.Args)
+	}
 	if len(c.Ports) != 1 || c.Ports[0].Name != "metrics" || c.Ports[0].ContainerPort != 9431 {
 		t.Errorf("ports %+v, want metrics 9431", c.Ports)
 	}
