@@ -92,6 +92,7 @@ type Agent struct {
 	conntrack atomic.Pointer[conntrack.Watcher]
 	services  *correlate.Services
 	pmtu      pmtuLog
+	mtu       *mtuCheck // the MTU configuration check and its recent findings
 	api       *apiState
 	tracer    atomic.Pointer[tracer]
 	kube      *kube.Source
@@ -116,6 +117,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg.Logger = slog.Default()
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent"), services: correlate.NewServices(correlate.ServicesConfig{}), ondemand: ondemand.NewLimiter(cfg.OnDemand.MaxConcurrent)}
+	a.mtu = &mtuCheck{a: a}
 	if _, _, err := net.SplitHostPort(cfg.MetricsAddr); err != nil {
 		return nil, fmt.Errorf("--metrics-addr %q: %w", cfg.MetricsAddr, err)
 	}
@@ -184,7 +186,7 @@ func (a *Agent) sources() []prom.Source {
 			e.Gauge(metricdef.AgentReady, v)
 			return nil
 		}},
-		linksSource(a.ns, &mtuCheck{a: a}),
+		linksSource(a.ns, a.mtu),
 		a.kernelSource(),
 		a.capture.source(),
 		PipelineSource(a.capture.workers),

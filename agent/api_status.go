@@ -12,7 +12,6 @@ import (
 	"github.com/layerscope/layerscope/agent/flowtable"
 	"github.com/layerscope/layerscope/agent/history"
 	"github.com/layerscope/layerscope/agent/links"
-	"github.com/layerscope/layerscope/agent/mtu"
 )
 
 // Bounds of the status summary's lists.
@@ -84,11 +83,9 @@ func (a *Agent) captureStatus(cs *api.CaptureStatus) {
 func (a *Agent) mtuStatus(m *api.MTUStatus) {
 	m.Mismatches, m.Reports, m.Oversize = []api.MTUMismatch{}, []api.PMTUReport{}, []api.OversizeReport{}
 	if ls, err := links.List(links.Config{NetNS: a.ns}); err == nil {
-		fams, _ := mtu.Families(a.ns, ls)
-		for _, mm := range mtu.Check(ls, &mtu.Config{Families: fams}).Mismatches {
-			m.Mismatches = append(m.Mismatches, api.MTUMismatch{Interface: mm.Interface, Expected: mm.Expected, Actual: mm.Actual, Reason: mm.Reason.String()})
-		}
+		a.mtu.observe(ls, time.Now())
 	}
+	m.Mismatches = a.mtu.recent()
 	a.collectPMTU()
 	p := &a.pmtu
 	p.mu.Lock()

@@ -21,6 +21,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/layerscope/layerscope/agent/api"
 	"github.com/layerscope/layerscope/agent/flow"
 	"github.com/layerscope/layerscope/agent/links"
 	"github.com/layerscope/layerscope/internal/testns"
@@ -671,6 +672,21 @@ func TestLiveMTUMismatch(t *testing.T) {
 	}
 	if v := sample(m2, key); v != -1 {
 		t.Errorf("%s still exported after restoring the MTU", key)
+	}
+
+	// The status remembers it, cleared, with when it was found and fixed.
+	code, body := get(t, "http://"+a.Addr().String()+"/api/v1/status")
+	var st api.Status
+	if code != 200 || json.Unmarshal([]byte(body), &st) != nil {
+		t.Fatalf("/api/v1/status: %d %s", code, body)
+	}
+	if len(st.MTU.Mismatches) != 1 {
+		t.Fatalf("status MTU mismatches %+v, want pod-b's, cleared", st.MTU.Mismatches)
+	}
+	mm := st.MTU.Mismatches[0]
+	if mm.Interface != podB.HostVeth || mm.Actual != 1500 || mm.Expected != 1450 || mm.Cleared == nil ||
+		mm.Since.IsZero() || mm.Cleared.Before(mm.Since) || time.Since(*mm.Cleared) > time.Minute {
+		t.Errorf("status MTU mismatch %+v (cleared %v), want %s 1500 > 1450 found then cleared just now", mm, mm.Cleared, podB.HostVeth)
 	}
 }
 

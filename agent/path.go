@@ -26,6 +26,7 @@ func (a *Agent) refreshPaths() {
 		a.log.Debug("list links for path checks", "err", err)
 		return
 	}
+	a.mtu.observe(ls, time.Now())
 	local, err := a.localPrefixes(ls)
 	if err != nil {
 		a.log.Debug("list addresses for path checks", "err", err)

@@ -364,6 +364,10 @@ type MTUMismatch struct {
 	Expected  int    `json:"expected"`
 	Actual    int    `json:"actual"`
 	Reason    string `json:"reason"`
+	// Since is when the agent first found it; Cleared when it went away
+	// (absent while it is present). Cleared ones are kept ten minutes.
+	Since   time.Time  `json:"since"`
+	Cleared *time.Time `json:"cleared,omitempty"`
 }
 
 // ServiceStatus is one service backend's recent connections.

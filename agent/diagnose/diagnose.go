@@ -268,6 +268,13 @@ func humanWindow(d time.Duration) string {
 	return s
 }
 
+// inWindow reports whether c had packets within the window: the history
+// query selects events by their time, and a connection's final event can
+// come after the window started although its packets all came before.
+func inWindow(in *Input, c *api.Connection) bool {
+	return in.Since <= 0 || c.Last.IsZero() || !c.Last.Before(in.Now.Add(-in.Since))
+}
+
 // matching returns one view per connection from FROM to TO on each node:
 // the pre-DNAT view when there is one (it names the service and, through
 // conntrack, the backend), else the direct view, else the post view; and
@@ -282,7 +289,7 @@ func matching(in *Input) (conns, views []conn) {
 		best := map[string]int{}
 		for i := range latest {
 			c := &latest[i]
-			if !fromTo(in, c) {
+			if !fromTo(in, c) || !inWindow(in, c) {
 				continue
 			}
 			views = append(views, conn{node: n.Node, c: c, failed: failing(c, in.Now)})
@@ -310,7 +317,7 @@ func matching(in *Input) (conns, views []conn) {
 	for ni := range in.Nodes {
 		n := &in.Nodes[ni]
 		for _, c := range api.Latest(n.Connections) {
-			if !fromTo(in, &c) && keys[key{c.Client.Addr, c.Backend.Addr, c.Protocol}] {
+			if !fromTo(in, &c) && inWindow(in, &c) && keys[key{c.Client.Addr, c.Backend.Addr, c.Protocol}] {
 				views = append(views, conn{node: n.Node, c: &c, failed: failing(&c, in.Now)})
 			}
 		}
@@ -597,7 +604,13 @@ func mtuVerdict(in *Input, conns []conn, win string) (Verdict, bool) {
 			lines = append(lines, fmt.Sprintf("node %s: frag-needed MTU %d from %s about %s on %s (%d×, last %s)", n.Node, r.MTU, r.Reporter, r.Flow, r.Interface, r.Count, r.Time.Format(time.RFC3339)))
 		}
 		for _, m := range n.Status.MTU.Mismatches {
-			lines = append(lines, fmt.Sprintf("node %s: interface %s has MTU %d, its path carries %d (%s)", n.Node, m.Interface, m.Actual, m.Expected, m.Reason))
+			switch {
+			case m.Cleared == nil:
+				lines = append(lines, fmt.Sprintf("node %s: interface %s has MTU %d, its path carries %d (%s)", n.Node, m.Interface, m.Actual, m.Expected, m.Reason))
+			case in.Since <= 0 || !m.Cleared.Before(in.Now.Add(-in.Since)):
+				lines = append(lines, fmt.Sprintf("node %s: interface %s had MTU %d, its path carries %d (%s), from %s until %s", n.Node, m.Interface, m.Actual, m.Expected, m.Reason,
+					m.Since.Format(time.RFC3339), m.Cleared.Format(time.RFC3339)))
+			}
 		}
 		for _, o := range n.Status.MTU.Oversize {
 			if in.From.has(o.Source, 0) {

@@ -121,6 +121,17 @@ func TestDiagnose(t *testing.T) {
 	mtuSt := healthyStatus()
 	mtuSt.MTU.Reports = []api.PMTUReport{{Time: t0, Interface: "veth-pod-b", Reporter: "10.244.0.1", MTU: 1450, Flow: "udp 10.244.0.8:5555 -> 10.244.1.8:9999", Count: 5}}
 	mtuSt.MTU.Mismatches = []api.MTUMismatch{{Interface: "veth-pod-b", Expected: 1450, Actual: 1500, Reason: "pod_above_overlay"}}
+	fixedAt := func(ago time.Duration) *api.Status {
+		st := healthyStatus()
+		st.MTU.Reports = mtuSt.MTU.Reports
+		cleared := t0.Add(-ago)
+		st.MTU.Mismatches = []api.MTUMismatch{{Interface: "veth-pod-b", Expected: 1450, Actual: 1500, Reason: "pod_above_overlay", Since: cleared.Add(-time.Minute), Cleared: &cleared}}
+		return st
+	}
+	// A refused connection whose packets all came before the window (its
+	// final event came later), then healthy ones.
+	stale := svcConn(1, podA, vip, "10.244.1.8:8080", "refused")
+	stale.Start, stale.Last = t0.Add(-10*time.Minute), t0.Add(-10*time.Minute)
 	mtuConn := directConn(1, "10.244.0.8", "10.244.1.8:9999", "unreplied")
 	mtuConn.Protocol = "udp"
 	mtuConn.PMTU = []api.PMTUReport{{MTU: 1450, Count: 5}}
@@ -131,7 +142,9 @@ func TestDiagnose(t *testing.T) {
 		nodes    []NodeEvidence
 		class    Class
 		summary  []string // substrings of the summary
-		evidence []string // substrings of some evidence line
+		evidence []string
+		// noEvidence must not appear in the evidence.
+		noEvidence []string // substrings of some evidence line
 	}{
 		{
 			name: "healthy", from: podA, to: vip,
@@ -264,6 +277,21 @@ func TestDiagnose(t *testing.T) {
 			evidence: []string{"interface veth-pod-b has MTU 1500, its path carries 1450", "frag-needed MTU 1450 from 10.244.0.1"},
 		},
 		{
+			name: "mtu fixed within the window", from: "10.244.0.8", to: "10.244.1.8",
+			nodes: []NodeEvidence{node("node-1", fixedAt(time.Minute), mtuConn)},
+			class: MTU, evidence: []string{"interface veth-pod-b had MTU 1500, its path carries 1450 (pod_above_overlay), from"},
+		},
+		{
+			name: "mtu fixed before the window", from: "10.244.0.8", to: "10.244.1.8",
+			nodes: []NodeEvidence{node("node-1", fixedAt(6*time.Minute), mtuConn)},
+			class: MTU, evidence: []string{"frag-needed MTU 1450"}, noEvidence: []string{"veth-pod-b had MTU"},
+		},
+		{
+			name: "connections before the window are not judged", from: podA, to: vip,
+			nodes: []NodeEvidence{node("node-1", healthyStatus(), stale, svcConn(2, podA, vip, a5, "closed"), svcConn(3, podA, vip, a5, "closed"))},
+			class: Healthy,
+		},
+		{
 			name: "no endpoints", from: podA, to: vip,
 			// Another client's connection to the service was DNATed
 			// earlier: the address is a service's.
@@ -320,6 +348,11 @@ func TestDiagnose(t *testing.T) {
 			for _, s := range tt.evidence {
 				if !strings.Contains(ev, s) {
 					t.Errorf("evidence lacks %q:\n%s", s, ev)
+				}
+			}
+			for _, s := range tt.noEvidence {
+				if strings.Contains(ev, s) {
+					t.Errorf("evidence has %q:\n%s", s, ev)
 				}
 			}
 		})

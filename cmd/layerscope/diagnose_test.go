@@ -154,7 +154,7 @@ func TestLiveDiagnoseSeedFailures(t *testing.T) {
 		{
 			name: "mtu", scenario: lab.ScenarioMTU, from: "10.244.0.8", to: "10.244.1.8",
 			class: diagnose.MTU, summary: []string{"L3 MTU mismatch", "frag-needed MTU 1450"},
-			evidence: []string{"has MTU 1500, its path carries 1450"},
+			evidence: []string{"MTU 1500, its path carries 1450"},
 		},
 		{
 			name: "conntrack flood", scenario: lab.ScenarioConntrackFlood, from: "10.244.0.5", to: "10.96.0.42:8080",

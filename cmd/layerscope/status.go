@@ -97,6 +97,10 @@ func writeStatus(w io.Writer, s *api.Status, p *printer) {
 		fmt.Fprintln(w, "MTU")
 	}
 	for _, mm := range m.Mismatches {
+		if mm.Cleared != nil {
+			fmt.Fprintf(w, "  %s %s MTU %d, path carries %d (%s), cleared %s\n", p.paint(sgrYellow, "was"), mm.Interface, mm.Actual, mm.Expected, mm.Reason, mm.Cleared.Format(time.TimeOnly))
+			continue
+		}
 		fmt.Fprintf(w, "  %s %s MTU %d, path carries %d (%s)\n", p.paint(sgrRed+sgrBold, "mismatch"), mm.Interface, mm.Actual, mm.Expected, mm.Reason)
 	}
 	for _, r := range m.Reports {
