@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"math/bits"
 	"sync"
 	"sync/atomic"
 
@@ -168,10 +169,9 @@ func (w *Worker) Handle(frame []byte, m *Meta) {
 	case L&decoders.LayerTCP != 0:
 		c.TCP++
 		f := s.L4.Flags
-		for i := 0; i < NumTCPFlags; i++ {
-			if f&(1<<i) != 0 {
-				c.TCPFlags[i]++
-			}
+		// Only the set bits (two or so), not all nine flags.
+		for b := uint16(f) & (1<<NumTCPFlags - 1); b != 0; b &= b - 1 {
+			c.TCPFlags[bits.TrailingZeros16(b)]++
 		}
 		p.Key.SrcPort, p.Key.DstPort = s.L4.SrcPort, s.L4.DstPort
 		p.TCPFlags = uint8(f)
