@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/layerscope/layerscope/agent/api"
 	"github.com/layerscope/layerscope/internal/promtest"
@@ -36,7 +37,14 @@ func TestOperatorCommandsOverTLS(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.Node != lab.Node1 || !st.Ready {
 		t.Fatalf("status over TLS with credentials: exit %d\n%s", code, out)
 	}
-	code, out = run(t, append([]string{binary, "observe", "-o", "json", "--state", "progress"}, auth...)...)
+	// The service connections' events come within a second or two
+	// (progress events every second, final ones after the close).
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		code, out = run(t, append([]string{binary, "observe", "-o", "json"}, auth...)...)
+		if code != 0 || strings.Contains(out, `"client"`) || time.Now().After(deadline) {
+			break
+		}
+	}
 	if code != 0 || !strings.Contains(out, `"client"`) {
 		t.Errorf("observe over TLS with credentials: exit %d\n%s", code, out)
 	}
