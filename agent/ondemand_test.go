@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/layerscope/layerscope/agent/ondemand"
+	"github.com/layerscope/layerscope/internal/testns"
 	"github.com/layerscope/layerscope/lab"
 )
 
@@ -76,16 +77,6 @@ func tsharkCount(t *testing.T, file, filter string) int {
 	return len(strings.Fields(string(out)))
 }
 
-func requireTshark(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("tshark"); err != nil {
-		if os.Getenv("LAYERSCOPE_NO_TSHARK") == "1" {
-			t.Skip("tshark not installed and LAYERSCOPE_NO_TSHARK=1")
-		}
-		t.Fatalf("tshark reads the captures (apt-get install tshark; LAYERSCOPE_NO_TSHARK=1 skips): %v", err)
-	}
-}
-
 // TestLiveOnDemandCapture captures on node-2 with the filter of the README
 // while the service scenario runs, next to an unfiltered capture of the
 // same interfaces. tshark must open the filtered file, its equivalent
@@ -95,7 +86,7 @@ func requireTshark(t *testing.T) {
 // naming --filter and the column, and the packet and duration limits stop
 // the capture.
 func TestLiveOnDemandCapture(t *testing.T) {
-	requireTshark(t)
+	testns.Tool{Name: "tshark"}.Path(t)
 	l := newLab(t)
 	a := startAgent(t, l, "node-2")
 	dir := t.TempDir()

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/net/bpf"
 
 	"github.com/layerscope/layerscope/agent/capture"
+	"github.com/layerscope/layerscope/internal/testns"
 )
 
 // pcapDir holds tcpdump's own test captures (see testdata/README).
@@ -36,12 +37,7 @@ var oracleExprs = []string{
 }
 
 func TestFilterMatchesTcpdump(t *testing.T) {
-	if _, err := exec.LookPath("tcpdump"); err != nil {
-		if os.Getenv("LAYERSCOPE_NO_TCPDUMP") == "1" {
-			t.Skip("tcpdump not installed and LAYERSCOPE_NO_TCPDUMP=1")
-		}
-		t.Fatalf("tcpdump is the oracle of the filter compiler (apt-get install tcpdump; LAYERSCOPE_NO_TCPDUMP=1 skips): %v", err)
-	}
+	testns.Tool{Name: "tcpdump"}.Path(t)
 	frames := ethernetFrames(t)
 	if len(frames) < 1000 {
 		t.Fatalf("only %d Ethernet frames in %s", len(frames), pcapDir)

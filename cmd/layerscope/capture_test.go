@@ -3,13 +3,13 @@ package main
 import (
 	"bufio"
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/layerscope/layerscope/internal/testns"
 	"github.com/layerscope/layerscope/lab"
 )
 
@@ -18,12 +18,7 @@ import (
 // it matches the display filter equivalent to --filter, and there are
 // packets. Errors name the flag that is wrong.
 func TestLiveCaptureCommand(t *testing.T) {
-	if _, err := exec.LookPath("tshark"); err != nil {
-		if os.Getenv("LAYERSCOPE_NO_TSHARK") == "1" {
-			t.Skip("tshark not installed and LAYERSCOPE_NO_TSHARK=1")
-		}
-		t.Fatalf("tshark reads the capture (apt-get install tshark; LAYERSCOPE_NO_TSHARK=1 skips): %v", err)
-	}
+	testns.Tool{Name: "tshark"}.Path(t)
 	l, urls := labAgents(t, "c", lab.Node1, lab.Node2)
 	file := filepath.Join(t.TempDir(), "out.pcap")
 	cmd := exec.Command(binary, "capture", "--agent", urls[1], "--filter", "host 10.244.1.8 and tcp port 8080", "--duration", "4s", "-w", file)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/layerscope/layerscope/decoders"
 	"github.com/layerscope/layerscope/decoders/internal/testutil"
+	"github.com/layerscope/layerscope/internal/testns"
 )
 
 // The tshark comparison runs one tshark per selected capture with every
@@ -200,18 +201,6 @@ func comparisons() []comparison {
 // "ipfrag" is added for files with an IPv4 fragment anywhere.
 var catalogTags = map[string]bool{"arp": true, "icmp": true, "icmpv6": true, "tcp": true, "dns": true, "vxlan": true, "geneve": true, "ipv6.fraghdr": true}
 
-func tsharkPath(t *testing.T) string {
-	t.Helper()
-	path, err := exec.LookPath("tshark")
-	if err != nil {
-		if os.Getenv("LAYERSCOPE_NO_TSHARK") == "1" {
-			t.Skip("tshark not installed and LAYERSCOPE_NO_TSHARK=1")
-		}
-		t.Fatalf("tshark is required for the peer-oracle comparison (apt-get install tshark; set LAYERSCOPE_NO_TSHARK=1 to skip on a developer machine): %v", err)
-	}
-	return path
-}
-
 // TestTsharkCatalog regenerates the catalog with -tshark.catalog; without
 // the flag it checks that the catalog covers the capture directory.
 func TestTsharkCatalog(t *testing.T) {
@@ -229,7 +218,7 @@ func TestTsharkCatalog(t *testing.T) {
 		}
 		return
 	}
-	tshark := tsharkPath(t)
+	tshark := testns.Tool{Name: "tshark"}.Path(t)
 	lines := make([]string, len(files))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 2)
@@ -359,7 +348,7 @@ func tsharkCounts(tshark, path string, filters []string) (int, []int, error) {
 // TestTsharkAgreement is the peer oracle's second half: per capture and per
 // comparison row, layerscope's count equals tshark's.
 func TestTsharkAgreement(t *testing.T) {
-	tshark := tsharkPath(t)
+	tshark := testns.Tool{Name: "tshark"}.Path(t)
 	dir := testutil.PcapDir(t)
 	cat := readCatalog(t)
 	cs := comparisons()

@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/layerscope/layerscope/exporters/metricdef"
+	"github.com/layerscope/layerscope/internal/promtest"
 )
 
 var update = flag.Bool("update", false, "rewrite prometheusrule.yaml from layerscope-rules.yml")
@@ -26,12 +27,6 @@ const (
 	promRuleFile  = "prometheusrule.yaml"
 	runbookFile   = "RUNBOOK.md"
 	runbookURL    = "https://github.com/layerscope/layerscope/blob/main/deploy/daemonset/RUNBOOK.md#"
-
-	// The promtool the tests run: the binary named by envPromtool, else the
-	// one .ci/prometheus.sh installs.
-	envPromtool     = "LAYERSCOPE_PROMTOOL"
-	envNoPrometheus = "LAYERSCOPE_NO_PROMETHEUS" // "1" skips the promtool tests where it is not installed
-	promVersion     = "v0.316.0"
 )
 
 // promRuleHeader precedes the plain file's groups in prometheusrule.yaml.
@@ -143,27 +138,6 @@ func alerts(rf ruleFile) []rule {
 	return out
 }
 
-// promtool returns the path of promtool, failing the test when it is missing
-// unless LAYERSCOPE_NO_PROMETHEUS=1.
-func promtool(t *testing.T) string {
-	t.Helper()
-	path := os.Getenv(envPromtool)
-	if path == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			t.Fatal(err)
-		}
-		path = filepath.Join(home, ".cache", "layerscope", "tools", "promtool-"+promVersion, "promtool")
-	}
-	if _, err := os.Stat(path); err != nil {
-		if os.Getenv(envNoPrometheus) == "1" {
-			t.Skipf("promtool not installed (%v) and %s=1", err, envNoPrometheus)
-		}
-		t.Fatalf("promtool not installed (%v): run .ci/prometheus.sh, set %s, or set %s=1 to skip", err, envPromtool, envNoPrometheus)
-	}
-	return path
-}
-
 // runPromtool runs promtool with args and returns its combined output and
 // whether it succeeded.
 func runPromtool(t *testing.T, bin string, args ...string) (string, bool) {
@@ -248,7 +222,7 @@ func TestPrometheusRuleInSync(t *testing.T) {
 }
 
 func TestPromtoolCheckRules(t *testing.T) {
-	bin := promtool(t)
+	bin := promtest.Promtool(t)
 	if out, ok := runPromtool(t, bin, "check", "rules", rulesFile); !ok {
 		t.Fatalf("promtool check rules %s:\n%s", rulesFile, out)
 	}
@@ -277,7 +251,7 @@ func TestPromtoolCheckRules(t *testing.T) {
 }
 
 func TestPromtoolTestRules(t *testing.T) {
-	bin := promtool(t)
+	bin := promtest.Promtool(t)
 	if out, ok := runPromtool(t, bin, "test", "rules", unitTestsFile); !ok {
 		t.Fatalf("promtool test rules %s:\n%s", unitTestsFile, out)
 	}
@@ -460,7 +434,7 @@ func mutations(r rule) map[string]rule {
 // tests fail on that alert: a test suite that passes whatever the threshold
 // or the duration would not test them.
 func TestRuleMutationsCaught(t *testing.T) {
-	bin := promtool(t)
+	bin := promtest.Promtool(t)
 	rf := loadRules(t)
 	ut := loadUnitTests(t)
 	var tests map[string]any

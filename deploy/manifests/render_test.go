@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"sort"
 	"testing"
+
+	"github.com/layerscope/layerscope/internal/testns"
 )
 
 const (
@@ -34,21 +36,7 @@ const (
 // missing unless LAYERSCOPE_NO_K8STOOLS=1.
 func tool(t *testing.T, name, env, version string) string {
 	t.Helper()
-	path := os.Getenv(env)
-	if path == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			t.Fatal(err)
-		}
-		path = filepath.Join(home, ".cache", "layerscope", "tools", name+"-"+version, name)
-	}
-	if _, err := os.Stat(path); err != nil {
-		if os.Getenv(envNoK8sTools) == "1" {
-			t.Skipf("%s not installed (%v) and %s=1", name, err, envNoK8sTools)
-		}
-		t.Fatalf("%s not installed (%v): run .ci/k8stools.sh, set %s, or set %s=1 to skip", name, err, env, envNoK8sTools)
-	}
-	return path
+	return testns.Tool{Name: name, Version: version, Env: env, Script: ".ci/k8stools.sh", Skip: envNoK8sTools}.Path(t)
 }
 
 func run(t *testing.T, env []string, bin string, args ...string) []byte {

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/layerscope/layerscope/internal/testns"
 	"github.com/stretchr/testify/require"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
@@ -36,20 +37,7 @@ const OtelcolVersion = "v0.165.0"
 // LAYERSCOPE_NO_OTELCOL=1.
 func OtelcolPath(t testing.TB) string {
 	t.Helper()
-	path := os.Getenv("LAYERSCOPE_OTELCOL")
-	if path == "" {
-		home, err := os.UserHomeDir()
-		require.NoError(t, err)
-		path = filepath.Join(home, ".cache/layerscope/tools", "otelcol-"+OtelcolVersion, "otelcol")
-	}
-	if _, err := os.Stat(path); err != nil {
-		if os.Getenv("LAYERSCOPE_NO_OTELCOL") == "1" {
-			t.Skipf("no Collector at %s and LAYERSCOPE_NO_OTELCOL=1", path)
-		}
-		t.Fatalf("no OpenTelemetry Collector at %s (%v): build it with .ci/otelcol.sh, "+
-			"or set LAYERSCOPE_NO_OTELCOL=1 to skip this test", path, err)
-	}
-	return path
+	return testns.Tool{Name: "otelcol", Version: OtelcolVersion, Env: "LAYERSCOPE_OTELCOL", Script: ".ci/otelcol.sh"}.Path(t)
 }
 
 // Span is one span as it came out of the Collector, with the

@@ -36,6 +36,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/layerscope/layerscope/internal/testns"
 )
 
 // Version is the Prometheus release .ci/prometheus.sh builds by default (its
@@ -56,26 +58,9 @@ func Prometheus(t testing.TB) string { return tool(t, "prometheus", EnvPrometheu
 // Promtool returns the path of promtool.
 func Promtool(t testing.TB) string { return tool(t, "promtool", EnvPromtool) }
 
-// tool returns the path of a Prometheus tool: the environment variable's
-// value, else the tool cache of .ci/prometheus.sh. A missing binary fails the
-// test unless LAYERSCOPE_NO_PROMETHEUS=1.
 func tool(t testing.TB, name, env string) string {
 	t.Helper()
-	path := os.Getenv(env)
-	if path == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			t.Fatal(err)
-		}
-		path = filepath.Join(home, ".cache", "layerscope", "tools", name+"-"+Version, name)
-	}
-	if _, err := os.Stat(path); err != nil {
-		if os.Getenv(EnvNoPrometheus) == "1" {
-			t.Skipf("%s not installed (%v) and %s=1", name, err, EnvNoPrometheus)
-		}
-		t.Fatalf("%s not installed (%v): run .ci/prometheus.sh, set %s, or set %s=1 to skip", name, err, env, EnvNoPrometheus)
-	}
-	return path
+	return testns.Tool{Name: name, Version: Version, Env: env, Script: ".ci/prometheus.sh", Skip: EnvNoPrometheus}.Path(t)
 }
 
 // FreeAddr returns a 127.0.0.1 address whose port was free a moment ago.

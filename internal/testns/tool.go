@@ -1,0 +1,58 @@
+package testns
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Tool is a real peer a test runs: a Debian package's binary found in PATH
+// (Version empty; .ci/run installs it), or one a .ci script builds into the
+// tool cache ~/.cache/layerscope/tools/<Name>-<Version>/<Name>.
+type Tool struct {
+	Name    string
+	Version string // cached tools: the version the .ci script builds
+	Env     string // cached tools: a variable naming the binary instead
+	Script  string // cached tools: the .ci script that builds it
+	// Skip is the variable that, set to "1", skips the test where the tool
+	// is missing; empty means LAYERSCOPE_NO_<NAME>. Without it a missing
+	// tool fails the test: CI must never skip silently.
+	Skip string
+}
+
+// Path returns the tool's binary, failing the test (or skipping it, when
+// the Skip variable is "1") when it is missing.
+func (tl Tool) Path(t testing.TB) string {
+	t.Helper()
+	skip := tl.Skip
+	if skip == "" {
+		skip = "LAYERSCOPE_NO_" + strings.ToUpper(tl.Name)
+	}
+	var (
+		path, hint string
+		err        error
+	)
+	if tl.Version == "" {
+		path, err = exec.LookPath(tl.Name)
+		hint = "apt-get install " + tl.Name
+	} else {
+		hint = "run " + tl.Script + " or set " + tl.Env
+		if path = os.Getenv(tl.Env); path == "" {
+			home, herr := os.UserHomeDir()
+			if herr != nil {
+				t.Fatal(herr)
+			}
+			path = filepath.Join(home, ".cache", "layerscope", "tools", tl.Name+"-"+tl.Version, tl.Name)
+		}
+		_, err = os.Stat(path)
+	}
+	if err != nil {
+		if os.Getenv(skip) == "1" {
+			t.Skipf("%s not installed (%v) and %s=1", tl.Name, err, skip)
+		}
+		t.Fatalf("%s not installed (%v): %s, or set %s=1 to skip", tl.Name, err, hint, skip)
+	}
+	return path
+}
