@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -62,21 +61,6 @@ func startCapture(t *testing.T, a *Agent, params url.Values, file string) (wait 
 	return func() captureResult { <-done; return res }
 }
 
-// tsharkCount counts the packets of a capture file that tshark's display
-// filter selects (every packet for an empty filter).
-func tsharkCount(t *testing.T, file, filter string) int {
-	t.Helper()
-	args := []string{"-r", file, "-T", "fields", "-e", "frame.number"}
-	if filter != "" {
-		args = append(args, "-Y", filter)
-	}
-	out, err := exec.Command("tshark", args...).Output()
-	if err != nil {
-		t.Fatalf("tshark %v: %v", args, err)
-	}
-	return len(strings.Fields(string(out)))
-}
-
 // TestLiveOnDemandCapture captures on node-2 with the filter of the README
 // while the service scenario runs, next to an unfiltered capture of the
 // same interfaces. tshark must open the filtered file, its equivalent
@@ -124,11 +108,11 @@ func TestLiveOnDemandCapture(t *testing.T) {
 		}
 	}
 	const display = "ip.addr#1 == 10.244.1.8 && tcp.port#1 == 8080"
-	total := tsharkCount(t, f.file, "")
-	matching := tsharkCount(t, f.file, display)
-	inAll := tsharkCount(t, all2.file, display)
+	total := testns.TsharkCount(t, f.file, "")
+	matching := testns.TsharkCount(t, f.file, display)
+	inAll := testns.TsharkCount(t, all2.file, display)
 	t.Logf("filtered file: %d packets, %d match; unfiltered: %d of %d match; %d requests reached pod-c; interfaces %s",
-		total, matching, inAll, tsharkCount(t, all2.file, ""), toC, f.header.Get(HeaderCaptureInterfaces))
+		total, matching, inAll, testns.TsharkCount(t, all2.file, ""), toC, f.header.Get(HeaderCaptureInterfaces))
 	if total == 0 || matching != total {
 		t.Errorf("filtered capture: %d packets, %d matching %q; want all, more than 0", total, matching, display)
 	}
@@ -154,7 +138,7 @@ func TestLiveOnDemandCapture(t *testing.T) {
 		})
 		r := wait()
 		wg.Wait()
-		if n := tsharkCount(t, r.file, ""); n != 7 {
+		if n := testns.TsharkCount(t, r.file, ""); n != 7 {
 			t.Errorf("%d packets, want exactly 7", n)
 		}
 		if got := r.trailer.Get(TrailerCaptureStop); got != string(ondemand.StopPackets) {
@@ -178,7 +162,7 @@ func TestLiveOnDemandCapture(t *testing.T) {
 		if st.Size() > 1000 || st.Size() <= 24 || r.trailer.Get(TrailerCaptureStop) != string(ondemand.StopBytes) {
 			t.Errorf("file of %d bytes, stop %q; want at most 1000 bytes, at least one packet, stopped by bytes", st.Size(), r.trailer.Get(TrailerCaptureStop))
 		}
-		if n := tsharkCount(t, r.file, ""); strconv.Itoa(n) != r.trailer.Get(TrailerCapturePackets) {
+		if n := testns.TsharkCount(t, r.file, ""); strconv.Itoa(n) != r.trailer.Get(TrailerCapturePackets) {
 			t.Errorf("tshark reads %d packets, the trailer says %s", n, r.trailer.Get(TrailerCapturePackets))
 		}
 	})
@@ -188,7 +172,7 @@ func TestLiveOnDemandCapture(t *testing.T) {
 		if el := time.Since(start); el < time.Second || el > 3*time.Second {
 			t.Errorf("1s capture took %v", el)
 		}
-		if n := tsharkCount(t, r.file, ""); n != 0 || r.trailer.Get(TrailerCaptureStop) != string(ondemand.StopDuration) {
+		if n := testns.TsharkCount(t, r.file, ""); n != 0 || r.trailer.Get(TrailerCaptureStop) != string(ondemand.StopDuration) {
 			t.Errorf("%d packets, stop %q; want 0, duration", n, r.trailer.Get(TrailerCaptureStop))
 		}
 	})

@@ -54,18 +54,7 @@ func TestLiveCaptureCommand(t *testing.T) {
 	if !strings.Contains(summary, "stopped by duration") || !strings.Contains(summary, "; 0 dropped") {
 		t.Errorf("summary %q: want a capture stopped by its duration without drops", summary)
 	}
-	count := func(filter string) int {
-		args := []string{"-r", file, "-T", "fields", "-e", "frame.number"}
-		if filter != "" {
-			args = append(args, "-Y", filter)
-		}
-		out, err := exec.Command("tshark", args...).Output()
-		if err != nil {
-			t.Fatalf("tshark %v: %v", args, err)
-		}
-		return len(strings.Fields(string(out)))
-	}
-	total, matching := count(""), count("ip.addr#1 == 10.244.1.8 && tcp.port#1 == 8080")
+	total, matching := testns.TsharkCount(t, file, ""), testns.TsharkCount(t, file, "ip.addr#1 == 10.244.1.8 && tcp.port#1 == 8080")
 	if total == 0 || matching != total {
 		t.Errorf("%d packets, %d matching; want all and more than 0 (%d requests reached pod-c)", total, matching, rep.Backends[lab.PodC])
 	}

@@ -56,3 +56,18 @@ func (tl Tool) Path(t testing.TB) string {
 	}
 	return path
 }
+
+// TsharkCount counts the packets of a capture file that tshark's display
+// filter selects (every packet for an empty filter).
+func TsharkCount(t testing.TB, file, filter string) int {
+	t.Helper()
+	args := []string{"-r", file, "-T", "fields", "-e", "frame.number"}
+	if filter != "" {
+		args = append(args, "-Y", filter)
+	}
+	out, err := exec.Command(Tool{Name: "tshark"}.Path(t), args...).Output()
+	if err != nil {
+		t.Fatalf("tshark %v: %v", args, err)
+	}
+	return len(strings.Fields(string(out)))
+}
