@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,6 +35,7 @@ import (
 	"github.com/layerscope/layerscope/agent/correlate"
 	"github.com/layerscope/layerscope/agent/kube"
 	"github.com/layerscope/layerscope/agent/ondemand"
+	"github.com/layerscope/layerscope/agent/server"
 	"github.com/layerscope/layerscope/exporters/metricdef"
 	"github.com/layerscope/layerscope/exporters/prom"
 	"github.com/layerscope/layerscope/internal/nsenter"
@@ -52,8 +54,23 @@ type Config struct {
 	// DefaultMetricsAddr; port 0 picks a free port (see Agent.Addr).
 	MetricsAddr string
 	// WebConfigFile is an exporter-toolkit web configuration file (TLS,
-	// basic auth). Empty serves plain HTTP without authentication.
+	// client certificates, basic auth). Empty serves plain HTTP without
+	// authentication.
 	WebConfigFile string
+	// HealthAddr, when set, is a host:port that serves /healthz and /readyz
+	// only, without authentication (for kubelet probes when the main
+	// listener requires credentials). Empty means none.
+	HealthAddr string
+	// APISocket, when set, is a unix socket that serves the same endpoints
+	// as MetricsAddr to root and to processes of APISocketGroup, checked
+	// with SO_PEERCRED. Empty means none.
+	APISocket string
+	// APISocketGroup is the group (name or gid) allowed on APISocket
+	// besides root. Empty means root only.
+	APISocketGroup string
+	// HTTP bounds the HTTP server (connections, timeouts); zero fields
+	// mean the server package's defaults.
+	HTTP server.Config
 	// Version and Revision label layerscope_build_info. Empty means "dev"
 	// and "unknown".
 	Version, Revision string
@@ -87,7 +104,8 @@ type Agent struct {
 	log       *slog.Logger
 	ns        *nsenter.NS
 	reg       *prometheus.Registry
-	listener  net.Listener
+	srv       *server.Server
+	limits    apiLimits
 	capture   *captureSet
 	conntrack atomic.Pointer[conntrack.Watcher]
 	services  *correlate.Services
@@ -99,6 +117,8 @@ type Agent struct {
 	workloads *workloadTally
 	ready     atomic.Bool
 	ondemand  *ondemand.Limiter
+	promOnce  sync.Once
+	prom      http.Handler
 }
 
 // New validates cfg, checks privileges, opens the namespace and binds the
@@ -121,6 +141,7 @@ func New(cfg Config) (*Agent, error) {
 	if _, _, err := net.SplitHostPort(cfg.MetricsAddr); err != nil {
 		return nil, fmt.Errorf("--metrics-addr %q: %w", cfg.MetricsAddr, err)
 	}
+	a.limits = newAPILimits()
 	as, err := newAPIState(cfg)
 	if err != nil {
 		return nil, err
@@ -128,6 +149,9 @@ func New(cfg Config) (*Agent, error) {
 	a.api = as
 	if c := cfg.OnDemand.Caps; c.Duration < 0 || c.Packets < 0 || c.Bytes < 0 || c.SnapLen < 0 || cfg.OnDemand.MaxConcurrent < 0 {
 		return nil, fmt.Errorf("--capture-api-max-duration, --capture-api-max-packets, --capture-api-max-bytes, --capture-api-snaplen and --capture-api-concurrent must not be negative")
+	}
+	if err := checkOnDemand(&a.cfg.OnDemand); err != nil {
+		return nil, err
 	}
 	if cfg.WebConfigFile != "" {
 		if err := web.Validate(cfg.WebConfigFile); err != nil {
@@ -161,15 +185,28 @@ func New(cfg Config) (*Agent, error) {
 		ns.Close()
 		return nil, err
 	}
-	if a.listener, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+	hc := cfg.HTTP
+	hc.Addr, hc.WebConfigFile, hc.HealthAddr = cfg.MetricsAddr, cfg.WebConfigFile, cfg.HealthAddr
+	hc.SocketPath, hc.SocketGroup = cfg.APISocket, cfg.APISocketGroup
+	hc.Handler, hc.Health, hc.Logger = a.handler(), a.healthHandler(), cfg.Logger
+	if a.srv, err = server.New(hc); err != nil {
 		ns.Close()
-		return nil, fmt.Errorf("--metrics-addr %s: %w", cfg.MetricsAddr, err)
+		return nil, err
+	}
+	if cfg.OnDemand.Enabled && !a.srv.CanIdentify() {
+		_ = a.srv.Shutdown(context.Background())
+		ns.Close()
+		return nil, fmt.Errorf("--capture-api: on-demand captures hand out whole packets and are served only to authenticated clients: " +
+			"add --web-config-file with basic_auth_users or verified client certificates, or --api-socket")
 	}
 	return a, nil
 }
 
 // Addr returns the address the HTTP endpoint listens on.
-func (a *Agent) Addr() net.Addr { return a.listener.Addr() }
+func (a *Agent) Addr() net.Addr { return a.srv.Addr() }
+
+// HealthAddr returns the address of the health listener, nil without one.
+func (a *Agent) HealthAddr() net.Addr { return a.srv.HealthAddr() }
 
 // Registry returns the agent's Prometheus registry.
 func (a *Agent) Registry() *prometheus.Registry { return a.reg }
@@ -204,25 +241,14 @@ func (a *Agent) sources() []prom.Source {
 // a source fails; it then stops everything and returns.
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.ns.Close()
-	srv := &http.Server{
-		Handler:           a.handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelError),
-	}
+	srv := a.srv
 	httpErr := make(chan error, 1)
-	go func() {
-		flags := &web.FlagConfig{
-			WebListenAddresses: &[]string{a.cfg.MetricsAddr},
-			WebSystemdSocket:   new(bool),
-			WebConfigFile:      &a.cfg.WebConfigFile,
-		}
-		httpErr <- web.Serve(a.listener, srv, flags, a.log)
-	}()
-	a.log.Info("agent started", "netns", a.cfg.NetNS, "addr", a.listener.Addr().String())
+	go func() { httpErr <- srv.Serve() }()
+	a.log.Info("agent started", "netns", a.cfg.NetNS, "addr", srv.Addr().String())
 
 	ct, err := a.openConntrack(ctx)
 	if err != nil {
-		_ = srv.Close()
+		_ = srv.Shutdown(context.Background())
 		return err
 	}
 	if ct != nil {
@@ -231,7 +257,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	tr, err := a.openTracer(ctx)
 	if err != nil {
-		_ = srv.Close()
+		_ = srv.Shutdown(context.Background())
 		return err
 	}
 	if tr != nil {
@@ -269,16 +295,16 @@ func (a *Agent) Run(ctx context.Context) error {
 		err, capErr = fmt.Errorf("capture: %w", e), nil
 	}
 	a.ready.Store(false)
+	// Requests in flight end first (captures write their trailers, follow
+	// streams end), then the sources stop.
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	_ = srv.Shutdown(shutdownCtx)
 	stop()
 	if capErr != nil {
 		if e := <-capErr; e != nil {
 			err = errors.Join(err, fmt.Errorf("capture: %w", e))
 		}
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if e := srv.Shutdown(shutdownCtx); e != nil {
-		err = errors.Join(err, e)
 	}
 	if httpErr != nil {
 		if e := <-httpErr; e != nil && !errors.Is(e, http.ErrServerClosed) {
@@ -289,33 +315,54 @@ func (a *Agent) Run(ctx context.Context) error {
 	return err
 }
 
+// shutdownGrace is how long Run waits for requests in flight to end.
+const shutdownGrace = 5 * time.Second
+
+// handler serves every endpoint. Each route takes GET (and HEAD where a
+// HEAD costs nothing); other methods get 405 with Allow, unknown paths 404.
 func (a *Agent) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{
-		ErrorLog:            slog.NewLogLogger(a.log.Handler(), slog.LevelError),
-		ErrorHandling:       promhttp.ContinueOnError,
-		MaxRequestsInFlight: 4,
-		Timeout:             10 * time.Second,
-	}))
-	mux.HandleFunc("GET /api/v1/pmtu", a.servePMTU)
+	// promhttp's registry is read lazily: a.reg is set after handler().
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) { a.metricsHandler().ServeHTTP(w, r) })
+	mux.Handle("GET /api/v1/pmtu", a.limits.api.Wrap(http.HandlerFunc(a.servePMTU)))
 	a.registerAPI(mux)
 	mux.HandleFunc("GET /api/v1/capture", a.serveCapture)
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+	a.registerHealth(mux)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "layerscope agent: /metrics /healthz /readyz /api/v1/connections /api/v1/status /api/v1/pmtu /api/v1/capture")
+	})
+	return mux
+}
+
+// metricsHandler is promhttp's handler of the registry, built once.
+func (a *Agent) metricsHandler() http.Handler {
+	a.promOnce.Do(func() {
+		a.prom = promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{
+			ErrorLog:            slog.NewLogLogger(a.log.Handler(), slog.LevelError),
+			ErrorHandling:       promhttp.ContinueOnError,
+			MaxRequestsInFlight: 4,
+			Timeout:             10 * time.Second,
+		})
+	})
+	return a.prom
+}
+
+// healthHandler serves the probes only: it reveals nothing but health.
+func (a *Agent) healthHandler() http.Handler {
+	mux := http.NewServeMux()
+	a.registerHealth(mux)
+	return mux
+}
+
+func (a *Agent) registerHealth(mux *http.ServeMux) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !a.ready.Load() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/" {
-			http.NotFound(w, r)
-			return
-		}
-		fmt.Fprintln(w, "layerscope agent: /metrics /healthz /readyz /api/v1/pmtu")
-	})
-	return mux
 }

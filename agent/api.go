@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,6 +22,7 @@ import (
 	"github.com/layerscope/layerscope/agent/correlate"
 	"github.com/layerscope/layerscope/agent/flow"
 	"github.com/layerscope/layerscope/agent/history"
+	"github.com/layerscope/layerscope/agent/server"
 	"github.com/layerscope/layerscope/exporters/metricdef"
 	"github.com/layerscope/layerscope/exporters/prom"
 )
@@ -137,12 +139,38 @@ func (a *Agent) runAPI(ctx context.Context) {
 	}
 }
 
+// API request limits: requests beyond them get 429 before any work.
+const (
+	// MaxAPIRequests is the most /api/v1/connections (not following),
+	// /api/v1/status and /api/v1/pmtu requests served at once.
+	MaxAPIRequests = 8
+	// MaxFollowers is the most /api/v1/connections?follow=1 streams.
+	MaxFollowers = 32
+	// apiWriteTimeout bounds the writing of one whole answer: a client
+	// that does not read is cut off after it.
+	apiWriteTimeout = 30 * time.Second
+)
+
+// apiLimits bound the API's concurrent requests by kind.
+type apiLimits struct {
+	api, follow *server.Limiter
+}
+
+func newAPILimits() apiLimits {
+	return apiLimits{api: server.NewLimiter("api", MaxAPIRequests), follow: server.NewLimiter("follow", MaxFollowers)}
+}
+
 // registerAPI adds the API's handlers to mux.
 func (a *Agent) registerAPI(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+api.PathConnections, a.serveConnections)
-	mux.HandleFunc("GET "+api.PathStatus, a.serveStatus)
+	mux.Handle("GET "+api.PathStatus, a.limits.api.Wrap(http.HandlerFunc(a.serveStatus)))
 }
 
+// serveConnections answers from the history. The answer is streamed: a
+// first pass over the history picks the sequence numbers to send (8 bytes
+// per event at most), a second encodes each event as it is written, so
+// a request holds at most one event's JSON besides that list however long
+// the history is. Events overwritten between the passes are left out.
 func (a *Agent) serveConnections(w http.ResponseWriter, r *http.Request) {
 	q, err := api.ParseQuery(r.URL.Query())
 	if err != nil {
@@ -150,18 +178,84 @@ func (a *Agent) serveConnections(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if q.Follow {
+		if r.Method == http.MethodHead {
+			w.Header().Set("Allow", "GET")
+			http.Error(w, "follow streams answer GET only", http.StatusMethodNotAllowed)
+			return
+		}
+		release, ok := a.limits.follow.Acquire()
+		if !ok {
+			server.Busy(w, a.limits.follow.Cap())
+			return
+		}
+		defer release()
 		a.follow(w, r, &q)
 		return
 	}
+	release, ok := a.limits.api.Acquire()
+	if !ok {
+		server.Busy(w, a.limits.api.Cap())
+		return
+	}
+	defer release()
+	ctx := r.Context()
+	seqs := a.selectConnections(ctx, &q)
+	if ctx.Err() != nil {
+		return
+	}
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Now().Add(apiWriteTimeout))
+	w.Header().Set("Content-Type", "application/json")
+	bw := bufio.NewWriterSize(w, 32<<10)
+	enc := json.NewEncoder(bw)
+	_, _ = bw.WriteString("[")
+	buf := make([]history.Entry, 0, readChunk)
+	first := true
+	for i := 0; i < len(seqs) && ctx.Err() == nil; {
+		buf, _, _ = a.api.ring.Read(seqs[i], buf[:0])
+		if len(buf) == 0 {
+			break
+		}
+		for j := range buf {
+			for i < len(seqs) && seqs[i] < buf[j].Seq {
+				i++ // overwritten since the first pass
+			}
+			if i == len(seqs) {
+				break
+			}
+			if seqs[i] != buf[j].Seq {
+				continue
+			}
+			i++
+			c := a.connection(&buf[j])
+			if !first {
+				_, _ = bw.WriteString(",")
+			}
+			first = false
+			if err := enc.Encode(&c); err != nil {
+				return
+			}
+		}
+	}
+	_, _ = bw.WriteString("]\n")
+	_ = bw.Flush()
+}
+
+// selectConnections returns the sequence numbers of the events q asks
+// for, oldest first: those matching its filters since q.Since, the newest
+// of each connection view with q.Latest, the last q.Limit of them.
+func (a *Agent) selectConnections(ctx context.Context, q *api.Query) []uint64 {
 	ring := a.api.ring
 	from := uint64(0)
 	if q.Since > 0 {
 		from = ring.SeqAt(time.Now().Add(-q.Since).UnixNano())
 	}
 	end := ring.Next()
-	out := []api.Connection{}
+	type view struct{ id, view string }
+	var seqs []uint64
+	var views []view
 	buf := make([]history.Entry, 0, readChunk)
-	for from < end {
+	for from < end && ctx.Err() == nil {
 		buf, from, _ = ring.Read(from, buf[:0])
 		if len(buf) == 0 {
 			break
@@ -172,18 +266,30 @@ func (a *Agent) serveConnections(w http.ResponseWriter, r *http.Request) {
 			}
 			c := a.connection(&buf[i])
 			if q.Match(&c) {
-				out = append(out, c)
+				seqs = append(seqs, buf[i].Seq)
+				if q.Latest {
+					views = append(views, view{c.ID, c.View})
+				}
 			}
 		}
 	}
 	if q.Latest {
-		out = api.Latest(out)
+		last := make(map[view]int, len(views))
+		for i, v := range views {
+			last[v] = i
+		}
+		kept := seqs[:0]
+		for i, s := range seqs {
+			if last[views[i]] == i {
+				kept = append(kept, s)
+			}
+		}
+		seqs = kept
 	}
-	if q.Limit > 0 && len(out) > q.Limit {
-		out = out[len(out)-q.Limit:]
+	if q.Limit > 0 && len(seqs) > q.Limit {
+		seqs = seqs[len(seqs)-q.Limit:]
 	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(out)
+	return seqs
 }
 
 // follow streams the matching events recorded from now on as NDJSON until

@@ -8,24 +8,72 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/layerscope/layerscope/agent/attach"
 	"github.com/layerscope/layerscope/agent/links"
 	"github.com/layerscope/layerscope/agent/ondemand"
 )
 
-// OnDemandConfig bounds the captures clients ask for on /api/v1/capture.
-// The zero value allows DefaultMaxConcurrent captures of at most 5 minutes,
-// 1,000,000 packets and 256 MiB each, 65535-byte snapshots.
+// OnDemandConfig says whether clients may ask for captures on
+// /api/v1/capture and bounds them. The zero value serves none; enabled, it
+// allows DefaultMaxConcurrent captures of at most 5 minutes, 1,000,000
+// packets and 256 MiB each, 65535-byte snapshots, on at most
+// DefaultCaptureInterfaces interfaces, with DefaultCaptureRingMemory of
+// rings in all.
+//
+// Captures hand out whole packets, payloads included: they are served
+// only to clients the HTTP server identified (a unix-socket peer that is
+// root or of the socket's group, a basic-auth user of the web
+// configuration, a verified client certificate); New refuses Enabled when
+// no client could be.
 type OnDemandConfig struct {
-	// Disabled turns /api/v1/capture off (404).
-	Disabled bool
+	// Enabled serves /api/v1/capture; otherwise it answers 404.
+	Enabled bool
 	// Caps are the most a client may ask for; zero fields mean the
 	// ondemand package defaults. Requests above a cap are lowered to it.
 	Caps ondemand.Limits
 	// MaxConcurrent is the number of captures run at once; more get 429.
 	// 0 means ondemand.DefaultMaxConcurrent.
 	MaxConcurrent int
+	// MaxInterfaces is the most interfaces one capture may take; a
+	// request matching more gets 400. 0 means DefaultCaptureInterfaces.
+	MaxInterfaces int
+	// RingMemory is the ring memory of all on-demand captures together:
+	// each of the MaxConcurrent captures gets its share, divided among
+	// its interfaces (ondemand.RingBytes). 0 means
+	// DefaultCaptureRingMemory.
+	RingMemory int64
+}
+
+// Defaults of OnDemandConfig.
+const (
+	DefaultCaptureInterfaces = 32
+	DefaultCaptureRingMemory = 64 << 20
+	// captureWriteGrace is how long after its duration a capture may
+	// still be writing to a slow client before the connection is cut.
+	captureWriteGrace = 5 * time.Second
+	// logFilterLen is how much of a filter expression a log line keeps.
+	logFilterLen = 128
+)
+
+func checkOnDemand(c *OnDemandConfig) error {
+	if l := c.Caps; l.Duration < 0 || l.Packets < 0 || l.Bytes < 0 || l.SnapLen < 0 || c.MaxConcurrent < 0 || c.MaxInterfaces < 0 || c.RingMemory < 0 {
+		return fmt.Errorf("--capture-api-max-duration, --capture-api-max-packets, --capture-api-max-bytes, --capture-api-snaplen, --capture-api-concurrent, --capture-api-max-interfaces and --capture-api-ring-memory must not be negative")
+	}
+	if c.MaxInterfaces == 0 {
+		c.MaxInterfaces = DefaultCaptureInterfaces
+	}
+	if c.RingMemory == 0 {
+		c.RingMemory = DefaultCaptureRingMemory
+	}
+	if c.MaxConcurrent == 0 {
+		c.MaxConcurrent = ondemand.DefaultMaxConcurrent
+	}
+	if per := c.RingMemory / int64(c.MaxConcurrent); per < ondemand.MinRingBytes {
+		return fmt.Errorf("--capture-api-ring-memory %d: below %d bytes per concurrent capture", c.RingMemory, ondemand.MinRingBytes)
+	}
+	return nil
 }
 
 // Response headers and trailers of /api/v1/capture.
@@ -41,16 +89,36 @@ const (
 // serveCapture answers GET /api/v1/capture with a pcap stream. Query
 // parameters: filter (tcpdump-style expression), duration (Go duration),
 // max_packets, max_bytes, snaplen, interface (comma-separated globs; default
-// the pod, overlay and uplink interfaces). Errors: 400 for a bad parameter
-// (the message names it and, for filter, the column), 429 when the agent
+// the pod, overlay and uplink interfaces). Errors: 403 for a client the
+// server did not identify, 405 for HEAD, 400 for a bad parameter (the
+// message names it and, for filter, the column), 429 when the agent
 // already runs its maximum of captures, 503 when a ring cannot be opened.
+// Everything a client controls is checked before a capture slot is taken;
+// the filter is compiled after its size and nesting were checked.
 func (a *Agent) serveCapture(w http.ResponseWriter, r *http.Request) {
 	cfg := a.cfg.OnDemand
-	if cfg.Disabled {
-		http.Error(w, "on-demand capture is disabled on this agent", http.StatusNotFound)
+	if !cfg.Enabled {
+		http.Error(w, "on-demand capture is disabled on this agent (--capture-api)", http.StatusNotFound)
+		return
+	}
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		http.Error(w, "captures answer GET only", http.StatusMethodNotAllowed)
+		return
+	}
+	who := a.srv.Identify(r)
+	if who.Kind == "" {
+		http.Error(w, "on-demand capture reveals packet payloads and needs an authenticated client: "+
+			"basic auth or a client certificate as the agent's web configuration asks, or the agent's unix socket", http.StatusForbidden)
 		return
 	}
 	q := r.URL.Query()
+	expr := q.Get("filter")
+	if err := ondemand.CheckFilter(expr); err != nil {
+		bad := fmt.Sprintf("--filter %s: %v", quoteShort(expr, logFilterLen), err)
+		http.Error(w, bad, http.StatusBadRequest)
+		return
+	}
 	var req ondemand.Limits
 	var err error
 	bad := func(format string, args ...any) {
@@ -84,17 +152,12 @@ func (a *Agent) serveCapture(w http.ResponseWriter, r *http.Request) {
 		bad("capture limits: %v", err)
 		return
 	}
-	filter, err := ondemand.CompileFilter(q.Get("filter"))
-	if err != nil {
-		bad("--filter %q: %v", q.Get("filter"), err)
-		return
-	}
 	var globs []string
 	if s := q.Get("interface"); s != "" {
 		globs = strings.Split(s, ",")
 		for _, g := range globs {
 			if _, err := path.Match(g, ""); err != nil {
-				bad("--interface %q: %v", g, err)
+				bad("--interface %s: %v", quoteShort(g, logFilterLen), err)
 				return
 			}
 		}
@@ -105,7 +168,11 @@ func (a *Agent) serveCapture(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(ifcs) == 0 {
-		bad("--interface %q: %v in the agent's namespace", q.Get("interface"), ondemand.ErrNoInterface)
+		bad("--interface %s: %v in the agent's namespace", quoteShort(q.Get("interface"), logFilterLen), ondemand.ErrNoInterface)
+		return
+	}
+	if len(ifcs) > cfg.MaxInterfaces {
+		bad("--interface %s: matches %d interfaces; one capture takes at most %d (--capture-api-max-interfaces)", quoteShort(q.Get("interface"), logFilterLen), len(ifcs), cfg.MaxInterfaces)
 		return
 	}
 	release, err := a.ondemand.Acquire()
@@ -115,6 +182,11 @@ func (a *Agent) serveCapture(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
+	filter, err := ondemand.CompileFilter(expr)
+	if err != nil {
+		bad("--filter %s: %v", quoteShort(expr, logFilterLen), err)
+		return
+	}
 
 	names := make([]string, len(ifcs))
 	for i, ifc := range ifcs {
@@ -126,14 +198,18 @@ func (a *Agent) serveCapture(w http.ResponseWriter, r *http.Request) {
 	h.Set(HeaderCaptureInterfaces, strings.Join(names, ","))
 	h.Set("Trailer", strings.Join([]string{TrailerCapturePackets, TrailerCaptureBytes, TrailerCaptureDropped, TrailerCaptureStop}, ", "))
 	rc := http.NewResponseController(w)
+	// A client that stops reading loses its capture (and its slot and
+	// rings) at most captureWriteGrace after the capture's duration.
+	_ = rc.SetWriteDeadline(time.Now().Add(lim.Duration + captureWriteGrace))
 	started := false
 	flush := func() { _ = rc.Flush() }
-	log := a.log.With("filter", filter.Expr, "interfaces", names, "remote", r.RemoteAddr)
+	log := a.log.With("filter", shorten(filter.Expr, logFilterLen), "interfaces", len(names), "remote", r.RemoteAddr, "client", who.String())
 	res, err := ondemand.Run(r.Context(), w, flush, &ondemand.Request{
 		NetNS:      a.ns,
 		Interfaces: ifcs,
 		Filter:     filter,
 		Limits:     lim,
+		RingBytes:  ondemand.RingBytes(cfg.RingMemory/int64(cfg.MaxConcurrent), len(ifcs)),
 		Ready:      func() { started = true },
 	})
 	if err != nil && !started {
@@ -148,6 +224,21 @@ func (a *Agent) serveCapture(w http.ResponseWriter, r *http.Request) {
 	h.Set(TrailerCaptureStop, string(res.Stop))
 	log.Info("on-demand capture", "packets", res.Packets, "bytes", res.Bytes, "dropped", res.Dropped, "stop", res.Stop)
 }
+
+// shorten returns s cut to n bytes (at a rune boundary) with "…" when cut.
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// quoteShort quotes s cut to n bytes: a client's input in an error or a
+// log line never costs more than that.
+func quoteShort(s string, n int) string { return strconv.Quote(shorten(s, n)) }
 
 // captureInterfaces returns the interfaces of the agent's namespace whose
 // name matches one of globs, or, without globs, those of the default

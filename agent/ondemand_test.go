@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -27,12 +28,34 @@ type captureResult struct {
 	header  http.Header
 }
 
-// startCapture asks the agent for a capture and returns once the answer's
-// headers arrived (every ring open); wait returns the finished capture.
+// socketClient returns an HTTP client that reaches the agent's --api-socket
+// (as root: an identified client) whatever the URL's host.
+func socketClient(a *Agent) *http.Client {
+	var d net.Dialer
+	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return d.DialContext(ctx, "unix", a.cfg.APISocket)
+	}}}
+}
+
+// startCaptureAgent runs an agent on node with on-demand captures served
+// on a unix socket.
+func startCaptureAgent(t *testing.T, l *lab.Lab, node string) *Agent {
+	t.Helper()
+	a, err := New(Config{NetNS: l.NetNS(node), MetricsAddr: "127.0.0.1:0", APISocket: filepath.Join(t.TempDir(), "api.sock"), OnDemand: OnDemandConfig{Enabled: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runAgent(t, a)
+	return a
+}
+
+// startCapture asks the agent for a capture on its socket and returns once
+// the answer's headers arrived (every ring open); wait returns the
+// finished capture.
 func startCapture(t *testing.T, a *Agent, params url.Values, file string) (wait func() captureResult) {
 	t.Helper()
-	u := "http://" + a.Addr().String() + "/api/v1/capture?" + params.Encode()
-	resp, err := http.Get(u)
+	u := "http://agent/api/v1/capture?" + params.Encode()
+	resp, err := socketClient(a).Get(u)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +95,7 @@ func startCapture(t *testing.T, a *Agent, params url.Values, file string) (wait 
 func TestLiveOnDemandCapture(t *testing.T) {
 	testns.Tool{Name: "tshark"}.Path(t)
 	l := newLab(t)
-	a := startAgent(t, l, "node-2")
+	a := startCaptureAgent(t, l, "node-2")
 	dir := t.TempDir()
 
 	filtered := url.Values{"filter": {"host 10.244.1.8 and port 8080"}, "duration": {"6s"}}
@@ -183,7 +206,7 @@ func TestLiveOnDemandCapture(t *testing.T) {
 		}
 	})
 	t.Run("caps", func(t *testing.T) {
-		resp, err := http.Get("http://" + a.Addr().String() + "/api/v1/capture?duration=100h&snaplen=100000")
+		resp, err := socketClient(a).Get("http://agent/api/v1/capture?duration=100h&snaplen=100000")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -18,8 +19,11 @@ import (
 
 // ClientConfig says how to reach an agent. Only URL is required.
 type ClientConfig struct {
-	// URL is the agent's base URL, e.g. http://127.0.0.1:9431 or
-	// https://node-1:9431. A bare host:port means http://host:port.
+	// URL is the agent's base URL, e.g. http://127.0.0.1:9431,
+	// https://node-1:9431 or unix:///run/layerscope/api.sock (the agent's
+	// --api-socket). A bare host:port means http://host:port. Credentials
+	// in the URL (http://user:pass@host) are used for basic auth and never
+	// shown: Client.URL redacts them.
 	URL string
 	// CAFile is a PEM file of the certificate authorities that sign the
 	// agent's certificate; empty means the system's.
@@ -45,6 +49,7 @@ type ClientConfig struct {
 // Client talks to one agent's API. It is safe for concurrent use.
 type Client struct {
 	base    *url.URL
+	shown   string // the URL as the user gave it, password redacted
 	hc      *http.Client
 	user    string
 	pass    string
@@ -62,10 +67,29 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		raw = "http://" + raw
 	}
 	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("%w: --agent %q: want http(s)://host:port", ErrConfig, cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --agent: want http(s)://host:port or unix:///path", ErrConfig)
 	}
-	c := &Client{base: u, hc: cfg.HTTPClient, user: cfg.Username, pass: cfg.Password, timeout: cfg.Timeout}
+	socket := ""
+	switch {
+	case u.Scheme == "unix" && u.Path != "":
+		socket = u.Path
+	case (u.Scheme == "http" || u.Scheme == "https") && u.Host != "":
+	default:
+		return nil, fmt.Errorf("%w: --agent %q: want http(s)://host:port or unix:///path", ErrConfig, u.Redacted())
+	}
+	c := &Client{shown: u.Redacted(), hc: cfg.HTTPClient, user: cfg.Username, pass: cfg.Password, timeout: cfg.Timeout}
+	if u.User != nil {
+		if c.user == "" {
+			c.user = u.User.Username()
+			c.pass, _ = u.User.Password()
+		}
+		u.User = nil
+	}
+	if socket != "" {
+		u = &url.URL{Scheme: "http", Host: "agent"}
+	}
+	c.base = u
 	if c.timeout == 0 {
 		c.timeout = 30 * time.Second
 	}
@@ -106,12 +130,19 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tc
+	if socket != "" {
+		var d net.Dialer
+		tr.Proxy = nil
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, "unix", socket)
+		}
+	}
 	c.hc = &http.Client{Transport: tr}
 	return c, nil
 }
 
-// URL returns the agent's base URL.
-func (c *Client) URL() string { return c.base.String() }
+// URL returns the agent's URL as given, its password redacted.
+func (c *Client) URL() string { return c.shown }
 
 func (c *Client) get(ctx context.Context, path string, q url.Values) (*http.Response, error) {
 	u := *c.base

@@ -119,6 +119,10 @@ type Request struct {
 	Filter Filter
 	// Limits must already be within the agent's caps (see Limits.Within).
 	Limits Limits
+	// RingBytes is the ring memory of each interface, rounded down to
+	// whole blocks of 256 KiB and at least MinRingBytes. Zero means
+	// MaxRingBytes.
+	RingBytes int
 	// Ready, when set, is called once every ring is open and the pcap
 	// file header is written, before the first packet.
 	Ready func()
@@ -156,8 +160,23 @@ type frame struct {
 // holds, and a reader that falls behind by NumBlocks timeouts drops.
 const (
 	ringBlockSize = 256 << 10
-	ringBlocks    = 32 // 8 MiB per interface
+	// MaxRingBytes is the ring memory of one interface when the budget
+	// allows it (32 blocks).
+	MaxRingBytes = 32 * ringBlockSize
+	// MinRingBytes is the least ring memory of one interface (4 blocks).
+	MinRingBytes = 4 * ringBlockSize
 )
+
+// RingBytes divides a capture's ring budget among n interfaces: between
+// MinRingBytes and MaxRingBytes each, in whole blocks.
+func RingBytes(budget int64, n int) int {
+	if n < 1 {
+		n = 1
+	}
+	per := budget / int64(n)
+	per -= per % ringBlockSize
+	return int(min(max(per, MinRingBytes), MaxRingBytes))
+}
 
 // queueLen is the handoff between the rings and the writer.
 const queueLen = 4096
@@ -188,12 +207,16 @@ func Run(ctx context.Context, w io.Writer, flush func(), req *Request) (Result, 
 			r.Close()
 		}
 	}
+	blocks := MaxRingBytes / ringBlockSize
+	if req.RingBytes > 0 {
+		blocks = max(req.RingBytes, MinRingBytes) / ringBlockSize
+	}
 	for _, ifc := range req.Interfaces {
 		r, err := capture.Open(ifc.Index, capture.Config{
 			NetNS:     req.NetNS,
 			SnapLen:   lim.SnapLen,
 			BlockSize: ringBlockSize,
-			NumBlocks: ringBlocks,
+			NumBlocks: blocks,
 			Filter:    req.Filter.Program,
 		})
 		if err != nil {

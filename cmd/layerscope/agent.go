@@ -13,6 +13,7 @@ import (
 	"github.com/layerscope/layerscope/agent/flowtable"
 	"github.com/layerscope/layerscope/agent/kube"
 	"github.com/layerscope/layerscope/agent/ondemand"
+	"github.com/layerscope/layerscope/agent/server"
 )
 
 func newAgentCmd() *cobra.Command {
@@ -84,7 +85,16 @@ served in the caller's namespace.`,
 	f.BoolVar(&cfg.Conntrack.Disabled, "no-conntrack", false, "do not watch the conntrack table")
 	f.IntVar(&cfg.Conntrack.TopN, "conntrack-top-n", 0, "export the N sources and destinations holding the most conntrack entries (addresses as labels; 0: off)")
 	f.BoolVar(&cfg.Conntrack.PerCPU, "conntrack-per-cpu", false, "add the cpu label to the conntrack statistics")
-	f.BoolVar(&cfg.OnDemand.Disabled, "no-capture-api", false, "do not serve on-demand captures on /api/v1/capture")
+	f.StringVar(&cfg.HealthAddr, "health-addr", "", "host:port serving only /healthz and /readyz, without authentication (for probes when --web-config-file asks for credentials)")
+	f.StringVar(&cfg.APISocket, "api-socket", "", "unix socket serving the API to root and to --api-socket-group (peers checked with SO_PEERCRED)")
+	f.StringVar(&cfg.APISocketGroup, "api-socket-group", "", "group (name or gid) allowed on --api-socket besides root")
+	f.IntVar(&cfg.HTTP.MaxConns, "web-max-connections", server.DefaultMaxConns, "most HTTP connections open at once per listener (idle ones are closed first to make room)")
+	f.BoolVar(&cfg.OnDemand.Enabled, "capture-api", false, "serve on-demand captures on /api/v1/capture to authenticated clients (needs --web-config-file with users or client certificates, or --api-socket)")
+	var noCaptureAPI bool
+	f.BoolVar(&noCaptureAPI, "no-capture-api", false, "on-demand captures off (the default)")
+	_ = f.MarkDeprecated("no-capture-api", "on-demand captures are off unless --capture-api is given")
+	f.IntVar(&cfg.OnDemand.MaxInterfaces, "capture-api-max-interfaces", agent.DefaultCaptureInterfaces, "most interfaces in one on-demand capture")
+	f.Int64Var(&cfg.OnDemand.RingMemory, "capture-api-ring-memory", agent.DefaultCaptureRingMemory, "ring memory in bytes of all on-demand captures together")
 	f.DurationVar(&cfg.OnDemand.Caps.Duration, "capture-api-max-duration", ondemand.DefaultMaxDuration, "longest on-demand capture")
 	f.Int64Var(&cfg.OnDemand.Caps.Packets, "capture-api-max-packets", ondemand.DefaultMaxPackets, "most packets in one on-demand capture")
 	f.Int64Var(&cfg.OnDemand.Caps.Bytes, "capture-api-max-bytes", ondemand.DefaultMaxBytes, "most pcap bytes in one on-demand capture")

@@ -21,7 +21,7 @@ func TestLiveCaptureCommand(t *testing.T) {
 	testns.Tool{Name: "tshark"}.Path(t)
 	l, urls := labAgents(t, "c", lab.Node1, lab.Node2)
 	file := filepath.Join(t.TempDir(), "out.pcap")
-	cmd := exec.Command(binary, "capture", "--agent", urls[1], "--filter", "host 10.244.1.8 and tcp port 8080", "--duration", "4s", "-w", file)
+	cmd := exec.Command(binary, "capture", "--agent", socketURL(t, urls[1]), "--filter", "host 10.244.1.8 and tcp port 8080", "--duration", "4s", "-w", file)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +70,7 @@ func TestLiveCaptureCommand(t *testing.T) {
 		{"bad agent", []string{"--agent", "ftp://x"}, []string{"--agent"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			args := append([]string{binary, "capture", "--agent", urls[1], "--duration", "1s", "-w", filepath.Join(t.TempDir(), "x.pcap")}, tt.args...)
+			args := append([]string{binary, "capture", "--agent", socketURL(t, urls[1]), "--duration", "1s", "-w", filepath.Join(t.TempDir(), "x.pcap")}, tt.args...)
 			code, out := run(t, args...)
 			if code != 1 {
 				t.Errorf("exit %d, want 1: %s", code, out)

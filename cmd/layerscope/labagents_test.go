@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +14,20 @@ import (
 	"github.com/layerscope/layerscope/internal/testns"
 	"github.com/layerscope/layerscope/lab"
 )
+
+// agentSockets maps the URL of an agent that labAgents started to the
+// unix:// URL of its --api-socket, where it serves captures.
+var agentSockets sync.Map
+
+// socketURL returns the unix:// URL of the agent at u.
+func socketURL(t *testing.T, u string) string {
+	t.Helper()
+	s, ok := agentSockets.Load(u)
+	if !ok {
+		t.Fatalf("no socket for agent %s", u)
+	}
+	return s.(string)
+}
 
 // labAgents builds a lab (its names start with prefix) and runs an agent
 // on each of nodes in this process, with the lab's Kubernetes metadata
@@ -46,8 +61,10 @@ func labAgentsWith(t *testing.T, prefix string, web *promtest.WebTLS, nodes ...s
 	}
 	var urls []string
 	for _, n := range nodes {
+		sock := filepath.Join(t.TempDir(), "api.sock")
 		cfg := agent.Config{NetNS: l.NetNS(n), MetricsAddr: "127.0.0.1:0", Node: n,
-			API: agent.APIConfig{Node: n}, Kube: agent.KubeConfig{File: meta}}
+			API: agent.APIConfig{Node: n}, Kube: agent.KubeConfig{File: meta},
+			APISocket: sock, OnDemand: agent.OnDemandConfig{Enabled: true}}
 		scheme, curl := "http", []string{"curl", "-sf", "-o", "/dev/null"}
 		if web != nil {
 			cfg.WebConfigFile, scheme = web.WebConfig, "https"
@@ -68,6 +85,7 @@ func labAgentsWith(t *testing.T, prefix string, web *promtest.WebTLS, nodes ...s
 		})
 		u := scheme + "://" + a.Addr().String()
 		urls = append(urls, u)
+		agentSockets.Store(u, "unix://"+sock)
 		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 			if code, _ := run(t, append(curl, u+"/readyz")...); code == 0 {
 				break

@@ -1,0 +1,6 @@
+package server
+
+import "errors"
+
+// ErrConfig is wrapped by every configuration error of New.
+var ErrConfig = errors.New("http server configuration")

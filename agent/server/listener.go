@@ -1,0 +1,170 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// peerCheck decides whether an accepted connection may be served; it
+// returns the peer's identity.
+type peerCheck func(net.Conn) (Identity, error)
+
+// listener bounds the connections of one listener: at most max open; a new
+// one beyond that evicts the oldest connection that is idle or has not
+// sent a request, else it is closed at once.
+type listener struct {
+	net.Listener
+	name  string
+	max   int
+	check peerCheck
+	log   *slog.Logger
+
+	mu    sync.Mutex
+	conns map[*conn]struct{}
+
+	evicted, refused, peerRefused atomic.Uint64
+}
+
+// conn is an accepted connection with the state the HTTP server last
+// reported for it.
+type conn struct {
+	net.Conn
+	l     *listener
+	id    Identity
+	state atomic.Int32 // http.ConnState
+	since atomic.Int64 // unix nanoseconds of the last state change
+	once  sync.Once
+}
+
+func (c *conn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		delete(c.l.conns, c)
+		c.l.mu.Unlock()
+	})
+	return err
+}
+
+func newListener(l net.Listener, name string, max int, check peerCheck, log *slog.Logger) *listener {
+	return &listener{Listener: l, name: name, max: max, check: check, log: log.With("listener", name), conns: map[*conn]struct{}{}}
+}
+
+// Accept returns the next connection that may be served.
+func (l *listener) Accept() (net.Conn, error) {
+	for {
+		nc, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		c := &conn{Conn: nc, l: l}
+		c.state.Store(int32(http.StateNew))
+		c.since.Store(time.Now().UnixNano())
+		if l.check != nil {
+			id, err := l.check(nc)
+			if err != nil {
+				l.peerRefused.Add(1)
+				l.log.Warn("socket peer refused", "err", err)
+				_ = nc.Close()
+				continue
+			}
+			c.id = id
+		}
+		if !l.admit(c) {
+			l.refused.Add(1)
+			_ = nc.Close()
+			continue
+		}
+		return c, nil
+	}
+}
+
+// admit adds c, first evicting the oldest idle or silent connection when
+// the listener is full; it reports false when none could be evicted.
+func (l *listener) admit(c *conn) bool {
+	l.mu.Lock()
+	var victim *conn
+	if len(l.conns) >= l.max {
+		oldest := int64(0)
+		for o := range l.conns {
+			st := http.ConnState(o.state.Load())
+			if st != http.StateIdle && st != http.StateNew {
+				continue
+			}
+			if t := o.since.Load(); victim == nil || t < oldest {
+				victim, oldest = o, t
+			}
+		}
+		if victim == nil {
+			l.mu.Unlock()
+			return false
+		}
+		delete(l.conns, victim)
+	}
+	l.conns[c] = struct{}{}
+	l.mu.Unlock()
+	if victim != nil {
+		l.evicted.Add(1)
+		_ = victim.Conn.Close()
+	}
+	return true
+}
+
+// unwrap returns the listener's conn under a TLS connection.
+func unwrap(nc net.Conn) *conn {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	c, _ := nc.(*conn)
+	return c
+}
+
+// connState records the HTTP server's view of a connection.
+func (l *listener) connState(nc net.Conn, st http.ConnState) {
+	c := unwrap(nc)
+	if c == nil {
+		return
+	}
+	c.state.Store(int32(st))
+	c.since.Store(time.Now().UnixNano())
+	if st == http.StateClosed || st == http.StateHijacked {
+		c.once.Do(func() {
+			l.mu.Lock()
+			delete(l.conns, c)
+			l.mu.Unlock()
+		})
+	}
+}
+
+type ctxKey struct{}
+
+// connContext attaches the connection's verified peer to its requests.
+func (l *listener) connContext(ctx context.Context, nc net.Conn) context.Context {
+	if c := unwrap(nc); c != nil && c.id.Kind != "" {
+		return context.WithValue(ctx, ctxKey{}, c.id)
+	}
+	return ctx
+}
+
+func (l *listener) stats() Stats {
+	l.mu.Lock()
+	n := len(l.conns)
+	l.mu.Unlock()
+	return Stats{Listener: l.name, Open: n, Evicted: l.evicted.Load(), Refused: l.refused.Load(), PeerRefused: l.peerRefused.Load()}
+}
+
+// Close closes the listener; the HTTP server closes its connections.
+func (l *listener) Close() error {
+	err := l.Listener.Close()
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}
