@@ -161,20 +161,6 @@ func TestCompileFilterErrors(t *testing.T) {
 	}
 }
 
-func TestCompileFilterTooLong(t *testing.T) {
-	var b strings.Builder
-	for i := range 40 {
-		if i > 0 {
-			b.WriteString(" or ")
-		}
-		b.WriteString("port 1")
-	}
-	_, err := CompileFilter(b.String())
-	if !errors.Is(err, ErrFilter) || !strings.Contains(err.Error(), "too long") {
-		t.Fatalf("err = %v, want a too-long error", err)
-	}
-}
-
 func TestCompileFilterEmpty(t *testing.T) {
 	f, err := CompileFilter("  ")
 	if err != nil || f.Program != nil {
