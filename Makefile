@@ -63,10 +63,11 @@ unit:
 	LAYERSCOPE_OTELCOL="$$(.ci/otelcol.sh)" && export LAYERSCOPE_OTELCOL && \
 	$(GO) test $(TEST_FLAGS) ./...
 
-# Brief native fuzzing of every decoder and of the parsers of kernel output
-# (netlink conntrack messages, /proc/net/snmp); the corpus in testdata/fuzz is
+# Brief native fuzzing of every decoder, of the parsers of kernel output
+# (netlink conntrack messages, /proc/net/snmp) and of the capture filter
+# compiler; the corpus in testdata/fuzz is
 # also replayed by `unit`.
-FUZZ_PKGS   ?= ./decoders/... ./agent/conntrack ./agent/netstat
+FUZZ_PKGS   ?= ./decoders/... ./agent/conntrack ./agent/netstat ./agent/ondemand
 fuzz:
 	@for pkg in $$($(GO) list $(FUZZ_PKGS)); do \
 		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
