@@ -297,8 +297,8 @@ func TestLiveDNSRcodes(t *testing.T) {
 	}
 }
 
-// TestLiveNewVethAttachedWithinASecond creates a pod-like veth (enslaved to
-// cbr0) in node-1 after the agent started, and expects a ring on it within
+// TestLiveNewVethAttachedWithinASecond creates a pod veth (enslaved to cbr0,
+// its peer in a new pod namespace) in node-1 after the agent started, and expects a ring on it within
 // one second, and none once it is deleted.
 func TestLiveNewVethAttachedWithinASecond(t *testing.T) {
 	l := newLab(t)
@@ -317,8 +317,10 @@ func TestLiveNewVethAttachedWithinASecond(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	pod := testns.Make(t, "lsnew")
 	start := time.Now()
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "vnew0", MasterIndex: br.Attrs().Index}, PeerName: "vnew1"}
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "vnew0", MasterIndex: br.Attrs().Index}, PeerName: "vnew1",
+		PeerNamespace: netlink.NsFd(int(pod.Fd))}
 	if err := nh.LinkAdd(veth); err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package attach
 import (
 	"context"
 	"fmt"
+	"net"
 	"runtime"
 	"sync"
 	"testing"
@@ -113,55 +114,80 @@ func addBridge(t *testing.T, n *testNS, name, cidr string) netlink.Link {
 }
 
 func TestNewPodVethCapturedWithinOneSecond(t *testing.T) {
-	node, pod := newNS(t), newNS(t)
-	br := addBridge(t, node, "cbr0", "10.244.0.1/24")
-	rc := newRecorder()
-	m := startManager(t, node, rc, Config{})
-	require.Empty(t, m.Attached(), "a bare bridge is not captured by default")
+	// Each wiring: how the host end is set up once its peer is in the pod.
+	wirings := []struct {
+		name string
+		wire func(t *testing.T, node *testNS, host netlink.Link)
+	}{
+		{"bridge", func(t *testing.T, node *testNS, host netlink.Link) {
+			br := addBridge(t, node, "cbr0", "10.244.0.1/24")
+			require.NoError(t, node.H.LinkSetMaster(host, br))
+		}},
+		{"routed-gateway", func(t *testing.T, node *testNS, host netlink.Link) {
+			addr, _ := netlink.ParseAddr("10.244.0.1/24")
+			require.NoError(t, node.H.AddrAdd(host, addr))
+		}},
+		{"host-route", func(t *testing.T, node *testNS, host netlink.Link) {
+			addr, _ := netlink.ParseAddr("10.244.0.1/32")
+			require.NoError(t, node.H.AddrAdd(host, addr))
+			_, dst, _ := net.ParseCIDR("10.244.0.5/32")
+			require.NoError(t, node.H.RouteAdd(&netlink.Route{LinkIndex: host.Attrs().Index, Dst: dst, Scope: netlink.SCOPE_LINK}))
+		}},
+	}
+	for _, w := range wirings {
+		t.Run(w.name, func(t *testing.T) {
+			node, pod := newNS(t), newNS(t)
+			rc := newRecorder()
+			m := startManager(t, node, rc, Config{})
+			require.Empty(t, m.Attached())
 
-	// The pod's veth: created, then enslaved to the bridge, as a CNI does.
-	start := time.Now()
-	require.NoError(t, node.H.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "veth-pa", MasterIndex: br.Attrs().Index},
-		PeerName: "eth0", PeerNamespace: netlink.NsFd(int(pod.Fd))}))
-	require.NoError(t, node.H.LinkSetUp(node.Link(t, "veth-pa")))
-	peer := pod.Link(t, "eth0")
-	addr, _ := netlink.ParseAddr("10.244.0.5/24")
-	require.NoError(t, pod.H.AddrAdd(peer, addr))
-	require.NoError(t, pod.H.LinkSetUp(peer))
-	waitFor(t, "attach of veth-pa", time.Second, func() bool {
-		rc.mu.Lock()
-		defer rc.mu.Unlock()
-		_, ok := rc.attached["veth-pa"]
-		return ok
-	})
-	rc.mu.Lock()
-	t.Logf("veth-pa attached %v after creation", rc.attached["veth-pa"].Sub(start))
-	rc.mu.Unlock()
-	att := m.Attached()
-	require.Len(t, att, 1)
-	require.Equal(t, flow.RolePod, att[0].Link.Role)
+			// The pod's veth, created with its peer in the pod, then wired.
+			start := time.Now()
+			require.NoError(t, node.H.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "veth-pa"},
+				PeerName: "eth0", PeerNamespace: netlink.NsFd(int(pod.Fd))}))
+			host := node.Link(t, "veth-pa")
+			require.NoError(t, node.H.LinkSetUp(host))
+			w.wire(t, node, host)
+			peer := pod.Link(t, "eth0")
+			addr, _ := netlink.ParseAddr("10.244.0.5/24")
+			require.NoError(t, pod.H.AddrAdd(peer, addr))
+			require.NoError(t, pod.H.LinkSetUp(peer))
+			waitFor(t, "attach of veth-pa", time.Second, func() bool {
+				rc.mu.Lock()
+				defer rc.mu.Unlock()
+				_, ok := rc.attached["veth-pa"]
+				return ok
+			})
+			rc.mu.Lock()
+			t.Logf("veth-pa attached %v after creation", rc.attached["veth-pa"].Sub(start))
+			rc.mu.Unlock()
+			att := m.Attached()
+			require.Len(t, att, 1)
+			require.Equal(t, flow.RolePod, att[0].Link.Role)
 
-	// Pod -> node arrives on veth-pa (in); node -> pod leaves it (out).
-	const up, down = 17, 11
-	sendUDP(t, pod, "10.244.0.1:5353", up, 64)
-	sendUDP(t, node, "10.244.0.5:5354", down, 64)
-	waitFor(t, "all datagrams", 3*time.Second, func() bool {
-		return rc.count("veth-pa", 5353, flow.DirIn) == up && rc.count("veth-pa", 5354, flow.DirOut) == down
-	})
-	time.Sleep(100 * time.Millisecond)
-	require.Equal(t, up, rc.count("veth-pa", 5353, flow.DirIn))
-	require.Equal(t, down, rc.count("veth-pa", 5354, flow.DirOut))
-	require.Zero(t, rc.count("veth-pa", 5353, flow.DirOut))
-	require.Zero(t, rc.count("veth-pa", 5354, flow.DirIn))
+			// Pod -> node arrives on veth-pa (in); node -> pod leaves it (out).
+			const up, down = 17, 11
+			sendUDP(t, pod, "10.244.0.1:5353", up, 64)
+			sendUDP(t, node, "10.244.0.5:5354", down, 64)
+			waitFor(t, "all datagrams", 3*time.Second, func() bool {
+				return rc.count("veth-pa", 5353, flow.DirIn) == up && rc.count("veth-pa", 5354, flow.DirOut) == down
+			})
+			time.Sleep(100 * time.Millisecond)
+			require.Equal(t, up, rc.count("veth-pa", 5353, flow.DirIn))
+			require.Equal(t, down, rc.count("veth-pa", 5354, flow.DirOut))
+			require.Zero(t, rc.count("veth-pa", 5353, flow.DirOut))
+			require.Zero(t, rc.count("veth-pa", 5354, flow.DirIn))
 
-	// Leaving the bridge makes it "other": detached.
-	require.NoError(t, node.H.LinkSetNoMaster(node.Link(t, "veth-pa")))
-	waitFor(t, "detach of veth-pa", time.Second, func() bool {
-		rc.mu.Lock()
-		defer rc.mu.Unlock()
-		return rc.detached["veth-pa"]
-	})
-	require.Empty(t, m.Attached())
+			// The pod goes: detached.
+			require.NoError(t, node.H.LinkDel(host))
+			waitFor(t, "detach of veth-pa", time.Second, func() bool {
+				rc.mu.Lock()
+				defer rc.mu.Unlock()
+				return rc.detached["veth-pa"]
+			})
+			require.Empty(t, m.Attached())
+		})
+	}
 }
 
 func TestDeleting100VethsLeaksNothing(t *testing.T) {
