@@ -11,10 +11,12 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/layerscope/layerscope/agent/capture"
 	"github.com/layerscope/layerscope/agent/flow"
 	"github.com/layerscope/layerscope/agent/links"
+	"github.com/layerscope/layerscope/internal/testns"
 )
 
 // recorder is a pipeline stand-in: one reading goroutine per ring,
@@ -253,4 +255,84 @@ func TestSelected(t *testing.T) {
 	require.False(t, m.Selected(links.Link{Name: "veth1", Role: flow.RolePod}))
 	_, err = New(Config{Exclude: []string{"["}})
 	require.ErrorIs(t, err, ErrPattern)
+}
+
+func TestAttachRetriedAfterFDLimit(t *testing.T) {
+	node, pods := newNS(t), newNS(t)
+	rc := newRecorder()
+	m := startManager(t, node, rc, Config{
+		Ring:     func(links.Link) capture.Config { return capture.Config{BlockSize: 16 << 10, NumBlocks: 2} },
+		RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond,
+	})
+	addPod := func(i int) {
+		t.Helper()
+		require.NoError(t, node.H.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: fmt.Sprintf("vp%d", i)},
+			PeerName: fmt.Sprintf("e%d", i), PeerNamespace: netlink.NsFd(int(pods.Fd))}))
+		require.NoError(t, node.H.LinkSetUp(node.Link(t, fmt.Sprintf("vp%d", i))))
+	}
+	delPod := func(i int) {
+		t.Helper()
+		require.NoError(t, node.H.LinkDel(node.Link(t, fmt.Sprintf("vp%d", i))))
+	}
+	names := func() []string {
+		var out []string
+		for _, a := range m.Attached() {
+			out = append(out, a.Link.Name)
+		}
+		return out
+	}
+	pendingNames := func() []string {
+		var out []string
+		for _, p := range m.Pending() {
+			out = append(out, p.Link.Name)
+		}
+		return out
+	}
+	for i := range 3 {
+		addPod(i)
+	}
+	waitFor(t, "3 attachments", 2*time.Second, func() bool { return len(m.Attached()) == 3 })
+
+	// Pods come and go while no descriptor can be opened.
+	restore := testns.LowerFDLimit(t)
+	for i := 3; i < 11; i++ {
+		addPod(i)
+	}
+	delPod(1) // attached before
+	delPod(4) // never attached
+	waitFor(t, "7 pending", 2*time.Second, func() bool { return len(m.Pending()) == 7 })
+	time.Sleep(300 * time.Millisecond) // a few retries fail too
+	ps := m.Pending()
+	restore()
+	require.Equal(t, []string{"vp0", "vp2"}, names())
+	for _, p := range ps {
+		require.ErrorIs(t, p.Err, unix.EMFILE, p.Link.Name)
+		require.Equal(t, flow.RolePod, p.Link.Role)
+		require.Greater(t, p.Attempts, 1, "%s retried", p.Link.Name)
+		require.False(t, p.Since.IsZero())
+	}
+	require.NotContains(t, pendingNames(), "vp4", "a removed interface is not retried")
+
+	// Once descriptors can be had again every pod is captured, within a
+	// backoff interval.
+	lifted := time.Now()
+	want := []string{"vp0", "vp2", "vp3", "vp5", "vp6", "vp7", "vp8", "vp9", "vp10"}
+	waitFor(t, "every pod captured", 2*time.Second, func() bool { return len(m.Pending()) == 0 && len(m.Attached()) == len(want) })
+	t.Logf("all pods captured %v after the limit was lifted", time.Since(lifted).Round(time.Millisecond))
+	require.ElementsMatch(t, want, names())
+	rc.mu.Lock()
+	require.Len(t, rc.attached, 10, "vp1 and the nine pods present")
+	rc.mu.Unlock()
+}
+
+func TestBackoff(t *testing.T) {
+	m, err := New(Config{RetryMin: 100 * time.Millisecond, RetryMax: time.Second})
+	require.NoError(t, err)
+	for n, upper := range map[int]time.Duration{1: 100 * time.Millisecond, 2: 200 * time.Millisecond, 4: 800 * time.Millisecond, 5: time.Second, 60: time.Second} {
+		for range 50 {
+			d := m.backoff(n)
+			require.GreaterOrEqual(t, d, upper/2, "attempt %d", n)
+			require.LessOrEqual(t, d, upper, "attempt %d", n)
+		}
+	}
 }
