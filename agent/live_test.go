@@ -29,7 +29,10 @@ import (
 )
 
 // newLab builds a lab with a unique prefix, removed when the test ends.
-func newLab(t *testing.T) *lab.Lab {
+func newLab(t *testing.T) *lab.Lab { t.Helper(); return newLabWired(t, lab.WiringBridge) }
+
+// newLabWired is newLab with the given pod wiring.
+func newLabWired(t *testing.T, w lab.Wiring) *lab.Lab {
 	t.Helper()
 	testns.RequireRoot(t)
 	var b [3]byte
@@ -38,7 +41,7 @@ func newLab(t *testing.T) *lab.Lab {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	l, err := lab.New(ctx, &lab.Config{Prefix: "a" + hex.EncodeToString(b[:]) + "-"})
+	l, err := lab.New(ctx, &lab.Config{Prefix: "a" + hex.EncodeToString(b[:]) + "-", Wiring: w})
 	if err != nil {
 		t.Fatalf("lab: %v", err)
 	}
