@@ -217,7 +217,7 @@ func (a *Agent) sources() []prom.Source {
 		prom.BuildInfo(a.cfg.Version, a.cfg.Revision),
 		prom.SourceFunc{SourceName: "agent", Fn: func(e *prom.Emitter) error {
 			v := 0.0
-			if a.ready.Load() {
+			if a.isReady() {
 				v = 1
 			}
 			e.Gauge(metricdef.AgentReady, v)
@@ -315,6 +315,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	return err
 }
 
+// isReady reports readiness: the interfaces present at start were attached,
+// and no interface selected since has gone without a ring for longer than
+// CaptureConfig.PendingGrace.
+func (a *Agent) isReady() bool {
+	return a.ready.Load() && len(a.capture.stuck(time.Now())) == 0
+}
+
 // shutdownGrace is how long Run waits for requests in flight to end.
 const shutdownGrace = 5 * time.Second
 
@@ -361,6 +368,15 @@ func (a *Agent) registerHealth(mux *http.ServeMux) {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !a.ready.Load() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		if st := a.capture.stuck(time.Now()); len(st) > 0 {
+			msg := fmt.Sprintf("not ready: %d interfaces not captured", len(st))
+			for _, p := range st {
+				msg += fmt.Sprintf("\n%s (ifindex %d, role %s): %d attempts since %s: %v", p.Link.Name, p.Link.Index,
+					p.Link.Role, p.Attempts, p.Since.UTC().Format(time.RFC3339), p.Err)
+			}
+			http.Error(w, msg, http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")

@@ -28,7 +28,7 @@ func (a *Agent) serveStatus(w http.ResponseWriter, _ *http.Request) {
 
 // status builds the node's one-screen summary.
 func (a *Agent) status(now time.Time) *api.Status {
-	s := &api.Status{Time: now, Node: a.api.node, Version: a.cfg.Version, Ready: a.ready.Load()}
+	s := &api.Status{Time: now, Node: a.api.node, Version: a.cfg.Version, Ready: a.isReady()}
 	a.captureStatus(&s.Capture)
 	ft := a.capture.table.Stats()
 	s.FlowTable = api.FlowTableStatus{Entries: int(ft.Entries), Capacity: ft.Capacity, Evictions: ft.Evictions, Refused: ft.Refused}

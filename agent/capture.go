@@ -44,7 +44,14 @@ type CaptureConfig struct {
 	// FlowTable configures the flow table; nil means MaxEntries 65536 and
 	// the table's other defaults.
 	FlowTable *flowtable.Config
+	// PendingGrace is how long a selected interface may go without a ring
+	// (its attach failing and retried) before the agent reports not ready;
+	// 0 means DefaultPendingGrace.
+	PendingGrace time.Duration
 }
+
+// DefaultPendingGrace is the default CaptureConfig.PendingGrace.
+const DefaultPendingGrace = 10 * time.Second
 
 // publishInterval bounds how stale the per-layer counters of a scrape are.
 const publishInterval = 250 * time.Millisecond
@@ -251,7 +258,7 @@ func (c *captureSet) source() prom.Source {
 		c.mu.Lock()
 		totals := c.retired
 		c.mu.Unlock()
-		var attached [flow.NumRoles]int
+		var attached, pending [flow.NumRoles]int
 		if c.manager != nil {
 			for _, at := range c.manager.Attached() {
 				role := min(at.Link.Role, flow.NumRoles-1)
@@ -259,6 +266,9 @@ func (c *captureSet) source() prom.Source {
 				if st, err := at.Ring.Stats(); err == nil {
 					addStats(&totals[role], &st)
 				}
+			}
+			for _, p := range c.manager.Pending() {
+				pending[min(p.Link.Role, flow.NumRoles-1)]++
 			}
 		}
 		for r := range flow.NumRoles {
@@ -268,9 +278,29 @@ func (c *captureSet) source() prom.Source {
 			e.Counter(metricdef.CaptureDrops, float64(totals[r].Drops), r.String())
 			e.Counter(metricdef.CaptureFreezes, float64(totals[r].QueueFreezes), r.String())
 			e.Gauge(metricdef.AgentCaptureAttached, float64(attached[r]), r.String())
+			e.Gauge(metricdef.AgentCapturePending, float64(pending[r]), r.String())
 		}
 		return nil
 	}}
+}
+
+// stuck returns the selected interfaces that have had no ring, their attach
+// failing, for longer than the grace period, as of now.
+func (c *captureSet) stuck(now time.Time) []attach.Pending {
+	if c.manager == nil {
+		return nil
+	}
+	grace := c.cfg.PendingGrace
+	if grace <= 0 {
+		grace = DefaultPendingGrace
+	}
+	var out []attach.Pending
+	for _, p := range c.manager.Pending() {
+		if now.Sub(p.Since) > grace {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // attachedCount returns the number of interfaces captured now.

@@ -29,7 +29,10 @@ import (
 )
 
 // newLab builds a lab with a unique prefix, removed when the test ends.
-func newLab(t *testing.T) *lab.Lab {
+func newLab(t *testing.T) *lab.Lab { t.Helper(); return newLabWired(t, lab.WiringBridge) }
+
+// newLabWired is newLab with the given pod wiring.
+func newLabWired(t *testing.T, w lab.Wiring) *lab.Lab {
 	t.Helper()
 	testns.RequireRoot(t)
 	var b [3]byte
@@ -38,7 +41,7 @@ func newLab(t *testing.T) *lab.Lab {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	l, err := lab.New(ctx, &lab.Config{Prefix: "a" + hex.EncodeToString(b[:]) + "-"})
+	l, err := lab.New(ctx, &lab.Config{Prefix: "a" + hex.EncodeToString(b[:]) + "-", Wiring: w})
 	if err != nil {
 		t.Fatalf("lab: %v", err)
 	}
@@ -297,8 +300,8 @@ func TestLiveDNSRcodes(t *testing.T) {
 	}
 }
 
-// TestLiveNewVethAttachedWithinASecond creates a pod-like veth (enslaved to
-// cbr0) in node-1 after the agent started, and expects a ring on it within
+// TestLiveNewVethAttachedWithinASecond creates a pod veth (enslaved to cbr0,
+// its peer in a new pod namespace) in node-1 after the agent started, and expects a ring on it within
 // one second, and none once it is deleted.
 func TestLiveNewVethAttachedWithinASecond(t *testing.T) {
 	l := newLab(t)
@@ -317,8 +320,10 @@ func TestLiveNewVethAttachedWithinASecond(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	pod := testns.Make(t, "lsnew")
 	start := time.Now()
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "vnew0", MasterIndex: br.Attrs().Index}, PeerName: "vnew1"}
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "vnew0", MasterIndex: br.Attrs().Index}, PeerName: "vnew1",
+		PeerNamespace: netlink.NsFd(int(pod.Fd))}
 	if err := nh.LinkAdd(veth); err != nil {
 		t.Fatal(err)
 	}

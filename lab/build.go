@@ -136,6 +136,15 @@ func (l *Lab) buildNode(h *netlink.Handle, n Node) error {
 	if err := h.LinkSetUp(eth); err != nil {
 		return fmt.Errorf("%s up in %s: %w", NodeIface, n.NetNS, err)
 	}
+	if l.cfg.Wiring == WiringRouted {
+		// Proxy ARP answers only for a target routed through another
+		// device than the one asking: give the pods' gateway such a route
+		// (a real node has its default route). Nothing is sent to it.
+		if err := h.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Dst: ipNet(RoutedGateway, 32), Scope: netlink.SCOPE_LINK}); err != nil {
+			return fmt.Errorf("route to %s in %s: %w", RoutedGateway, n.NetNS, err)
+		}
+		return nil
+	}
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: BridgeName, MTU: PodMTU}}
 	if err := h.LinkAdd(br); err != nil {
 		return fmt.Errorf("bridge in %s: %w", n.NetNS, err)
@@ -163,6 +172,13 @@ func (l *Lab) buildPod(nodeH, podH *netlink.Handle, p Pod) error {
 	if err != nil {
 		return fmt.Errorf("%s in %s: %w", p.HostVeth, node.NetNS, err)
 	}
+	eth, err := podH.LinkByName(PodIface)
+	if err != nil {
+		return fmt.Errorf("%s in %s: %w", PodIface, p.NetNS, err)
+	}
+	if l.cfg.Wiring == WiringRouted {
+		return l.routePod(nodeH, podH, host, eth, p)
+	}
 	br, err := nodeH.LinkByName(BridgeName)
 	if err != nil {
 		return fmt.Errorf("%s in %s: %w", BridgeName, node.NetNS, err)
@@ -178,10 +194,6 @@ func (l *Lab) buildPod(nodeH, podH *netlink.Handle, p Pod) error {
 	if err := nodeH.LinkSetUp(host); err != nil {
 		return fmt.Errorf("%s up: %w", p.HostVeth, err)
 	}
-	eth, err := podH.LinkByName(PodIface)
-	if err != nil {
-		return fmt.Errorf("%s in %s: %w", PodIface, p.NetNS, err)
-	}
 	if err := podH.AddrAdd(eth, &netlink.Addr{IPNet: ipNet(p.IP, node.PodCIDR.Bits())}); err != nil {
 		return fmt.Errorf("address of %s: %w", p.Name, err)
 	}
@@ -192,6 +204,42 @@ func (l *Lab) buildPod(nodeH, podH *netlink.Handle, p Pod) error {
 		LinkIndex: eth.Attrs().Index,
 		Gw:        node.BridgeIP.AsSlice(),
 	}); err != nil {
+		return fmt.Errorf("default route of %s: %w", p.Name, err)
+	}
+	return nil
+}
+
+// routePod wires a pod the way Calico does: the host end has no address
+// and answers ARP by proxy (at once: proxy_delay 0), the node routes the
+// pod's /32 through it, and the pod holds a /32 with its default route via
+// RoutedGateway, reached through eth0.
+func (l *Lab) routePod(nodeH, podH *netlink.Handle, host, eth netlink.Link, p Pod) error {
+	node, _ := l.Node(p.Node)
+	nodeNS := l.ns[p.Node]
+	for key, val := range map[string]string{
+		"net.ipv4.conf." + p.HostVeth + ".proxy_arp":    "1",
+		"net.ipv4.neigh." + p.HostVeth + ".proxy_delay": "0",
+	} {
+		if err := writeSysctl(nodeNS, key, val); err != nil {
+			return err
+		}
+	}
+	if err := nodeH.LinkSetUp(host); err != nil {
+		return fmt.Errorf("%s up: %w", p.HostVeth, err)
+	}
+	if err := nodeH.RouteAdd(&netlink.Route{LinkIndex: host.Attrs().Index, Dst: ipNet(p.IP, 32), Scope: netlink.SCOPE_LINK}); err != nil {
+		return fmt.Errorf("route to %s in %s: %w", p.Name, node.NetNS, err)
+	}
+	if err := podH.AddrAdd(eth, &netlink.Addr{IPNet: ipNet(p.IP, 32)}); err != nil {
+		return fmt.Errorf("address of %s: %w", p.Name, err)
+	}
+	if err := podH.LinkSetUp(eth); err != nil {
+		return fmt.Errorf("%s up in %s: %w", PodIface, p.NetNS, err)
+	}
+	if err := podH.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Dst: ipNet(RoutedGateway, 32), Scope: netlink.SCOPE_LINK}); err != nil {
+		return fmt.Errorf("gateway route of %s: %w", p.Name, err)
+	}
+	if err := podH.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: RoutedGateway.AsSlice()}); err != nil {
 		return fmt.Errorf("default route of %s: %w", p.Name, err)
 	}
 	return nil

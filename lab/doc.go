@@ -23,6 +23,14 @@
 // created directly in its target namespace), so nothing ever appears in the
 // root namespace and parallel labs never collide on interface names.
 //
+// That is the bridge wiring (Config.Wiring WiringBridge, the default). The
+// routed wiring (WiringRouted) builds nodes without a bridge, as Calico
+// does: the host end veth-POD has no address and answers ARP by proxy, the
+// node routes each pod's /32 through it, and the pod holds its address as a
+// /32 with its default route via 169.254.1.1 (which nobody holds: the node
+// routes it through eth0 only so that proxy ARP answers for it). Service,
+// overlay and servers are the same in both.
+//
 // # Service
 //
 // Both nodes carry kube-proxy's iptables-mode rules for the Service

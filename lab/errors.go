@@ -19,6 +19,8 @@ var (
 	// ErrNotOwner reports an operation that needs the lab's servers, on a lab
 	// attached with Open rather than built with New in this process.
 	ErrNotOwner = errors.New("operation needs the lab's servers, which run in another process")
+	// ErrBadWiring reports a Config.Wiring other than those of Wirings.
+	ErrBadWiring = errors.New("unknown pod wiring")
 	// ErrClosed reports use of a Lab after Close.
 	ErrClosed = errors.New("lab closed")
 )

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -31,7 +32,31 @@ type Config struct {
 	StateDir string
 	// Logger receives the lab's logs. Nil means slog.Default().
 	Logger *slog.Logger
+	// Wiring is how pods are connected to their node: WiringBridge (the
+	// zero value) or WiringRouted.
+	Wiring Wiring
 }
+
+// Wiring is how the lab connects pods to their node.
+type Wiring string
+
+// Wirings.
+const (
+	// WiringBridge puts each pod's host veth on the node's cbr0 bridge,
+	// which holds the pods' gateway address (flannel, kubenet).
+	WiringBridge Wiring = "bridge"
+	// WiringRouted is Calico's: no bridge; the host veth has no address and
+	// answers ARP by proxy; the node routes each pod's /32 through it; the
+	// pod holds a /32 and reaches everything via 169.254.1.1, an address
+	// nobody holds.
+	WiringRouted Wiring = "routed"
+)
+
+// Wirings lists the pod wirings the lab can build.
+var Wirings = []Wiring{WiringBridge, WiringRouted}
+
+// RoutedGateway is the pods' gateway address in the routed wiring.
+var RoutedGateway = netip.MustParseAddr("169.254.1.1")
 
 // DefaultStateDir is the state directory used when Config.StateDir is empty.
 const DefaultStateDir = "/run/layerscope/lab"
@@ -46,6 +71,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.StateDir == "" {
 		out.StateDir = DefaultStateDir
+	}
+	if out.Wiring == "" {
+		out.Wiring = WiringBridge
 	}
 	if out.Logger == nil {
 		out.Logger = slog.Default()
@@ -91,6 +119,9 @@ func New(ctx context.Context, cfg *Config) (l *Lab, err error) {
 	if err := checkPrefix(c.Prefix); err != nil {
 		return nil, err
 	}
+	if !slices.Contains(Wirings, c.Wiring) {
+		return nil, fmt.Errorf("%w %q: want one of %v", ErrBadWiring, c.Wiring, Wirings)
+	}
 	if os.Geteuid() != 0 {
 		return nil, ErrNotRoot
 	}
@@ -133,6 +164,14 @@ func Open(cfg *Config) (*Lab, error) {
 		}
 		l.ns[m.name] = ns
 	}
+	// The wiring is what the builder made: a bridge on the nodes or not.
+	l.cfg.Wiring = WiringRouted
+	if h, err := l.handle(Node1); err == nil {
+		if _, err := h.LinkByName(BridgeName); err == nil {
+			l.cfg.Wiring = WiringBridge
+		}
+		h.Close()
+	}
 	pki, err := loadPKI(l.stateDir())
 	if err != nil {
 		l.log.Debug("no lab certificates; TLS clients will not verify", "err", err)
@@ -153,6 +192,9 @@ func (l *Lab) members() []member {
 	}
 	return out
 }
+
+// Wiring returns how the lab's pods are connected to their nodes.
+func (l *Lab) Wiring() Wiring { return l.cfg.Wiring }
 
 // Prefix returns the lab's namespace name prefix.
 func (l *Lab) Prefix() string { return l.cfg.Prefix }

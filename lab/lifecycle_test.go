@@ -43,6 +43,11 @@ func TestCheckPrefix(t *testing.T) {
 	}
 }
 
+func TestUnknownWiringRefused(t *testing.T) {
+	_, err := New(context.Background(), &Config{Prefix: "wiringbad-", Wiring: "ovs"})
+	require.ErrorIs(t, err, ErrBadWiring)
+}
+
 func TestKubeProxyRulesInstalled(t *testing.T) {
 	l := newTestLab(t)
 	svc := ServiceChain()

@@ -403,7 +403,10 @@ func (l *Lab) mtu(ctx context.Context, opts TrafficOptions, r *Report) (err erro
 // them with a frag-needed quoting the packet as DNATed on node-1.
 func (l *Lab) mtuRemote(ctx context.Context, bns *nsenter.NS, mtu, n int, m *MTUReport) (err error) {
 	c, _ := l.Pod(PodC)
-	lower := []struct{ member, ifname string }{{PodC, PodIface}, {Node2, c.HostVeth}, {Node2, BridgeName}}
+	lower := []struct{ member, ifname string }{{PodC, PodIface}, {Node2, c.HostVeth}}
+	if l.cfg.Wiring == WiringBridge {
+		lower = append(lower, struct{ member, ifname string }{Node2, BridgeName})
+	}
 	for _, x := range lower {
 		if err := l.setMTU(x.member, x.ifname, mtu); err != nil {
 			return err

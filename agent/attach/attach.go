@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"path"
 	"slices"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -50,10 +52,24 @@ type Config struct {
 	OnAttach func(links.Link, *capture.Ring)
 	OnDetach func(links.Link, *capture.Ring)
 
-	// Logger receives attach and detach at Debug, failures at Error; nil
-	// means slog.Default().
+	// RetryMin and RetryMax bound the delay between attempts to open the
+	// ring of a selected interface after a failure (EMFILE, ENOMEM, ...):
+	// it starts at RetryMin and doubles up to RetryMax, each delay drawn
+	// at random from its upper half. Zero means DefaultRetryMin and
+	// DefaultRetryMax.
+	RetryMin, RetryMax time.Duration
+
+	// Logger receives attach and detach at Debug, the first failure of an
+	// interface at Error, retries at Debug and a success after failures
+	// at Info; nil means slog.Default().
 	Logger *slog.Logger
 }
+
+// Default retry bounds.
+const (
+	DefaultRetryMin = 200 * time.Millisecond
+	DefaultRetryMax = 10 * time.Second
+)
 
 // DefaultRing returns the ring configuration used for a link of this role.
 func DefaultRing(l links.Link) capture.Config {
@@ -72,6 +88,17 @@ type Attachment struct {
 	Ring *capture.Ring
 }
 
+// Pending is a selected interface whose ring could not be opened yet. The
+// Manager tries again until it succeeds or the interface is gone or no
+// longer selected.
+type Pending struct {
+	Link     links.Link
+	Since    time.Time // the first failed attempt
+	Attempts int       // failed attempts so far
+	Err      error     // the last attempt's error
+	Next     time.Time // when the next attempt is due
+}
+
 // Manager attaches rings as links come and go. Create it with New, start it
 // with Run.
 type Manager struct {
@@ -79,9 +106,13 @@ type Manager struct {
 	log   *slog.Logger
 	roles [flow.NumRoles]bool
 	ready chan struct{}
+	wake  chan struct{} // a retry was scheduled
 
-	mu       sync.Mutex // guards attached
+	op sync.Mutex // held while handling an event or retrying: callbacks run one at a time
+
+	mu       sync.Mutex // guards attached and pending
 	attached map[int]Attachment
+	pending  map[int]*Pending
 }
 
 // New checks cfg and returns a Manager.
@@ -91,7 +122,15 @@ func New(cfg Config) (*Manager, error) {
 			return nil, fmt.Errorf("%w: %q", ErrPattern, p)
 		}
 	}
-	m := &Manager{cfg: cfg, ready: make(chan struct{}), attached: map[int]Attachment{}}
+	if cfg.RetryMin <= 0 {
+		cfg.RetryMin = DefaultRetryMin
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = DefaultRetryMax
+	}
+	cfg.RetryMax = max(cfg.RetryMax, cfg.RetryMin)
+	m := &Manager{cfg: cfg, ready: make(chan struct{}), wake: make(chan struct{}, 1),
+		attached: map[int]Attachment{}, pending: map[int]*Pending{}}
 	roles := cfg.Roles
 	if len(roles) == 0 {
 		roles = DefaultRoles
@@ -129,8 +168,22 @@ func matchAny(patterns []string, name string) bool {
 	return false
 }
 
-// Ready is closed once the interfaces present at start have been attached.
+// Ready is closed once the interfaces present at start have been attached,
+// or have failed once and are retried (see Pending).
 func (m *Manager) Ready() <-chan struct{} { return m.ready }
+
+// Pending returns the selected interfaces that have no ring because opening
+// it failed, in index order. They are retried with backoff.
+func (m *Manager) Pending() []Pending {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Pending, 0, len(m.pending))
+	for _, p := range m.pending {
+		out = append(out, *p)
+	}
+	slices.SortFunc(out, func(a, b Pending) int { return a.Link.Index - b.Link.Index })
+	return out
+}
 
 // Attached returns the interfaces captured now, in index order.
 func (m *Manager) Attached() []Attachment {
@@ -148,11 +201,64 @@ func (m *Manager) Attached() []Attachment {
 // done (it returns nil) or watching fails. Either way every ring is closed
 // and detached before it returns. Run may be called once.
 func (m *Manager) Run(ctx context.Context) error {
-	defer m.detachAll()
+	retryCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { m.retryLoop(retryCtx) })
+	defer func() {
+		stop()
+		wg.Wait()
+		m.detachAll()
+	}()
 	return links.Watch(ctx, links.Config{NetNS: m.cfg.NetNS, Logger: m.cfg.Logger}, m.handle)
 }
 
+// retryLoop attempts the pending attachments as they fall due, until ctx
+// is done.
+func (m *Manager) retryLoop(ctx context.Context) {
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		m.mu.Lock()
+		var due time.Time
+		for _, p := range m.pending {
+			if due.IsZero() || p.Next.Before(due) {
+				due = p.Next
+			}
+		}
+		m.mu.Unlock()
+		wait := time.Hour
+		if !due.IsZero() {
+			wait = max(time.Until(due), 0)
+		}
+		t.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.wake:
+			continue
+		case <-t.C:
+		}
+		m.op.Lock()
+		now := time.Now()
+		m.mu.Lock()
+		var ready []links.Link
+		for _, p := range m.pending {
+			if !p.Next.After(now) {
+				ready = append(ready, p.Link)
+			}
+		}
+		m.mu.Unlock()
+		slices.SortFunc(ready, func(a, b links.Link) int { return a.Index - b.Index })
+		for _, l := range ready {
+			m.attach(l)
+		}
+		m.op.Unlock()
+	}
+}
+
 func (m *Manager) handle(e links.Event) {
+	m.op.Lock()
+	defer m.op.Unlock()
 	switch e.Type {
 	case links.Snapshot:
 		for _, l := range e.Links {
@@ -162,21 +268,67 @@ func (m *Manager) handle(e links.Event) {
 		}
 		close(m.ready)
 	case links.Added, links.Changed:
+		sel := m.Selected(e.Link)
 		m.mu.Lock()
 		a, ok := m.attached[e.Link.Index]
 		if ok {
 			a.Link = e.Link
 			m.attached[e.Link.Index] = a
 		}
+		p, retrying := m.pending[e.Link.Index]
+		switch {
+		case retrying && sel:
+			p.Link = e.Link
+		case retrying:
+			delete(m.pending, e.Link.Index)
+		}
 		m.mu.Unlock()
-		switch sel := m.Selected(e.Link); {
-		case sel && !ok:
+		switch {
+		case sel && !ok && !retrying:
 			m.attach(e.Link)
 		case !sel && ok:
 			m.detach(e.Link.Index)
 		}
 	case links.Removed:
+		m.mu.Lock()
+		delete(m.pending, e.Link.Index)
+		m.mu.Unlock()
 		m.detach(e.Link.Index)
+	}
+}
+
+// backoff returns the delay before attempt n+1 after n failed attempts:
+// RetryMin doubled n-1 times, at most RetryMax, drawn from its upper half.
+func (m *Manager) backoff(n int) time.Duration {
+	d := m.cfg.RetryMax
+	if n-1 < 32 {
+		d = min(m.cfg.RetryMin<<(n-1), m.cfg.RetryMax)
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// failed records a failed attempt for l and schedules the next.
+func (m *Manager) failed(l links.Link, err error) {
+	now := time.Now()
+	m.mu.Lock()
+	p, ok := m.pending[l.Index]
+	if !ok {
+		p = &Pending{Since: now}
+		m.pending[l.Index] = p
+	}
+	p.Link, p.Err = l, err
+	p.Attempts++
+	p.Next = now.Add(m.backoff(p.Attempts))
+	attempts, next := p.Attempts, p.Next.Sub(now)
+	m.mu.Unlock()
+	if attempts == 1 {
+		m.log.Error("attach failed; retrying", "ifname", l.Name, "ifindex", l.Index, "role", l.Role.String(), "err", err, "retry_in", next.Round(time.Millisecond).String())
+	} else {
+		m.log.Debug("attach failed again", "ifname", l.Name, "ifindex", l.Index, "attempts", attempts, "err", err, "retry_in", next.Round(time.Millisecond).String())
+	}
+	select {
+	case m.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -189,15 +341,24 @@ func (m *Manager) attach(l links.Link) {
 	r, err := capture.Open(l.Index, rc)
 	if err != nil {
 		if errors.Is(err, unix.ENODEV) {
+			// Its Removed event follows.
+			m.mu.Lock()
+			delete(m.pending, l.Index)
+			m.mu.Unlock()
 			m.log.Debug("interface gone before attach", "ifname", l.Name, "ifindex", l.Index)
-		} else {
-			m.log.Error("attach failed", "ifname", l.Name, "ifindex", l.Index, "role", l.Role.String(), "err", err)
+			return
 		}
+		m.failed(l, err)
 		return
 	}
 	m.mu.Lock()
+	p, retried := m.pending[l.Index]
+	delete(m.pending, l.Index)
 	m.attached[l.Index] = Attachment{Link: l, Ring: r}
 	m.mu.Unlock()
+	if retried {
+		m.log.Info("attached after failures", "ifname", l.Name, "ifindex", l.Index, "attempts", p.Attempts, "pending", time.Since(p.Since).Round(time.Millisecond).String())
+	}
 	m.log.Debug("attached", "ifname", l.Name, "ifindex", l.Index, "role", l.Role.String(), "kind", l.Kind.String())
 	if m.cfg.OnAttach != nil {
 		m.cfg.OnAttach(l, r)

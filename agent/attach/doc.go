@@ -11,6 +11,16 @@
 // the Manager attaches or detaches as they do: a pod veth is captured within
 // one rtnetlink notification of its becoming a pod.
 //
+// # Failures
+//
+// Opening a ring can fail for reasons that pass: the process ran out of
+// descriptors (EMFILE), the kernel of memory (ENOMEM). A selected interface
+// whose ring cannot be opened is Pending and is tried again, after
+// RetryMin, then twice as long each time up to RetryMax (each delay drawn
+// from the upper half of its interval, so that many interfaces failing
+// together do not retry together), until it is attached, removed or no
+// longer selected. Pending lists them, for metrics and readiness.
+//
 // # Ring sizes
 //
 // Unless Config.Ring says otherwise, pod rings are 1 MiB (8 blocks of
@@ -24,7 +34,7 @@
 // (typically a goroutine running ring.Run). On detach the Manager closes the
 // ring first, which makes that Run return capture.ErrClosed at once and
 // release the ring's descriptors and memory, then calls OnDetach. Both
-// callbacks run on the Manager's goroutine, one at a time, and should not
-// block. When Run returns, every ring it attached has been closed and
+// callbacks run on one of the Manager's two goroutines (link events,
+// retries), one at a time, never concurrently, and should not block. When Run returns, every ring it attached has been closed and
 // OnDetach called for it.
 package attach

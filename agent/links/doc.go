@@ -1,26 +1,36 @@
 // Package links lists and watches the network interfaces of one network
 // namespace over rtnetlink and classifies each by kind (veth, vxlan, geneve,
-// bridge, device, loopback) and by role in the node's network (pod, overlay,
+// bridge, netkit, device, loopback) and by role in the node's network (pod, overlay,
 // uplink, bridge, other).
 //
 // # Kinds and roles
 //
 // The kind comes from the driver (IFLA_INFO_KIND) and the hardware type: an
 // Ethernet interface without a driver kind is a device (a NIC). The role
-// comes from topology, never from the driver alone, because in a lab the
-// node's NIC may itself be a veth:
+// comes from kernel facts about topology, never from the driver alone,
+// because in a lab the node's NIC may itself be a veth. The first rule that
+// matches wins:
 //
+//   - other: loopback;
 //   - overlay: a VXLAN or Geneve device;
 //   - uplink: the underlay device of an overlay (IFLA_VXLAN_LINK), or a device
-//     that holds a default route (IPv4 or IPv6, any table but local);
+//     that holds a default route (IPv4 or IPv6, any table but local). It
+//     comes before pod: a node's NIC may be a veth into another namespace;
 //   - bridge: a bridge that is not an uplink;
-//   - pod: a veth enslaved to a bridge, or a veth with a host route (/32 or
-//     /128) through it, as routed CNIs set up (Calico, Cilium in routing
-//     mode);
-//   - other: everything else, loopback included.
+//   - pod: the host end of a veth or netkit pair whose peer lives in another
+//     network namespace (IFLA_LINK_NETNSID). That is what every CNI's pod
+//     wiring shares: a Linux bridge (flannel, kubenet), a /32 route with
+//     proxy ARP (Calico), a routed veth holding the gateway address (ptp),
+//     a Cilium lxc veth with no route at all, an Open vSwitch port (Antrea,
+//     OVN-Kubernetes). Masters and routes are reported (MasterKind,
+//     HostRoutes) but do not decide. A pair with both ends in this namespace
+//     (Cilium's cilium_host and cilium_net) is node-internal: other;
+//   - other: everything else.
 //
-// Roles change with topology: a veth created on its own is "other" until it
-// is enslaved to a bridge or gets a host route, and Watch reports the change.
+// Roles change with topology: a veth pair created here is "other" until one
+// end moves to another namespace, and Watch reports the change. The kernel
+// sends no notification for the end that stays; Watch learns the move from
+// the RTM_DELLINK of the end that left (IFLA_NEW_NETNSID).
 //
 // # Watching
 //

@@ -20,10 +20,11 @@ const (
 	KindBridge               // Linux bridge
 	KindVXLAN                // VXLAN tunnel device
 	KindGeneve               // Geneve tunnel device
+	KindNetkit               // one end of a netkit pair
 	NumKinds                 // number of kinds; for sizing arrays
 )
 
-var kindNames = [NumKinds]string{"other", "device", "loopback", "veth", "bridge", "vxlan", "geneve"}
+var kindNames = [NumKinds]string{"other", "device", "loopback", "veth", "bridge", "vxlan", "geneve", "netkit"}
 
 // String returns the kind's metric label value.
 func (k Kind) String() string {
@@ -99,6 +100,16 @@ type Link struct {
 
 	Tunnel Tunnel // set for KindVXLAN and KindGeneve
 
+	// PeerIndex is the interface index of the other end of a veth or
+	// netkit pair (IFLA_LINK), 0 when unknown. It is an index in the
+	// peer's namespace: in this one only when PeerNetNS is false.
+	PeerIndex int
+	// PeerNetNS reports that the pair's other end lives in another network
+	// namespace (IFLA_LINK_NETNSID is present); PeerNetNSID is that
+	// namespace's id as seen from this one.
+	PeerNetNS   bool
+	PeerNetNSID int32
+
 	// HostRoutes is the number of /32 and /128 unicast routes through the
 	// link; DefaultRoute reports a default route through it.
 	HostRoutes   int
@@ -113,7 +124,8 @@ func (l *Link) sameAs(o *Link) bool {
 		l.Role == o.Role && l.MTU == o.MTU && l.Up == o.Up && l.Carrier == o.Carrier &&
 		l.OperState == o.OperState && bytes.Equal(l.MAC, o.MAC) &&
 		l.MasterIndex == o.MasterIndex && l.MasterName == o.MasterName && l.MasterKind == o.MasterKind &&
-		l.Tunnel == o.Tunnel && l.HostRoutes == o.HostRoutes && l.DefaultRoute == o.DefaultRoute
+		l.Tunnel == o.Tunnel && l.PeerIndex == o.PeerIndex && l.PeerNetNS == o.PeerNetNS &&
+		l.PeerNetNSID == o.PeerNetNSID && l.HostRoutes == o.HostRoutes && l.DefaultRoute == o.DefaultRoute
 }
 
 // EventType says what an Event reports.

@@ -20,7 +20,7 @@ import (
 //	eth0    veth "NIC" 10.0.0.10/24 with the default route via 10.0.0.1
 //	und0    veth 192.168.7.1/24, underlay of vxlan0
 //	vxlan0  VXLAN VNI 42, port 4789, dev und0, MTU 1450
-//	lone0   veth, no master, no route
+//	lone0   veth whose peer lone1 is here too (a node-internal pair)
 func topology(t *testing.T) *testNS {
 	node, pod, peer := newNS(t), newNS(t), newNS(t)
 	br := addBridge(t, node, "cbr0")
@@ -36,7 +36,7 @@ func topology(t *testing.T) *testNS {
 	vx := &netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: "vxlan0", MTU: 1450}, VxlanId: 42, Port: 4789, VtepDevIndex: und}
 	require.NoError(t, node.H.LinkAdd(vx))
 	require.NoError(t, node.H.LinkSetUp(node.Link(t, "vxlan0")))
-	vethPair(t, node, "lone0", "10.98.0.1/30", peer, "lone0", "10.98.0.2/30")
+	vethPair(t, node, "lone0", "10.98.0.1/30", node, "lone1", "10.98.0.2/30")
 	return node
 }
 
@@ -66,6 +66,7 @@ func TestListClassifies(t *testing.T) {
 		{"und0", KindVeth, flow.RoleUplink},
 		{"vxlan0", KindVXLAN, flow.RoleOverlay},
 		{"lone0", KindVeth, flow.RoleOther},
+		{"lone1", KindVeth, flow.RoleOther},
 	}
 	require.Len(t, ls, len(tests), "links: %v", m)
 	for _, tt := range tests {
@@ -86,6 +87,9 @@ func TestListClassifies(t *testing.T) {
 	require.Equal(t, "cbr0", m["vpod0"].MasterName)
 	require.Equal(t, KindBridge, m["vpod0"].MasterKind)
 	require.Equal(t, 1, m["cali1"].HostRoutes)
+	require.True(t, m["vpod0"].PeerNetNS)
+	require.False(t, m["lone0"].PeerNetNS)
+	require.Equal(t, m["lone1"].Index, m["lone0"].PeerIndex)
 	require.True(t, m["eth0"].DefaultRoute)
 	require.Equal(t, Tunnel{VNI: 42, Port: 4789, UnderlayIndex: m["und0"].Index, UnderlayName: "und0"}, m["vxlan0"].Tunnel)
 	require.Equal(t, 1450, m["vxlan0"].MTU)
@@ -202,20 +206,21 @@ func TestWatchEvents(t *testing.T) {
 	ch, snap := watch(t, node)
 	require.Equal(t, flow.RolePod, byName(snap)["vpod0"].Role)
 
-	// A new veth is "other" until it is enslaved to a bridge.
+	// A veth created with its peer in another namespace is a pod at once.
 	idx := vethPair(t, node, "w0", "10.96.0.1/30", peer, "w0", "10.96.0.2/30")
 	e := next(t, ch, "w0")
 	require.Equal(t, Added, e.Type)
 	require.Equal(t, idx, e.Link.Index)
 	require.Equal(t, KindVeth, e.Link.Kind)
-	require.Equal(t, flow.RoleOther, e.Link.Role)
+	require.Equal(t, flow.RolePod, e.Link.Role)
+	require.True(t, e.Link.PeerNetNS)
 	until(t, ch, "w0", func(e Event) bool { return e.Link.Up && e.Link.OperState == OperUp })
 
+	// Bridges are evidence, not the rule: enslaving keeps it a pod, and so
+	// does leaving the bridge.
 	require.NoError(t, node.H.LinkSetMaster(node.Link(t, "w0"), node.Link(t, "cbr0")))
-	e = until(t, ch, "w0", func(e Event) bool { return e.Link.Role != flow.RoleOther })
-	require.Equal(t, Changed, e.Type)
+	e = until(t, ch, "w0", func(e Event) bool { return e.Link.MasterIndex != 0 })
 	require.Equal(t, flow.RolePod, e.Link.Role)
-	require.Equal(t, flow.RoleOther, e.Old.Role)
 	require.Equal(t, "cbr0", e.Link.MasterName)
 	require.Equal(t, KindVeth, e.Link.Kind, "kind kept across bridge port notifications")
 
@@ -229,24 +234,54 @@ func TestWatchEvents(t *testing.T) {
 	require.NoError(t, node.H.LinkSetNoMaster(node.Link(t, "w0")))
 	e = until(t, ch, "w0", func(e Event) bool { return e.Link.MasterIndex == 0 })
 	require.Equal(t, Changed, e.Type)
-	require.Equal(t, flow.RoleOther, e.Link.Role)
-	require.Zero(t, e.Link.MasterIndex)
+	require.Equal(t, flow.RolePod, e.Link.Role)
 
-	// A host route makes the lone veth a (routed) pod; removing it undoes that.
+	// Routes are evidence too: a host route through a node-internal pair
+	// does not make it a pod.
 	lone := node.Link(t, "lone0")
 	rt := &netlink.Route{LinkIndex: lone.Attrs().Index, Dst: &net.IPNet{IP: net.IPv4(10, 244, 9, 9), Mask: net.CIDRMask(32, 32)}, Scope: netlink.SCOPE_LINK}
 	require.NoError(t, node.H.RouteAdd(rt))
 	e = next(t, ch, "lone0")
 	require.Equal(t, Changed, e.Type)
-	require.Equal(t, flow.RolePod, e.Link.Role)
+	require.Equal(t, 1, e.Link.HostRoutes)
+	require.Equal(t, flow.RoleOther, e.Link.Role)
 	require.NoError(t, node.H.RouteDel(rt))
 	e = next(t, ch, "lone0")
-	require.Equal(t, flow.RoleOther, e.Link.Role)
+	require.Zero(t, e.Link.HostRoutes)
 
 	require.NoError(t, node.H.LinkDel(node.Link(t, "w0")))
 	e = until(t, ch, "w0", func(e Event) bool { return e.Type == Removed })
 	require.Equal(t, Removed, e.Type)
 	require.Equal(t, idx, e.Link.Index)
+}
+
+// TestWatchPeerMoved: a pair created here is node-internal until one end
+// moves to a pod namespace (the kernel tells only that end's namespace),
+// and again when it comes back.
+func TestWatchPeerMoved(t *testing.T) {
+	node, pod := newNS(t), newNS(t)
+	ch, _ := watch(t, node)
+	require.NoError(t, node.H.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "mv0"}, PeerName: "mvpeer"}))
+	e := until(t, ch, "mv0", func(e Event) bool { return e.Type == Added })
+	require.Equal(t, flow.RoleOther, e.Link.Role)
+	require.False(t, e.Link.PeerNetNS)
+
+	start := time.Now()
+	require.NoError(t, node.H.LinkSetNsFd(node.Link(t, "mvpeer"), int(pod.Fd)))
+	e = until(t, ch, "mv0", func(e Event) bool { return e.Link.Role == flow.RolePod })
+	t.Logf("mv0 became a pod %v after its peer moved", time.Since(start))
+	require.Equal(t, Changed, e.Type)
+	require.True(t, e.Link.PeerNetNS)
+	require.Equal(t, pod.Link(t, "mvpeer").Attrs().Index, e.Link.PeerIndex)
+	ls, err := List(Config{NetNS: node.Enter})
+	require.NoError(t, err)
+	require.Equal(t, e.Link.PeerNetNSID, byName(ls)["mv0"].PeerNetNSID, "the dump agrees")
+
+	require.NoError(t, pod.H.LinkSetNsFd(pod.Link(t, "mvpeer"), int(node.Fd)))
+	e = until(t, ch, "mv0", func(e Event) bool { return e.Link.Role != flow.RolePod })
+	require.Equal(t, flow.RoleOther, e.Link.Role)
+	require.False(t, e.Link.PeerNetNS)
+	require.Equal(t, node.Link(t, "mvpeer").Attrs().Index, e.Link.PeerIndex)
 }
 
 func TestDiffOrder(t *testing.T) {

@@ -27,6 +27,52 @@ type rawLink struct {
 	tunnel   Tunnel // underlay index only; name filled at classification
 	stats    Stats
 	haveInfo bool
+	pair     pairAttrs
+}
+
+// pairAttrs are the attributes of an ifinfomsg that rtnetlink.LinkMessage
+// does not decode: where the other end of a veth or netkit pair is, and,
+// in the RTM_DELLINK of an interface moved to another namespace, where it
+// went.
+type pairAttrs struct {
+	link       int   // IFLA_LINK: the peer's index (in the peer's namespace)
+	netnsID    int32 // IFLA_LINK_NETNSID, when hasNetNS
+	hasNetNS   bool  // the peer is in another namespace than the interface
+	newNetnsID int32 // IFLA_NEW_NETNSID, when moved
+	moved      bool  // IFLA_NEW_NETNSID present: the interface left for another namespace
+	newIfindex int   // IFLA_NEW_IFINDEX: its index there, 0 if not given
+}
+
+// parsePairAttrs reads the pair attributes of a RTM_NEWLINK or RTM_DELLINK
+// payload (ifinfomsg and attributes). Malformed attributes are ignored:
+// rtnetlink.LinkMessage has already validated the message.
+func parsePairAttrs(data []byte) pairAttrs {
+	var p pairAttrs
+	if len(data) <= unix.SizeofIfInfomsg {
+		return p
+	}
+	ad, err := netlink.NewAttributeDecoder(data[unix.SizeofIfInfomsg:])
+	if err != nil {
+		return p
+	}
+	for ad.Next() {
+		b := ad.Bytes()
+		if len(b) != 4 {
+			continue
+		}
+		v := binary.NativeEndian.Uint32(b)
+		switch ad.Type() {
+		case unix.IFLA_LINK:
+			p.link = int(v)
+		case unix.IFLA_LINK_NETNSID:
+			p.netnsID, p.hasNetNS = int32(v), true
+		case unix.IFLA_NEW_NETNSID:
+			p.newNetnsID, p.moved = int32(v), true
+		case unix.IFLA_NEW_IFINDEX:
+			p.newIfindex = int(v)
+		}
+	}
+	return p
 }
 
 // routeKey identifies a route the way the kernel does for replacement.
@@ -55,8 +101,8 @@ func newState() *state {
 	return &state{links: map[int]*rawLink{}, routes: map[routeKey]route{}}
 }
 
-// applyLink records a RTM_NEWLINK message.
-func (s *state) applyLink(m *rtnetlink.LinkMessage) {
+// applyLink records a RTM_NEWLINK message; p holds its pair attributes.
+func (s *state) applyLink(m *rtnetlink.LinkMessage, p pairAttrs) {
 	a := m.Attributes
 	if a == nil || m.Index == 0 {
 		return
@@ -71,6 +117,7 @@ func (s *state) applyLink(m *rtnetlink.LinkMessage) {
 		mtu:    int(a.MTU),
 		oper:   OperState(a.OperationalState),
 		mac:    slices.Clone(a.Address),
+		pair:   pairAttrs{link: p.link, netnsID: p.netnsID, hasNetNS: p.hasNetNS},
 	}
 	if a.Master != nil {
 		l.master = int(*a.Master)
@@ -99,6 +146,37 @@ func (s *state) applyLink(m *rtnetlink.LinkMessage) {
 		l.haveInfo, l.driver, l.tunnel = true, old.driver, old.tunnel
 	}
 	s.links[idx] = l
+	if isPair(l) && !p.hasNetNS && p.link != 0 {
+		// The peer is here. If it just arrived from another namespace,
+		// its partner's last notification still says it is away: the
+		// kernel does not notify a pair's end when the other moves.
+		if o := s.links[p.link]; o != nil && o.pair.hasNetNS && isPair(o) {
+			o.pair = pairAttrs{link: idx}
+		}
+	}
+}
+
+// deleteLink records a RTM_DELLINK message. An interface moved to another
+// namespace is deleted here too, with IFLA_NEW_NETNSID: if it was one end
+// of a pair whose other end stays, that end's peer is now in the other
+// namespace, which its own (stale) attributes cannot tell, since the
+// kernel sends no notification for it.
+func (s *state) deleteLink(idx int, p pairAttrs) {
+	delete(s.links, idx)
+	if !p.moved {
+		return
+	}
+	for _, l := range s.links {
+		if isPair(l) && !l.pair.hasNetNS && l.pair.link == idx {
+			l.pair = pairAttrs{link: p.newIfindex, netnsID: p.newNetnsID, hasNetNS: true}
+		}
+	}
+}
+
+// isPair reports whether l is one end of an interface pair (veth, netkit).
+func isPair(l *rawLink) bool {
+	k := kindOf(l)
+	return k == KindVeth || k == KindNetkit
 }
 
 // parseTunnel reads the VNI, port and underlay of IFLA_INFO_DATA.
@@ -182,6 +260,8 @@ func kindOf(l *rawLink) Kind {
 		return KindVXLAN
 	case "geneve":
 		return KindGeneve
+	case "netkit":
+		return KindNetkit
 	case "":
 		switch l.hwType {
 		case unix.ARPHRD_LOOPBACK:
@@ -234,23 +314,56 @@ func (s *state) classify() map[int]Link {
 		if u := s.links[l.tunnel.UnderlayIndex]; u != nil {
 			ln.Tunnel.UnderlayName = u.name
 		}
-		switch {
-		case k == KindLoopback:
-			ln.Role = flow.RoleOther
-		case k == KindVXLAN || k == KindGeneve:
-			ln.Role = flow.RoleOverlay
-		case uplinks[idx]:
-			ln.Role = flow.RoleUplink
-		case k == KindBridge:
-			ln.Role = flow.RoleBridge
-		case k == KindVeth && (ln.MasterKind == KindBridge || ln.HostRoutes > 0):
-			ln.Role = flow.RolePod
-		default:
-			ln.Role = flow.RoleOther
+		if isPair(l) {
+			ln.PeerIndex, ln.PeerNetNS, ln.PeerNetNSID = l.pair.link, l.pair.hasNetNS, l.pair.netnsID
 		}
+		ln.Role = roleOf(roleFacts{kind: k, uplink: uplinks[idx], peerNetNS: ln.PeerNetNS})
 		out[idx] = ln
 	}
 	return out
+}
+
+// roleFacts are the kernel facts a role is decided from.
+type roleFacts struct {
+	kind Kind
+	// uplink: the interface holds a default route or is the underlay of
+	// an overlay device.
+	uplink bool
+	// peerNetNS: a veth or netkit whose other end is in another network
+	// namespace (IFLA_LINK_NETNSID present).
+	peerNetNS bool
+}
+
+// roleOf decides an interface's role. The first rule that matches wins:
+//
+//  1. loopback: other;
+//  2. VXLAN or Geneve: overlay;
+//  3. the device of a default route or of an overlay's underlay: uplink.
+//     This comes before the pod rule because a node's NIC can itself be the
+//     host end of a veth into another namespace (a node that is a network
+//     namespace, a container runtime's "eth0");
+//  4. a bridge: bridge;
+//  5. the host end of a veth or netkit pair whose peer is in another
+//     namespace: pod. Every CNI wires a pod so (Linux bridge, /32 route
+//     with proxy ARP, routed veth holding the gateway address, Cilium's
+//     lxc veths with no route, Open vSwitch ports, netkit); masters and
+//     routes are not consulted. Pairs with both ends here (cilium_host and
+//     cilium_net) are node-internal and not pods;
+//  6. anything else: other.
+func roleOf(f roleFacts) flow.Role {
+	switch {
+	case f.kind == KindLoopback:
+		return flow.RoleOther
+	case f.kind == KindVXLAN || f.kind == KindGeneve:
+		return flow.RoleOverlay
+	case f.uplink:
+		return flow.RoleUplink
+	case f.kind == KindBridge:
+		return flow.RoleBridge
+	case (f.kind == KindVeth || f.kind == KindNetkit) && f.peerNetNS:
+		return flow.RolePod
+	}
+	return flow.RoleOther
 }
 
 // sorted returns the links of m in index order.

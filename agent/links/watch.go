@@ -105,11 +105,12 @@ func (s *state) apply(m netlink.Message) error {
 			// that accompany it carry everything needed.
 			return nil
 		}
+		pa := parsePairAttrs(m.Data)
 		if m.Header.Type == unix.RTM_DELLINK {
-			delete(s.links, int(lm.Index))
+			s.deleteLink(int(lm.Index), pa)
 			return nil
 		}
-		s.applyLink(&lm)
+		s.applyLink(&lm, pa)
 	case unix.RTM_NEWROUTE, unix.RTM_DELROUTE:
 		var rm rtnetlink.RouteMessage
 		if err := rm.UnmarshalBinary(m.Data); err != nil {

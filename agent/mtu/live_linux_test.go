@@ -57,9 +57,11 @@ func TestKernelVXLANDefaultsAgree(t *testing.T) {
 	addVX("vx6", 6, net.ParseIP("fd00::1"), nil)
 	addVX("vx6g", 7, nil, net.ParseIP("ff05::100"))
 	addVX("vxnone", 8, nil, nil)
-	// A pod veth: enslaved to a bridge.
+	// A pod veth: its peer in a pod namespace, enslaved to a bridge.
+	pod := testns.Make(t, "lsmtu")
 	require.NoError(t, n.H.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}))
-	require.NoError(t, n.H.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "veth-p", MTU: 1450}, PeerName: "veth-p-peer"}))
+	require.NoError(t, n.H.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "veth-p", MTU: 1450}, PeerName: "veth-p-peer",
+		PeerNamespace: netlink.NsFd(int(pod.Fd))}))
 	require.NoError(t, n.H.LinkSetMaster(n.Link(t, "veth-p"), n.Link(t, "br0")))
 
 	ls := listLinks(t, n.Enter)

@@ -24,6 +24,7 @@ import (
 
 type demoOptions struct {
 	prefix       string
+	wiring       string
 	basePort     int
 	interval     time.Duration
 	rounds       int
@@ -53,6 +54,7 @@ The conntrack-flood scenario leaves the global nf_conntrack_max alone unless
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.prefix, "prefix", lab.DefaultPrefix, "namespace name prefix of the lab")
+	f.StringVar(&o.wiring, "wiring", string(lab.WiringBridge), "how the lab connects pods to their node: bridge or routed (see lab up --help)")
 	f.IntVar(&o.basePort, "base-port", 9431, "port of node-1's agent on 127.0.0.1; node-2 uses the next one")
 	f.DurationVar(&o.interval, "interval", 5*time.Second, "how often to print the summary")
 	f.IntVar(&o.rounds, "rounds", 0, "rounds of scenarios to run before stopping (0: until Ctrl-C)")
@@ -79,7 +81,7 @@ func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 		}
 	}
 	fmt.Fprintf(out, "building the lab (prefix %q)…\n", o.prefix)
-	l, err := lab.New(ctx, &lab.Config{Prefix: o.prefix})
+	l, err := lab.New(ctx, &lab.Config{Prefix: o.prefix, Wiring: lab.Wiring(o.wiring)})
 	if err != nil {
 		return fmt.Errorf("lab: %w", err)
 	}

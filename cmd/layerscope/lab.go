@@ -46,7 +46,8 @@ work with "ip netns exec". All commands need root.`,
 }
 
 func newLabUpCmd(f *labFlags) *cobra.Command {
-	return &cobra.Command{
+	var wiring string
+	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Build the lab and serve its pods until interrupted",
 		Long: `Build the lab and keep serving the pods' HTTP, TLS and DNS servers in the
@@ -60,7 +61,9 @@ namespaces with "ip netns exec".`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			l, err := lab.New(ctx, f.config())
+			cfg := f.config()
+			cfg.Wiring = lab.Wiring(wiring)
+			l, err := lab.New(ctx, cfg)
 			if err != nil {
 				return labError(err, f.prefix)
 			}
@@ -71,13 +74,20 @@ namespaces with "ip netns exec".`,
 			return l.Close()
 		},
 	}
+	cmd.Flags().StringVar(&wiring, "wiring", string(lab.WiringBridge),
+		"how pods are connected to their node: bridge (cbr0, flannel-style) or routed (no bridge: /32 routes and proxy ARP, Calico-style)")
+	return cmd
 }
 
 func printLab(w io.Writer, l *lab.Lab) {
-	fmt.Fprintf(w, "lab %s is up\n", l.Prefix())
+	fmt.Fprintf(w, "lab %s is up (%s wiring)\n", l.Prefix(), l.Wiring())
+	on := lab.BridgeName
+	if l.Wiring() == lab.WiringRouted {
+		on = "/32 routes"
+	}
 	for _, n := range l.Nodes() {
 		fmt.Fprintf(w, "  %-7s netns %-14s %s (eth0), pods %s on %s, vxlan0 VNI %d\n",
-			n.Name, n.NetNS, n.IP, n.PodCIDR, lab.BridgeName, lab.VNI)
+			n.Name, n.NetNS, n.IP, n.PodCIDR, on, lab.VNI)
 	}
 	for _, p := range l.Pods() {
 		what := "DNS :53"

@@ -15,6 +15,9 @@ var (
 	AgentCaptureAttached = Def{Name: "layerscope_agent_capture_attached", Subsystem: "agent", Type: Gauge,
 		Help:   "Interfaces with a capture ring attached, by role",
 		Labels: []string{"role"}}
+	AgentCapturePending = Def{Name: "layerscope_agent_capture_pending", Subsystem: "agent", Type: Gauge,
+		Help:   "Interfaces selected for capture whose ring could not be opened yet (retried with backoff), by role",
+		Labels: []string{"role"}}
 	ScrapeDuration = Def{Name: "layerscope_agent_collector_duration_seconds", Subsystem: "agent", Type: Gauge,
 		Unit: "seconds", Help: "Time the named collector took during this scrape", Labels: []string{"collector"}}
 	ScrapeSuccess = Def{Name: "layerscope_agent_collector_success", Subsystem: "agent", Type: Gauge,
@@ -264,7 +267,7 @@ func ctStat(name, help string) Def {
 // All returns every metric definition in a stable order.
 func All() []Def {
 	return []Def{
-		BuildInfo, AgentReady, AgentInterfaces, AgentCaptureAttached, ScrapeDuration, ScrapeSuccess,
+		BuildInfo, AgentReady, AgentInterfaces, AgentCaptureAttached, AgentCapturePending, ScrapeDuration, ScrapeSuccess,
 		L1LinkUp, L1CarrierChanges, L1Errors, L1Drops,
 		CapturePackets, CaptureBytes, CaptureDrops, CaptureFreezes, DecodeErrors,
 		L2ARP, L2VLAN, L2Tunnel, L2TunnelBytes,
