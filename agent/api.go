@@ -701,6 +701,19 @@ func (a *Agent) apiSource() prom.Source {
 		e.Gauge(metricdef.APIFollowers, float64(s.Subscribers))
 		e.Counter(metricdef.APIFollowLost, float64(s.FollowerLost))
 		e.Counter(metricdef.APIFollowersDropped, float64(a.api.dropped.Load()))
+		e.Counter(metricdef.APIRequestsRejected, float64(a.limits.api.Rejected()), a.limits.api.Name())
+		e.Counter(metricdef.APIRequestsRejected, float64(a.limits.follow.Rejected()), a.limits.follow.Name())
+		e.Counter(metricdef.APIRequestsRejected, float64(a.ondemand.Rejected()), "capture")
+		if a.srv != nil {
+			for _, st := range a.srv.Stats() {
+				e.Gauge(metricdef.HTTPConnections, float64(st.Open), st.Listener)
+				e.Counter(metricdef.HTTPConnectionsClosed, float64(st.Evicted), st.Listener, "evicted")
+				e.Counter(metricdef.HTTPConnectionsClosed, float64(st.Refused), st.Listener, "refused")
+				if st.Listener == "socket" {
+					e.Counter(metricdef.HTTPConnectionsClosed, float64(st.PeerRefused), st.Listener, "peer")
+				}
+			}
+		}
 		return nil
 	}}
 }

@@ -81,7 +81,10 @@ func (l Limits) Within(caps Limits) (Limits, error) {
 }
 
 // Limiter admits a bounded number of concurrent captures.
-type Limiter struct{ sem chan struct{} }
+type Limiter struct {
+	sem      chan struct{}
+	rejected atomic.Uint64
+}
 
 // NewLimiter admits n captures at once (n < 1 means DefaultMaxConcurrent).
 func NewLimiter(n int) *Limiter {
@@ -99,9 +102,13 @@ func (l *Limiter) Acquire() (release func(), err error) {
 		var once sync.Once
 		return func() { once.Do(func() { <-l.sem }) }, nil
 	default:
+		l.rejected.Add(1)
 		return nil, fmt.Errorf("%w (at most %d)", ErrBusy, cap(l.sem))
 	}
 }
+
+// Rejected returns how many Acquire calls found no free slot.
+func (l *Limiter) Rejected() uint64 { return l.rejected.Load() }
 
 // Interface is one interface to capture on.
 type Interface struct {

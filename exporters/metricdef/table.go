@@ -250,6 +250,15 @@ var (
 		Help: "Connection events followers missed because they read more slowly than events arrived"}
 	APIFollowersDropped = Def{Name: "layerscope_api_followers_dropped_total", Subsystem: "api", Type: Counter,
 		Help: "Followers disconnected because writing to them stalled longer than the write timeout"}
+	APIRequestsRejected = Def{Name: "layerscope_api_requests_rejected_total", Subsystem: "api", Type: Counter,
+		Help:   "API requests refused with 429 because as many of their kind (api, follow, capture) were already being served",
+		Labels: []string{"kind"}}
+	HTTPConnections = Def{Name: "layerscope_http_connections", Subsystem: "http", Type: Gauge,
+		Help:   "HTTP connections open, by listener (main, health, socket)",
+		Labels: []string{"listener"}}
+	HTTPConnectionsClosed = Def{Name: "layerscope_http_connections_closed_total", Subsystem: "http", Type: Counter,
+		Help:   "HTTP connections the agent closed to protect itself, by listener and reason (evicted: idle or silent, closed to make room; refused: every open connection busy; peer: a socket peer neither root nor of the socket's group)",
+		Labels: []string{"listener", "reason"}}
 )
 
 // kernelFrag defines a kernel fragmentation counter by family.
@@ -286,6 +295,7 @@ func All() []Def {
 		MTUMismatch, MTUMismatches, MTUOverlayExpected,
 		OTLPSpansExported, OTLPSpansDropped, OTLPExportErrors, OTLPConnections, OTLPForced, OTLPQueue,
 		APIHistoryEntries, APIHistoryCapacity, APIHistoryEvents, APIHistoryOverwritten, APIFollowers, APIFollowLost, APIFollowersDropped,
+		APIRequestsRejected, HTTPConnections, HTTPConnectionsClosed,
 		KReasmReqds, KReasmOKs, KReasmFails, KFragOKs, KFragFails, KFragCreates, KDestUnreach, KPktTooBig,
 	}
 }
