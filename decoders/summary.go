@@ -304,8 +304,8 @@ const (
 // HTTPMethod is an HTTP/1.x request method.
 type HTTPMethod uint8
 
-// HTTP methods. MethodOther is never produced: a request line must start with
-// one of the known methods to be recognised.
+// HTTP methods: the nine of RFC 9110 and RFC 5789 by name, any other token
+// method (WebDAV's PROPFIND, PURGE, ...) as MethodOther.
 const (
 	MethodNone HTTPMethod = iota
 	MethodGet
@@ -317,10 +317,11 @@ const (
 	MethodOptions
 	MethodTrace
 	MethodPatch
+	MethodOther
 	numMethods
 )
 
-var methodNames = [numMethods]string{"none", "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+var methodNames = [numMethods]string{"none", "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "other"}
 
 // String returns the method token ("GET"), "none", or "other".
 func (m HTTPMethod) String() string {
