@@ -199,7 +199,7 @@ func (p *Parser) tcpApp(pl []byte, s *decoders.Summary) {
 		l7.DNSOverTCP(pl, s)
 		return
 	}
-	if pl[0] == 0x16 {
+	if l6.IsRecord(pl) {
 		l6.TLS(pl, s)
 		return
 	}
