@@ -238,6 +238,9 @@ func (p *Parser) decap(pl []byte, vx bool, depth int, s *decoders.Summary) {
 			OuterSrcPort: s.L4.SrcPort, OuterDstPort: s.L4.DstPort,
 			OuterFragment: s.Layers.Has(decoders.LayerFragment),
 		}
+		if s.Layers&decoders.LayerVLAN != 0 {
+			outer.OuterVLANs, outer.OuterNumVLANs = s.Eth.VLANs, s.Eth.NumVLANs
+		}
 	}
 	var (
 		inner []byte
