@@ -62,7 +62,8 @@ const (
 // When a frame carries VXLAN or Geneve, the main sections (Eth, ARP, IP, ICMP,
 // L4, TLS, DNS, HTTP) hold the inner, decapsulated frame: the pod's view.
 // Tunnel holds the outer view of the outermost tunnel: outer IP addresses,
-// UDP ports and VNI. Outer Ethernet headers are not kept.
+// UDP ports, VNI and the outer frame's VLAN tags. Other fields of the outer
+// Ethernet header are not kept.
 //
 // A Summary is owned by one goroutine; it is meant to be reused frame after
 // frame.
@@ -210,6 +211,17 @@ type Tunnel struct {
 	OuterFragment              bool // the outer IP packet is a fragment (the first: it carries the tunnel header)
 	OuterSrc, OuterDst         netip.Addr
 	InnerProto                 uint16 // EtherType of the payload (0x6558 for Ethernet)
+	// OuterVLANs are the VLAN IDs of the outer frame's 802.1Q/802.1ad
+	// tags, outermost first; OuterNumVLANs counts the tags (it may exceed
+	// MaxVLANs). Zero when the outer frame is untagged.
+	OuterVLANs    [MaxVLANs]uint16
+	OuterNumVLANs uint8
+}
+
+// VLANTagged reports whether the frame carries an 802.1Q or 802.1ad tag:
+// in its main view or, for a tunnelled frame, in the outer frame.
+func (s *Summary) VLANTagged() bool {
+	return s.Layers&LayerVLAN != 0 || (s.Layers&(LayerVXLAN|LayerGeneve) != 0 && s.Tunnel.OuterNumVLANs != 0)
 }
 
 // TCPFlags is the TCP flag bits, NS in bit 8.
@@ -304,8 +316,8 @@ const (
 // HTTPMethod is an HTTP/1.x request method.
 type HTTPMethod uint8
 
-// HTTP methods. MethodOther is never produced: a request line must start with
-// one of the known methods to be recognised.
+// HTTP methods: the nine of RFC 9110 and RFC 5789 by name, any other token
+// method (WebDAV's PROPFIND, PURGE, ...) as MethodOther.
 const (
 	MethodNone HTTPMethod = iota
 	MethodGet
@@ -317,10 +329,11 @@ const (
 	MethodOptions
 	MethodTrace
 	MethodPatch
+	MethodOther
 	numMethods
 )
 
-var methodNames = [numMethods]string{"none", "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+var methodNames = [numMethods]string{"none", "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "other"}
 
 // String returns the method token ("GET"), "none", or "other".
 func (m HTTPMethod) String() string {

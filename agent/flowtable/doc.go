@@ -47,7 +47,11 @@
 //
 // L7 messages are matched at one interface, the first one an L7 message of
 // the flow was seen on, so the same message seen on several hops counts
-// once. DNS responses match queries by message ID (up to four queries
+// once. Over TCP, a message in a segment that repeats data already seen at
+// that interface (it starts before the highest sequence number seen in its
+// direction, modulo 2^32) is a retransmission and is not counted again; a
+// segment captured out of order, after a later one, is taken for one too.
+// DNS responses match queries by message ID (up to four queries
 // outstanding per flow), HTTP/1.x responses match requests in order (up to
 // four pipelined). A matched exchange gives a latency, observed in
 // Stats.DNSLatency or Stats.HTTPLatency, and its rcode or status; records

@@ -183,10 +183,12 @@ func (sh *shard) update(e *entry, p *flow.Packet, rev bool) {
 			e.tunnel = makeTunnel(&p.Tunnel)
 		}
 	}
+	repeat := false
 	if e.k.proto() == flow.ProtoTCP {
-		sh.tcp(e, hi, p, s)
+		repeat = sh.tcp(e, hi, p, s)
 	}
-	if p.App != flow.AppNone {
+	// A retransmitted segment's L7 message was counted with the original.
+	if p.App != flow.AppNone && !repeat {
 		sh.app(e, p)
 	}
 }
@@ -212,8 +214,10 @@ func (sh *shard) hop(e *entry, p *flow.Packet) int {
 	return i
 }
 
-// tcp tracks the handshake, teardown, retransmissions and zero windows.
-func (sh *shard) tcp(e *entry, hi int, p *flow.Packet, s uint8) {
+// tcp tracks the handshake, teardown, retransmissions and zero windows. It
+// reports whether p's payload starts before the highest sequence number
+// side s sent at the hop (it repeats data: a retransmission).
+func (sh *shard) tcp(e *entry, hi int, p *flow.Packet, s uint8) (repeat bool) {
 	const syn, ack, rst, fin = flow.TCPSyn, flow.TCPAck, flow.TCPRst, flow.TCPFin
 	f := p.TCPFlags
 	e.tcpFlags |= f
@@ -267,7 +271,7 @@ func (sh *shard) tcp(e *entry, hi int, p *flow.Packet, s uint8) {
 		e.finFrom |= 1 << s
 	}
 	if hi < 0 {
-		return
+		return false
 	}
 	h := &e.hops[hi]
 	if p.Window == 0 && f&(syn|rst) == 0 && e.zeroWin[hi][s] < 0xffff {
@@ -278,24 +282,27 @@ func (sh *shard) tcp(e *entry, hi int, p *flow.Packet, s uint8) {
 		if h.seqOK&bit == 0 {
 			h.seqEnd[s], h.seqOK = p.Seq+1, h.seqOK|bit
 		}
-		return
+		return false
 	}
 	if p.PayloadLen == 0 || f&rst != 0 {
-		return
+		return false
 	}
 	end := p.Seq + uint32(p.PayloadLen)
 	if h.seqOK&bit == 0 {
 		h.seqEnd[s], h.seqOK = end, h.seqOK|bit
-		return
+		return false
 	}
 	// A segment starting before the highest sequence seen repeats data,
-	// except a one-byte keep-alive just below it.
-	if d := int32(p.Seq - h.seqEnd[s]); d < 0 && (p.PayloadLen != 1 || d != -1) {
+	// except a one-byte keep-alive just below it. The difference is taken
+	// modulo 2^32, so sequence numbers that wrap still advance.
+	d := int32(p.Seq - h.seqEnd[s])
+	if d < 0 && (p.PayloadLen != 1 || d != -1) {
 		sh.retrans(e, hi, s)
 	}
 	if int32(end-h.seqEnd[s]) > 0 {
 		h.seqEnd[s] = end
 	}
+	return d < 0
 }
 
 // retrans counts a retransmission of side s at hop hi; the table's counter

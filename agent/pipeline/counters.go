@@ -26,7 +26,7 @@ type Counters struct {
 	Frames         uint64                         // frames handled
 	Packets        [flow.NumRoles][NumDirs]uint64 // by interface role and direction
 	Bytes          [flow.NumRoles][NumDirs]uint64 // wire bytes, by role and direction
-	VLANTagged     uint64                         // frames with at least one 802.1Q/802.1ad tag
+	VLANTagged     uint64                         // frames with at least one 802.1Q/802.1ad tag (outer or inner frame)
 	ARP            [3]uint64                      // other, request, reply
 	IP             [2]uint64                      // IPv4, IPv6 packets (main view)
 	ICMP           [2][256][NumICMPCodes]uint64   // [v4, v6][type][code]

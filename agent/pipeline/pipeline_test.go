@@ -22,9 +22,15 @@ const pcapDir = "../../testdata/tcpdump-tests"
 
 func tcpFrame(tb testing.TB, sport uint16, flags string, payload []byte) []byte {
 	tb.Helper()
+	return tcpFrameSeq(tb, sport, flags, 1000, payload)
+}
+
+// tcpFrameSeq is tcpFrame with sequence number seq.
+func tcpFrameSeq(tb testing.TB, sport uint16, flags string, seq uint32, payload []byte) []byte {
+	tb.Helper()
 	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv4}
 	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: net.IP{10, 244, 0, 5}, DstIP: net.IP{10, 244, 1, 8}, Flags: layers.IPv4DontFragment}
-	tcp := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: 8080, Seq: 1000, Ack: 2000, Window: 64240}
+	tcp := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: 8080, Seq: seq, Ack: 2000, Window: 64240}
 	for _, f := range flags {
 		switch f {
 		case 'S':
@@ -67,7 +73,8 @@ func TestWorkerCountsAndFeedsTable(t *testing.T) {
 	w.Handle(tcpFrame(t, 40000, "S", nil), &m)
 	m.Time += 1e5
 	m.Dir = flow.DirOut
-	w.Handle(tcpFrame(t, 40000, "A", []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")), &m)
+	// The data follows the SYN's sequence number.
+	w.Handle(tcpFrameSeq(t, 40000, "A", 1001, []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")), &m)
 	m.Dir = flow.DirIn
 	w.Handle([]byte{1, 2, 3}, &m) // truncated Ethernet
 

@@ -24,9 +24,14 @@ type FileSource struct {
 	f    *os.File
 	pcap *pcapgo.Reader
 	ng   *pcapgo.NgReader
+	// size is the length of an uncompressed pcap file (0: unknown), read
+	// the bytes of the records read so far; bytes left over at the end
+	// are a truncated last record.
+	size, read int64
 }
 
-// OpenFile opens a pcap or pcapng capture file.
+// OpenFile opens a pcap or pcapng capture file. pcap files of versions 2.0
+// to 2.3 are read as libpcap reads them (see oldPcap).
 func OpenFile(path string) (*FileSource, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -42,7 +47,19 @@ func OpenFile(path string) (*FileSource, error) {
 	if bytes.Equal(magic, pcapngMagic) {
 		fs.ng, err = pcapgo.NewNgReader(br, pcapgo.DefaultNgReaderOptions)
 	} else {
-		fs.pcap, err = pcapgo.NewReader(br)
+		var r io.Reader = br
+		if hdr, perr := br.Peek(pcapFileHeaderLen); perr == nil {
+			if order, ok := pcapByteOrder(hdr); ok {
+				if order.Uint16(hdr[4:6]) == 2 && order.Uint16(hdr[6:8]) < pcapMinorCurrent {
+					r = newOldPcap(br, order, order.Uint16(hdr[6:8]))
+				}
+				// Not gzip-compressed: the file size is the stream's.
+				if st, serr := f.Stat(); serr == nil && st.Mode().IsRegular() {
+					fs.size, fs.read = st.Size(), pcapFileHeaderLen
+				}
+			}
+		}
+		fs.pcap, err = pcapgo.NewReader(r)
 	}
 	if err != nil {
 		f.Close()
@@ -55,7 +72,9 @@ func OpenFile(path string) (*FileSource, error) {
 func (fs *FileSource) Close() error { return fs.f.Close() }
 
 // Next returns the next frame and fills m. The frame is valid until the
-// next call. It returns io.EOF at the end of the file.
+// next call. It returns io.EOF at the end of the file, and an error
+// wrapping ErrTruncatedRecord when a pcap file's last record header is
+// not followed by all its data.
 func (fs *FileSource) Next(m *Meta) ([]byte, error) {
 	var (
 		data []byte
@@ -74,6 +93,11 @@ func (fs *FileSource) Next(m *Meta) ([]byte, error) {
 	} else {
 		data, ci, err = fs.pcap.ZeroCopyReadPacketData()
 		lt = decoders.LinkType(fs.pcap.LinkType())
+		if err == nil {
+			fs.read += pcapRecordHeaderLen + int64(len(data))
+		} else if fs.size > 0 && errors.Is(err, io.EOF) && fs.read < fs.size {
+			err = fmt.Errorf("%w: %d bytes after the last whole record", ErrTruncatedRecord, fs.size-fs.read)
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -91,13 +115,13 @@ func (fs *FileSource) Next(m *Meta) ([]byte, error) {
 // ReplayStats tells how a replay went.
 type ReplayStats struct {
 	Frames     uint64 // frames handed to the worker
-	ReadErrors uint64 // 0 or 1: the file ended in a malformed record
-	LastErr    error  // the read error that ended the replay early, if any
+	ReadErrors uint64 // 0 or 1: the file ended in a malformed or truncated record
+	LastErr    error  // the read error that ended the replay early (ErrTruncatedRecord, ...), if any
 }
 
 // Replay feeds every frame of fs to w, then publishes w's counters. A
-// malformed record ends the replay: it is reported in the stats, not as an
-// error, since everything before it was decoded.
+// malformed or truncated record ends the replay: it is reported in the
+// stats, not as an error, since everything before it was decoded.
 func Replay(ctx context.Context, fs *FileSource, w *Worker) (ReplayStats, error) {
 	var (
 		st ReplayStats

@@ -93,7 +93,7 @@ func (w *Worker) Handle(frame []byte, m *Meta) {
 	if L == 0 {
 		return
 	}
-	if L&decoders.LayerVLAN != 0 {
+	if s.VLANTagged() { // the outer frame's tags of a tunnelled frame too
 		c.VLANTagged++
 	}
 	if L&decoders.LayerARP != 0 {

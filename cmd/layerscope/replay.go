@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/prometheus/common/expfmt"
@@ -18,7 +19,7 @@ import (
 
 func newReplayCmd() *cobra.Command {
 	var (
-		metrics                 bool
+		metrics, allowPartial   bool
 		vxlan, geneve, dnsPorts []uint
 	)
 	cmd := &cobra.Command{
@@ -26,7 +27,11 @@ func newReplayCmd() *cobra.Command {
 		Short: "Run the agent's pipeline over capture files and print the per-layer summary",
 		Long: `Run the same decode and flow-table pipeline as live capture over capture
 files (pcap or pcapng, any link type the decoders know) and print the per-layer
-summary, or with --metrics the Prometheus exposition of the agent's metrics.`,
+summary, or with --metrics the Prometheus exposition of the agent's metrics.
+
+A file that ends in a malformed or truncated record (a record header without
+all its data) is replayed up to that record, reported, and makes the exit
+status 1 once everything is printed, unless --allow-partial is given.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			table, err := flowtable.New(&flowtable.Config{Logger: slog.Default()})
@@ -45,6 +50,7 @@ summary, or with --metrics the Prometheus exposition of the agent's metrics.`,
 			set.Add(w)
 			start := time.Now()
 			var frames uint64
+			var partial []string
 			for _, path := range args {
 				fs, err := pipeline.OpenFile(path)
 				if err != nil {
@@ -57,7 +63,8 @@ summary, or with --metrics the Prometheus exposition of the agent's metrics.`,
 				}
 				frames += st.Frames
 				if st.LastErr != nil {
-					slog.Warn("capture file ends in a malformed record", "file", path, "frames", st.Frames, "err", st.LastErr)
+					partial = append(partial, path)
+					slog.Warn("capture file ends in a malformed or truncated record; replayed up to it", "file", path, "frames", st.Frames, "err", st.LastErr)
 				}
 			}
 			table.Flush()
@@ -82,15 +89,22 @@ summary, or with --metrics the Prometheus exposition of the agent's metrics.`,
 						return err
 					}
 				}
-				return nil
+			} else {
+				fmt.Fprintf(out, "%d frames from %d file(s) in %s\n", frames, len(args), time.Since(start).Round(time.Millisecond))
+				if len(partial) > 0 {
+					fmt.Fprintf(out, "%d file(s) end in a malformed or truncated record, replayed up to it: %s\n", len(partial), strings.Join(partial, ", "))
+				}
+				renderSummary(out, indexFamilies(mfs))
 			}
-			fmt.Fprintf(out, "%d frames from %d file(s) in %s\n", frames, len(args), time.Since(start).Round(time.Millisecond))
-			renderSummary(out, indexFamilies(mfs))
+			if len(partial) > 0 && !allowPartial {
+				return fmt.Errorf("%d of %d file(s) end in a malformed or truncated record (first: %s); --allow-partial accepts this", len(partial), len(args), partial[0])
+			}
 			return nil
 		},
 	}
 	f := cmd.Flags()
 	f.BoolVar(&metrics, "metrics", false, "print the Prometheus exposition text instead of the summary")
+	f.BoolVar(&allowPartial, "allow-partial", false, "exit 0 even when a file ends in a malformed or truncated record")
 	addDecoderFlags(f, &vxlan, &geneve, &dnsPorts)
 	return cmd
 }

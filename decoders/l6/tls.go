@@ -16,25 +16,71 @@ const (
 	extSupportedVersions = 43
 )
 
-// IsRecord reports whether payload starts like a TLS handshake record:
-// content type 22 and a 3.x record version.
+// Record content types.
+const (
+	typeChangeCipherSpec = 20
+	typeAlert            = 21
+	typeHandshake        = 22
+	typeApplicationData  = 23
+)
+
+// maxRecords bounds the records walked in one segment before a hello.
+const maxRecords = 8
+
+// IsRecord reports whether payload starts like a TLS record: a content type
+// of TLS 1.0-1.3 (change_cipher_spec, alert, handshake, application_data)
+// and a 3.x record version.
 func IsRecord(payload []byte) bool {
-	return len(payload) >= 3 && payload[0] == 0x16 && payload[1] == 3 && payload[2] <= 4
+	return len(payload) >= 3 && payload[0] >= typeChangeCipherSpec && payload[0] <= typeApplicationData &&
+		payload[1] == 3 && payload[2] <= 4
 }
 
-// TLS decodes a ClientHello or ServerHello at the start of a TCP payload into
-// s.TLS. It returns false, without error, when the payload is not a hello
-// (another record or handshake type). A hello cut by the capture's end is
-// decoded as far as it goes and marked with decoders.TruncHello.
+// TLS decodes a ClientHello or ServerHello of a TCP payload into s.TLS. The
+// hello may follow other records of the segment (a ChangeCipherSpec before
+// the second ClientHello after a HelloRetryRequest, an alert): the records
+// are walked, at most maxRecords of them, up to the first hello. It
+// returns false, without error, when the payload holds no hello. A hello
+// cut by the capture's end is decoded as far as it goes and marked with
+// decoders.TruncHello.
+//
+// A hello that is not the segment's first record is taken only when it
+// fits its record and has a 3.x legacy version: after a ChangeCipherSpec,
+// TLS 1.2 handshake records are encrypted, and their first bytes are noise.
 func TLS(payload []byte, s *decoders.Summary) bool {
-	if !IsRecord(payload) || len(payload) < recordLen+handshakeLen {
+	for i := 0; i < maxRecords && IsRecord(payload) && len(payload) >= recordLen; i++ {
+		recLen := int(binary.BigEndian.Uint16(payload[3:5]))
+		if payload[0] == typeHandshake && len(payload) >= recordLen+handshakeLen {
+			if htype := payload[recordLen]; htype == decoders.TLSClientHello || htype == decoders.TLSServerHello {
+				if i == 0 {
+					return record(payload, recLen, s)
+				}
+				if wholeHello(payload, recLen) {
+					return record(payload, recLen, s)
+				}
+			}
+		}
+		if len(payload) < recordLen+recLen {
+			return false
+		}
+		payload = payload[recordLen+recLen:]
+	}
+	return false
+}
+
+// wholeHello reports whether the handshake record at p (record length
+// recLen) is large enough for the hello its header announces, and whether
+// the hello (possibly cut by the capture) starts with a 3.x legacy version.
+func wholeHello(p []byte, recLen int) bool {
+	hsLen := int(p[6])<<16 | int(p[7])<<8 | int(p[8])
+	if hsLen+handshakeLen > recLen || len(p) < recordLen+handshakeLen+2 {
 		return false
 	}
+	return p[recordLen+handshakeLen] == 3 && p[recordLen+handshakeLen+1] <= 4
+}
+
+// record decodes the hello of the handshake record at the start of payload.
+func record(payload []byte, recLen int, s *decoders.Summary) bool {
 	htype := payload[recordLen]
-	if htype != decoders.TLSClientHello && htype != decoders.TLSServerHello {
-		return false
-	}
-	recLen := int(binary.BigEndian.Uint16(payload[3:5]))
 	hsLen := int(payload[6])<<16 | int(payload[7])<<8 | int(payload[8])
 	if hsLen+handshakeLen > recLen {
 		// A hello spread over several records is decoded from this

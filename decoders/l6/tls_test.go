@@ -1,6 +1,7 @@
 package l6
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -132,6 +133,53 @@ func TestNotHello(t *testing.T) {
 	}
 }
 
+// TestHelloAfterRecords: a hello that follows other records of its segment
+// (a ChangeCipherSpec before the second ClientHello after a
+// HelloRetryRequest, an alert, application data) is found; a handshake
+// record after a ChangeCipherSpec that is not a plausible whole hello (a
+// TLS 1.2 encrypted Finished) is not taken for one.
+func TestHelloAfterRecords(t *testing.T) {
+	ch, sh := hellos(t, "api.example.com", []string{"h2"}, 0)
+	ccs := []byte{20, 3, 3, 0, 1, 1}
+	alert := []byte{21, 3, 3, 0, 2, 1, 0}
+	appData := []byte{23, 3, 3, 0, 4, 9, 9, 9, 9}
+	finished := []byte{22, 3, 3, 0, 8, 1, 0, 0, 40, 0xde, 0xad, 0xbe, 0xef} // encrypted: noise that starts like a ClientHello
+	cat := func(bs ...[]byte) []byte { return bytes.Join(bs, nil) }
+	many := bytes.Repeat(ccs, maxRecords)
+	tests := []struct {
+		name    string
+		payload []byte
+		htype   uint8 // 0: no hello
+		sni     string
+	}{
+		{"ccs, client hello", cat(ccs, ch), decoders.TLSClientHello, "api.example.com"},
+		{"alert, client hello", cat(alert, ch), decoders.TLSClientHello, "api.example.com"},
+		{"alert, server hello", cat(alert, sh), decoders.TLSServerHello, ""},
+		{"application data, client hello", cat(appData, ch), decoders.TLSClientHello, "api.example.com"},
+		{"server hello, ccs", cat(sh, ccs), decoders.TLSServerHello, ""},
+		{"ccs, encrypted finished", cat(ccs, finished), 0, ""},
+		{"ccs, client hello cut by the capture", cat(ccs, ch[:60]), decoders.TLSClientHello, ""},
+		{"ccs only", ccs, 0, ""},
+		{"too many records first", cat(many, ch), 0, ""},
+		{"record longer than the segment", cat([]byte{21, 3, 3, 0, 200}, ch), 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var s decoders.Summary
+			ok := TLS(tt.payload, &s)
+			if ok != (tt.htype != 0) || ok != s.Layers.Has(decoders.LayerTLS) || s.Err() != nil {
+				t.Fatalf("ok %v layers %b err %v", ok, s.Layers, s.Err())
+			}
+			if ok && (s.TLS.HandshakeType != tt.htype || string(s.TLS.ServerName()) != tt.sni) {
+				t.Fatalf("type %d sni %q", s.TLS.HandshakeType, s.TLS.ServerName())
+			}
+			if cut := s.Trunc&decoders.TruncHello != 0; ok && cut != (len(tt.payload) < 100) {
+				t.Fatalf("trunc %b", s.Trunc)
+			}
+		})
+	}
+}
+
 func BenchmarkClientHello(b *testing.B) {
 	ch, _ := hellos(b, "api.example.com", []string{"h2"}, 0)
 	var s decoders.Summary
@@ -141,10 +189,22 @@ func BenchmarkClientHello(b *testing.B) {
 	}
 }
 
+func BenchmarkClientHelloAfterCCS(b *testing.B) {
+	ch, _ := hellos(b, "api.example.com", []string{"h2"}, 0)
+	p := append([]byte{20, 3, 3, 0, 1, 1}, ch...)
+	var s decoders.Summary
+	b.ReportAllocs()
+	for b.Loop() {
+		TLS(p, &s)
+	}
+}
+
 func FuzzTLS(f *testing.F) {
 	ch, sh := hellos(f, "seed.example", []string{"h2"}, 0)
 	f.Add(ch)
 	f.Add(sh)
+	f.Add(append([]byte{20, 3, 3, 0, 1, 1}, ch...))
+	f.Add(append([]byte{21, 3, 3, 0, 2, 1, 0}, sh...))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var s decoders.Summary
 		if !TLS(data, &s) {

@@ -30,6 +30,12 @@ var httpVersion = []byte(" HTTP/1.")
 // HTTP decodes an HTTP/1.x request or status line at the start of a TCP
 // payload into s.HTTP. It returns false, without error, when the payload
 // does not start one: continuation segments and bodies are never decoded.
+//
+// A request starts with one of the nine methods of decoders.HTTPMethod and
+// a space, or with any other RFC 9110 token method (decoders.MethodOther)
+// when the whole request line is there: the token, a space, a
+// request-target, a space and HTTP/1.x at the end of the line, within the
+// first maxLineScan bytes.
 func HTTP(payload []byte, s *decoders.Summary) bool {
 	if len(payload) < 5 {
 		return false
@@ -48,7 +54,55 @@ func HTTP(payload []byte, s *decoders.Summary) bool {
 			}
 		}
 	}
-	return false
+	if !tchar[payload[0]] {
+		return false
+	}
+	return otherRequest(payload, s)
+}
+
+// tchar marks the token characters of RFC 9110 section 5.6.2.
+var tchar = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c], t[c+'a'-'A'] = true, true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+// otherRequest decodes a request line whose method is a token outside the
+// nine known methods: token SP request-target SP "HTTP/1." DIGIT, then the
+// end of the line (or of the captured payload).
+func otherRequest(p []byte, s *decoders.Summary) bool {
+	line := p[:min(len(p), maxLineScan)]
+	i := 0
+	for i < len(line) && tchar[line[i]] {
+		i++
+	}
+	if i == len(line) || line[i] != ' ' {
+		return false
+	}
+	t := i + 1 // request-target: up to the next space, no control characters
+	j := t
+	for j < len(line) && line[j] > ' ' && line[j] != 0x7f {
+		j++
+	}
+	const ver = "HTTP/1."
+	v := j + 1 // version
+	if j == t || j == len(line) || line[j] != ' ' || len(line) < v+len(ver)+1 ||
+		string(line[v:v+len(ver)]) != ver || !digit(line[v+len(ver)]) {
+		return false
+	}
+	if e := v + len(ver) + 1; e < len(line) && line[e] != '\r' && line[e] != '\n' {
+		return false
+	}
+	s.HTTP = decoders.HTTP{Method: decoders.MethodOther, VersionMinor: line[v+len(ver)] - '0'}
+	s.Layers |= decoders.LayerHTTP
+	return true
 }
 
 func status(p []byte, s *decoders.Summary) bool {

@@ -135,7 +135,22 @@ func TestHTTP(t *testing.T) {
 		{"response 503", resp.Bytes(), true, decoders.HTTP{Response: true, Status: 503, VersionMinor: 1}},
 		{"response cut after status", []byte("HTTP/1.1 200"), true, decoders.HTTP{Response: true, Status: 200, VersionMinor: 1}},
 		{"body segment", []byte("{\"items\": []}"), false, decoders.HTTP{}},
-		{"lowercase", []byte("get / HTTP/1.1\r\n"), false, decoders.HTTP{}},
+		// Methods are case-sensitive tokens: "get" is not GET, but it is
+		// a method.
+		{"lowercase", []byte("get / HTTP/1.1\r\n"), true, decoders.HTTP{Method: decoders.MethodOther, VersionMinor: 1}},
+		{"webdav propfind", []byte("PROPFIND /dav/ HTTP/1.1\r\nDepth: 1\r\n"), true, decoders.HTTP{Method: decoders.MethodOther, VersionMinor: 1}},
+		{"purge 1.0", []byte("PURGE /cache/x HTTP/1.0\r\n"), true, decoders.HTTP{Method: decoders.MethodOther}},
+		{"token characters", []byte("X-M.1_~! /a?b=c HTTP/1.1\n"), true, decoders.HTTP{Method: decoders.MethodOther, VersionMinor: 1}},
+		{"prefix of a known method", []byte("POSTAL /x HTTP/1.1\r\n"), true, decoders.HTTP{Method: decoders.MethodOther, VersionMinor: 1}},
+		{"other method cut after version", []byte("MKCOL /d HTTP/1.1"), true, decoders.HTTP{Method: decoders.MethodOther, VersionMinor: 1}},
+		{"other method without version", []byte("BREW coffee please\r\n"), false, decoders.HTTP{}},
+		{"other method cut before version", []byte("MKCOL /d HTTP/1."), false, decoders.HTTP{}},
+		{"other method, two words", []byte("NOT A REQUEST HTTP/1.1\r\n"), false, decoders.HTTP{}},
+		{"other method, text after version", []byte("LINK /a HTTP/1.1 now\r\n"), false, decoders.HTTP{}},
+		{"other method, no target", []byte("LINK  HTTP/1.1\r\n"), false, decoders.HTTP{}},
+		{"separator in method", []byte("GE(T / HTTP/1.1\r\n"), false, decoders.HTTP{}},
+		{"control in target", []byte("LINK /a\x01b HTTP/1.1\r\n"), false, decoders.HTTP{}},
+		{"version beyond the scanned line", []byte("LINK /" + strings.Repeat("a", 600) + " HTTP/1.1\r\n"), false, decoders.HTTP{}},
 		{"method without target", []byte("GET  HTTP/1.1"), false, decoders.HTTP{}},
 		{"http2 preface", []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), false, decoders.HTTP{}},
 		{"bad status", []byte("HTTP/1.1 2x0 OK\r\n"), false, decoders.HTTP{}},
@@ -171,6 +186,15 @@ func BenchmarkHTTPRequest(b *testing.B) {
 	}
 }
 
+func BenchmarkHTTPOtherMethod(b *testing.B) {
+	p := []byte("PROPFIND /dav/calendars/user/ HTTP/1.1\r\nHost: web\r\nDepth: 1\r\n\r\n")
+	var s decoders.Summary
+	b.ReportAllocs()
+	for b.Loop() {
+		HTTP(p, &s)
+	}
+}
+
 func FuzzDNS(f *testing.F) {
 	f.Add(query(f, "kubernetes.default.svc.cluster.local", dns.TypeA))
 	f.Add(response(f, "web.default.svc", dns.RcodeNameError, 2))
@@ -194,6 +218,8 @@ func FuzzDNS(f *testing.F) {
 func FuzzHTTP(f *testing.F) {
 	f.Add([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
 	f.Add([]byte("HTTP/1.1 404 Not Found\r\n"))
+	f.Add([]byte("PROPFIND /dav/ HTTP/1.1\r\nDepth: 1\r\n"))
+	f.Add([]byte("NOT A REQUEST HTTP/1.1\r\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var s decoders.Summary
 		if !HTTP(data, &s) {
@@ -202,7 +228,19 @@ func FuzzHTTP(f *testing.F) {
 		if s.HTTP.Response && (s.HTTP.Status > 999 || !bytes.HasPrefix(data, []byte("HTTP/1."))) {
 			t.Fatalf("response %+v from %q", s.HTTP, data)
 		}
-		if !s.HTTP.Response && (s.HTTP.Method == decoders.MethodNone || !bytes.HasPrefix(data, []byte(s.HTTP.Method.String()+" "))) {
+		if s.HTTP.Response {
+			return
+		}
+		switch m := s.HTTP.Method; {
+		case m == decoders.MethodNone:
+			t.Fatalf("request without a method from %q", data)
+		case m == decoders.MethodOther:
+			// token SP target SP HTTP/1.x within the scanned line
+			sp := bytes.IndexByte(data, ' ')
+			if sp <= 0 || bytes.ContainsAny(data[:sp], "()<>@,;:\\\"/[]?={}\t\r\n") || !bytes.Contains(data[:min(len(data), maxLineScan)], []byte(" HTTP/1.")) {
+				t.Fatalf("other method %+v from %q", s.HTTP, data)
+			}
+		case !bytes.HasPrefix(data, []byte(m.String()+" ")):
 			t.Fatalf("request %+v from %q", s.HTTP, data)
 		}
 	})

@@ -199,7 +199,7 @@ func (p *Parser) tcpApp(pl []byte, s *decoders.Summary) {
 		l7.DNSOverTCP(pl, s)
 		return
 	}
-	if pl[0] == 0x16 {
+	if l6.IsRecord(pl) {
 		l6.TLS(pl, s)
 		return
 	}
@@ -237,6 +237,9 @@ func (p *Parser) decap(pl []byte, vx bool, depth int, s *decoders.Summary) {
 			OuterSrc: s.IP.Src, OuterDst: s.IP.Dst, OuterTTL: s.IP.TTL,
 			OuterSrcPort: s.L4.SrcPort, OuterDstPort: s.L4.DstPort,
 			OuterFragment: s.Layers.Has(decoders.LayerFragment),
+		}
+		if s.Layers&decoders.LayerVLAN != 0 {
+			outer.OuterVLANs, outer.OuterNumVLANs = s.Eth.VLANs, s.Eth.NumVLANs
 		}
 	}
 	var (

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"testing"
 
 	"github.com/gopacket/gopacket"
@@ -194,6 +195,12 @@ func FuzzDecode(f *testing.F) {
 			for _, fr := range fs {
 				f.Add(fr.Data, uint16(fr.Link))
 			}
+		}
+	}
+	for _, name := range fidelityFiles {
+		fs, _ := testutil.ReadFile(filepath.Join(fidelityDir(f), name))
+		for _, fr := range fs {
+			f.Add(fr.Data, uint16(fr.Link))
 		}
 	}
 	p, _ := New(Config{VXLANPorts: []uint16{4789, 8472}})
