@@ -208,11 +208,14 @@ func checkDaemonSet(t *testing.T, ds *appsv1.DaemonSet) {
 	if len(c.Args) == 0 || c.Args[0] != "agent" || !slices.Contains(c.Args, "--metrics-addr=:9431") {
 		t.Errorf("args %q: want agent --metrics-addr=:9431 …", c.Args)
 	}
-	if !slices.Contains(c.Args, "--no-capture-api") {
-		t.Errorf("args %q: on-demand captures must be off by default (--no-capture-api)", c.Args)
+	if slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--capture-api") || strings.HasPrefix(a, "--api-socket") }) {
+		t.Errorf("args %q: on-demand captures must be off by default", c.Args)
 	}
-	if len(c.Ports) != 1 || c.Ports[0].Name != "metrics" || c.Ports[0].ContainerPort != 9431 {
-		t.Errorf("ports %+v, want metrics 9431", c.Ports)
+	if !slices.Contains(c.Args, "--health-addr=:9432") {
+		t.Errorf("args %q: want the probes' listener --health-addr=:9432", c.Args)
+	}
+	if len(c.Ports) != 2 || c.Ports[0].Name != "metrics" || c.Ports[0].ContainerPort != 9431 || c.Ports[1].Name != "health" || c.Ports[1].ContainerPort != 9432 {
+		t.Errorf("ports %+v, want metrics 9431 and health 9432", c.Ports)
 	}
 
 	// Probes on the agent's endpoints.
@@ -225,8 +228,10 @@ func checkDaemonSet(t *testing.T, ds *appsv1.DaemonSet) {
 			t.Errorf("no HTTP %s probe", p.name)
 			continue
 		}
-		if g := p.probe.HTTPGet; g.Path != p.path || g.Port.String() != "metrics" {
-			t.Errorf("%s probe %s on port %s, want %s on metrics", p.name, g.Path, g.Port.String(), p.path)
+		// The health listener never asks for credentials: a web config
+		// that protects the metrics port leaves the probes working.
+		if g := p.probe.HTTPGet; g.Path != p.path || g.Port.String() != "health" || g.Scheme != corev1.URISchemeHTTP {
+			t.Errorf("%s probe %s %s on port %s, want HTTP %s on health", p.name, g.Scheme, g.Path, g.Port.String(), p.path)
 		}
 	}
 

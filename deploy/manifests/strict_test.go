@@ -1,6 +1,8 @@
 package manifests
 
 import (
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -140,7 +142,7 @@ func TestChartValues(t *testing.T) {
 		{
 			name: "web config, flags, scheduling",
 			set: []string{
-				"webConfig.secretName=layerscope-web", "webConfig.probeScheme=HTTPS",
+				"webConfig.secretName=layerscope-web",
 				"serviceMonitor.scheme=https", "serviceMonitor.tlsConfig.insecureSkipVerify=true", "serviceMonitor.labels.release=kps",
 				"extraArgs={--traces,--conntrack-top-n=10}", "extraEnv[0].name=OTEL_EXPORTER_OTLP_ENDPOINT", "extraEnv[0].value=http://otel:4317",
 				"nodeSelector.kubernetes\\.io/os=linux", "podAnnotations.a=b", "image.tag=dev", "resources.limits.memory=1Gi",
@@ -150,20 +152,17 @@ func TestChartValues(t *testing.T) {
 				ds := one[*appsv1.DaemonSet](t, objs, "DaemonSet")
 				pod := ds.Spec.Template.Spec
 				c := pod.Containers[0]
-				for _, a := range []string{"--web-config-file=/etc/layerscope/web/web-config.yml", "--traces", "--conntrack-top-n=10"} {
+				for _, a := range []string{"--web-config-file=/etc/layerscope/web/web-config.yml", "--traces", "--conntrack-top-n=10", "--capture-api"} {
 					if !slices.Contains(c.Args, a) {
 						t.Errorf("args %q lack %s", c.Args, a)
 					}
-				}
-				if slices.Contains(c.Args, "--no-capture-api") {
-					t.Errorf("args %q: captureAPI.enabled=true must not turn the capture API off", c.Args)
 				}
 				if len(pod.Volumes) != 1 || pod.Volumes[0].Secret == nil || pod.Volumes[0].Secret.SecretName != "layerscope-web" ||
 					len(c.VolumeMounts) != 1 || c.VolumeMounts[0].MountPath != "/etc/layerscope/web" || !c.VolumeMounts[0].ReadOnly {
 					t.Errorf("web config volume %+v mounted %+v", pod.Volumes, c.VolumeMounts)
 				}
-				if c.LivenessProbe.HTTPGet.Scheme != corev1.URISchemeHTTPS || c.ReadinessProbe.HTTPGet.Scheme != corev1.URISchemeHTTPS {
-					t.Error("probes not on HTTPS")
+				if c.LivenessProbe.HTTPGet.Port.String() != "health" || c.ReadinessProbe.HTTPGet.Port.String() != "health" {
+					t.Error("probes not on the health port: basic auth on the metrics port would fail them")
 				}
 				if c.Env[len(c.Env)-1].Name != "OTEL_EXPORTER_OTLP_ENDPOINT" {
 					t.Errorf("env %+v lacks the extra variable last", c.Env)
@@ -186,6 +185,23 @@ func TestChartValues(t *testing.T) {
 			},
 		},
 		{
+			name: "capture API on the node's socket",
+			set:  []string{"captureAPI.enabled=true", "captureAPI.socket.enabled=true", "captureAPI.socket.group=layerscope"},
+			check: func(t *testing.T, objs []object) {
+				pod := one[*appsv1.DaemonSet](t, objs, "DaemonSet").Spec.Template.Spec
+				c := pod.Containers[0]
+				for _, a := range []string{"--capture-api", "--api-socket=/run/layerscope/api.sock", "--api-socket-group=layerscope"} {
+					if !slices.Contains(c.Args, a) {
+						t.Errorf("args %q lack %s", c.Args, a)
+					}
+				}
+				if len(pod.Volumes) != 1 || pod.Volumes[0].HostPath == nil || pod.Volumes[0].HostPath.Path != "/run/layerscope" ||
+					len(c.VolumeMounts) != 1 || c.VolumeMounts[0].MountPath != "/run/layerscope" {
+					t.Errorf("socket volume %+v mounted %+v", pod.Volumes, c.VolumeMounts)
+				}
+			},
+		},
+		{
 			name: "release name and overrides",
 			set:  []string{"fullnameOverride=ls"},
 			check: func(t *testing.T, objs []object) {
@@ -198,6 +214,15 @@ func TestChartValues(t *testing.T) {
 			},
 		},
 	}
+	t.Run("capture API without authentication", func(t *testing.T) {
+		home := t.TempDir()
+		cmd := exec.Command(tool(t, "helm", envHelm, helmVersion), "template", release, chartDir, "--namespace", namespace, "--set", "captureAPI.enabled=true")
+		cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+home, "HELM_CONFIG_HOME="+home, "HELM_DATA_HOME="+home)
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "captureAPI.enabled") || !strings.Contains(string(out), "webConfig.secretName") {
+			t.Errorf("helm template with captureAPI.enabled and no authentication: %v\n%s\nwant a refusal naming captureAPI.enabled and webConfig.secretName", err, out)
+		}
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var args []string
