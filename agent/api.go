@@ -58,7 +58,8 @@ type apiState struct {
 const (
 	defaultProgressInterval = time.Second
 	defaultFollowTimeout    = 10 * time.Second
-	readChunk               = 256 // entries copied out of the ring per lock
+	readChunk               = 64 // entries copied out of the ring per lock
+	followChunk             = 32 // the same for a follower (up to MaxFollowers of them)
 )
 
 func newAPIState(cfg Config) (*apiState, error) {
@@ -306,7 +307,7 @@ func (a *Agent) follow(w http.ResponseWriter, r *http.Request, q *api.Query) {
 		return
 	}
 	enc := json.NewEncoder(w)
-	buf := make([]history.Entry, 0, readChunk)
+	buf := make([]history.Entry, 0, followChunk)
 	for {
 		select {
 		case <-r.Context().Done():

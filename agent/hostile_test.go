@@ -304,7 +304,7 @@ func TestIdleAndSilentConnections(t *testing.T) {
 			s.Close()
 		}
 	}()
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // silent longer than a real client would be
 	start := time.Now()
 	code, _ := do(t, &http.Client{Timeout: 2 * time.Second}, "GET", "http://"+addr+"/metrics")
 	if el := time.Since(start); code != http.StatusOK || el > time.Second {

@@ -49,7 +49,7 @@ type OnDemandConfig struct {
 // Defaults of OnDemandConfig.
 const (
 	DefaultCaptureInterfaces = 32
-	DefaultCaptureRingMemory = 64 << 20
+	DefaultCaptureRingMemory = 32 << 20
 	// captureWriteGrace is how long after its duration a capture may
 	// still be writing to a slow client before the connection is cut.
 	captureWriteGrace = 5 * time.Second
@@ -70,8 +70,11 @@ func checkOnDemand(c *OnDemandConfig) error {
 	if c.MaxConcurrent == 0 {
 		c.MaxConcurrent = ondemand.DefaultMaxConcurrent
 	}
-	if per := c.RingMemory / int64(c.MaxConcurrent); per < ondemand.MinRingBytes {
-		return fmt.Errorf("--capture-api-ring-memory %d: below %d bytes per concurrent capture", c.RingMemory, ondemand.MinRingBytes)
+	// Every interface of a capture gets at least MinRingBytes: the
+	// budget must hold that for the most interfaces of every capture.
+	if need := int64(c.MaxConcurrent) * int64(c.MaxInterfaces) * ondemand.MinRingBytes; c.RingMemory < need {
+		return fmt.Errorf("--capture-api-ring-memory %d: below %d bytes, the least ring of %d interfaces of %d concurrent captures (--capture-api-max-interfaces, --capture-api-concurrent)",
+			c.RingMemory, need, c.MaxInterfaces, c.MaxConcurrent)
 	}
 	return nil
 }

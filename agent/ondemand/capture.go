@@ -127,7 +127,7 @@ type Request struct {
 	// Limits must already be within the agent's caps (see Limits.Within).
 	Limits Limits
 	// RingBytes is the ring memory of each interface, rounded down to
-	// whole blocks of 256 KiB and at least MinRingBytes. Zero means
+	// whole blocks of 128 KiB and at least MinRingBytes. Zero means
 	// MaxRingBytes.
 	RingBytes int
 	// Ready, when set, is called once every ring is open and the pcap
@@ -166,12 +166,12 @@ type frame struct {
 // the kernel hands over a block per block timeout however few frames it
 // holds, and a reader that falls behind by NumBlocks timeouts drops.
 const (
-	ringBlockSize = 256 << 10
+	ringBlockSize = 128 << 10
 	// MaxRingBytes is the ring memory of one interface when the budget
-	// allows it (32 blocks).
-	MaxRingBytes = 32 * ringBlockSize
-	// MinRingBytes is the least ring memory of one interface (4 blocks).
-	MinRingBytes = 4 * ringBlockSize
+	// allows it (64 blocks).
+	MaxRingBytes = 64 * ringBlockSize
+	// MinRingBytes is the least ring memory of one interface (2 blocks).
+	MinRingBytes = 2 * ringBlockSize
 )
 
 // RingBytes divides a capture's ring budget among n interfaces: between
@@ -185,8 +185,51 @@ func RingBytes(budget int64, n int) int {
 	return int(min(max(per, MinRingBytes), MaxRingBytes))
 }
 
-// queueLen is the handoff between the rings and the writer.
-const queueLen = 4096
+// The handoff between the rings and the writer: at most queueLen frames
+// and queueBytes of copies, so a writer stalled by a slow client holds a
+// few MiB, not queueLen snapshots of 64 KiB. Copies of frames up to
+// smallFrame bytes come from a pool; larger ones are allocated to size.
+const (
+	queueLen   = 4096
+	queueBytes = 2 << 20
+	smallFrame = 2048
+)
+
+// framePool recycles the copies of small frames.
+type framePool struct {
+	pool   sync.Pool
+	queued atomic.Int64 // bytes of copies in the queue
+}
+
+// get returns a copy of data, or nil when the queue holds queueBytes.
+func (p *framePool) get(data []byte) *[]byte {
+	if p.queued.Add(int64(len(data))) > queueBytes {
+		p.queued.Add(-int64(len(data)))
+		return nil
+	}
+	var bp *[]byte
+	if len(data) <= smallFrame {
+		if v, ok := p.pool.Get().(*[]byte); ok {
+			bp = v
+		} else {
+			b := make([]byte, 0, smallFrame)
+			bp = &b
+		}
+		*bp = append((*bp)[:0], data...)
+	} else {
+		b := append([]byte(nil), data...)
+		bp = &b
+	}
+	return bp
+}
+
+// put gives back a copy get returned once it left the queue.
+func (p *framePool) put(bp *[]byte) {
+	p.queued.Add(-int64(len(*bp)))
+	if cap(*bp) == smallFrame {
+		p.pool.Put(bp)
+	}
+}
 
 // pcap record header and file header sizes.
 const (
@@ -246,20 +289,23 @@ func Run(ctx context.Context, w io.Writer, flush func(), req *Request) (Result, 
 		req.Ready()
 	}
 
-	pool := sync.Pool{New: func() any { b := make([]byte, 0, lim.SnapLen); return &b }}
+	var pool framePool
 	queue := make(chan frame, queueLen)
 	var handoffDrops atomic.Uint64
 	var wg sync.WaitGroup
 	for _, r := range rings {
 		wg.Go(func() {
 			_ = r.Run(ctx, func(data []byte, m *capture.Meta) {
-				bp := pool.Get().(*[]byte)
-				*bp = append((*bp)[:0], data...)
+				bp := pool.get(data)
+				if bp == nil {
+					handoffDrops.Add(1)
+					return
+				}
 				f := frame{buf: bp, ci: gopacket.CaptureInfo{Timestamp: m.Timestamp, CaptureLength: len(data), Length: m.Length, InterfaceIndex: m.IfIndex}}
 				select {
 				case queue <- f:
 				default:
-					pool.Put(bp)
+					pool.put(bp)
 					handoffDrops.Add(1)
 				}
 			})
@@ -279,7 +325,7 @@ func Run(ctx context.Context, w io.Writer, flush func(), req *Request) (Result, 
 }
 
 // write is the writer loop: it owns pw and res until it returns.
-func write(ctx context.Context, pw *pcapgo.Writer, flush func(), queue chan frame, pool *sync.Pool, lim Limits, res *Result) Stop {
+func write(ctx context.Context, pw *pcapgo.Writer, flush func(), queue chan frame, pool *framePool, lim Limits, res *Result) Stop {
 	for {
 		var f frame
 		select {
@@ -292,11 +338,11 @@ func write(ctx context.Context, pw *pcapgo.Writer, flush func(), queue chan fram
 		}
 		size := int64(recordHeaderLen + f.ci.CaptureLength)
 		if res.Bytes+size > lim.Bytes {
-			pool.Put(f.buf)
+			pool.put(f.buf)
 			return StopBytes
 		}
 		err := pw.WritePacket(f.ci, *f.buf)
-		pool.Put(f.buf)
+		pool.put(f.buf)
 		if err != nil {
 			return StopWrite
 		}

@@ -9,7 +9,10 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // peerCheck decides whether an accepted connection may be served; it
@@ -86,21 +89,33 @@ func (l *listener) Accept() (net.Conn, error) {
 	}
 }
 
-// admit adds c, first evicting the oldest idle or silent connection when
-// the listener is full; it reports false when none could be evicted.
+// admit adds c, first evicting, when the listener is full, the oldest
+// idle keep-alive connection, else the oldest connection that has not sent
+// a byte of a request (none is waiting in its socket): a flood of silent
+// connections then evicts itself, while a client that sent its request,
+// even one not read yet, keeps its connection. It reports false when every
+// open connection is serving or has sent a request.
 func (l *listener) admit(c *conn) bool {
 	l.mu.Lock()
 	var victim *conn
 	if len(l.conns) >= l.max {
-		oldest := int64(0)
+		var idle, silent *conn
 		for o := range l.conns {
-			st := http.ConnState(o.state.Load())
-			if st != http.StateIdle && st != http.StateNew {
-				continue
+			t := o.since.Load()
+			switch http.ConnState(o.state.Load()) {
+			case http.StateIdle:
+				if idle == nil || t < idle.since.Load() {
+					idle = o
+				}
+			case http.StateNew:
+				if (silent == nil || t < silent.since.Load()) && pending(o.Conn) == 0 {
+					silent = o
+				}
 			}
-			if t := o.since.Load(); victim == nil || t < oldest {
-				victim, oldest = o, t
-			}
+		}
+		victim = idle
+		if victim == nil {
+			victim = silent
 		}
 		if victim == nil {
 			l.mu.Unlock()
@@ -115,6 +130,26 @@ func (l *listener) admit(c *conn) bool {
 		_ = victim.Conn.Close()
 	}
 	return true
+}
+
+// pending returns the bytes waiting to be read in c's socket (-1 when
+// unknown).
+func pending(c net.Conn) int {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return -1
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	n := -1
+	_ = rc.Control(func(fd uintptr) {
+		if v, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ); err == nil {
+			n = v
+		}
+	})
+	return n
 }
 
 // unwrap returns the listener's conn under a TLS connection.

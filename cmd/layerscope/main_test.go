@@ -258,3 +258,30 @@ func freePortPair(t *testing.T) int {
 	t.Fatal("no free port pair")
 	return 0
 }
+
+// TestCredentialsNeverPrinted: a password in an --agent URL is used, never
+// shown, whatever the command and output format, also when the agent
+// cannot be reached.
+func TestCredentialsNeverPrinted(t *testing.T) {
+	const secret = "s3cret-pw"
+	u := "http://operator:" + secret + "@" + freeAddr(t)
+	for _, args := range [][]string{
+		{"status", "--agent", u},
+		{"observe", "--agent", u},
+		{"diagnose", "--agent", u + "," + u, "10.244.0.5", "10.96.0.42:8080"},
+		{"diagnose", "--agent", u, "-o", "json", "10.244.0.5", "10.96.0.42:8080"},
+		{"capture", "--agent", u, "--duration", "1s", "-w", filepath.Join(t.TempDir(), "x.pcap")},
+		{"status", "--agent", "ftp://operator:" + secret + "@host"},
+	} {
+		code, out := run(t, append([]string{binary}, args...)...)
+		if code == 0 {
+			t.Errorf("%v: exit 0 against no agent", args[0])
+		}
+		if strings.Contains(out, secret) {
+			t.Errorf("%s %v printed the password:\n%s", args[0], args[1:2], out)
+		}
+		if !strings.Contains(out, "127.0.0.1") && !strings.Contains(out, "--agent") {
+			t.Errorf("%s: output names neither the agent nor the flag:\n%s", args[0], out)
+		}
+	}
+}
