@@ -56,24 +56,7 @@ func startQuiet(t *testing.T, q *quietNode, cfg Config) (a *Agent, cancel contex
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	finished := make(chan struct{})
-	var runErr error
-	go func() { defer close(finished); runErr = a.Run(ctx) }()
-	wait = func() error { <-finished; return runErr }
-	t.Cleanup(func() {
-		cancel()
-		if err := wait(); err != nil {
-			t.Errorf("agent Run: %v", err)
-		}
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for !a.ready.Load() {
-		if time.Now().After(deadline) {
-			t.Fatal("agent not ready within 10s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	cancel, wait = runAgent(t, a)
 	return a, cancel, wait
 }
 

@@ -65,15 +65,18 @@ func startAgent(t *testing.T, l *lab.Lab, node string) *Agent {
 	return a
 }
 
-// runAgent runs a until the test ends and waits until it is ready.
-func runAgent(t *testing.T, a *Agent) {
+// runAgent runs a until the test ends and waits until it is ready. stop
+// ends Run early; wait returns Run's error once it returned.
+func runAgent(t *testing.T, a *Agent) (stop context.CancelFunc, wait func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
+	finished := make(chan struct{})
+	var runErr error
+	go func() { defer close(finished); runErr = a.Run(ctx) }()
+	wait = func() error { <-finished; return runErr }
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
+		if err := wait(); err != nil {
 			t.Errorf("agent Run: %v", err)
 		}
 	})
@@ -84,6 +87,7 @@ func runAgent(t *testing.T, a *Agent) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	return cancel, wait
 }
 
 // ifIndex returns the index of a link in a lab namespace.
