@@ -489,3 +489,24 @@ func fillHistory(a *Agent, n int) {
 		a.api.ring.Add(history.KindFinal, &r, nil, now)
 	}
 }
+
+// TestCaptureInterfaceBounds: one capture takes at most MaxInterfaces
+// interfaces, and the ring budget must hold the least ring of that many
+// interfaces of every concurrent capture.
+func TestCaptureInterfaceBounds(t *testing.T) {
+	q := newQuietNode(t)
+	sock := filepath.Join(t.TempDir(), "api.sock")
+	a, _, _ := startQuiet(t, q, Config{APISocket: sock, OnDemand: OnDemandConfig{Enabled: true, MaxInterfaces: 1}})
+	code, body := do(t, socketClient(a), "GET", "http://agent/api/v1/capture?interface=*&duration=1s")
+	if code != http.StatusBadRequest || !strings.Contains(body, "--capture-api-max-interfaces") {
+		t.Errorf("capture of every interface beyond the cap: %d %q, want 400 naming --capture-api-max-interfaces", code, body)
+	}
+	if code, body := do(t, socketClient(a), "GET", "http://agent/api/v1/capture?interface=veth0&duration=1ms"); code != http.StatusOK || !isPcap(body) {
+		t.Errorf("capture of one interface: %d, want a pcap", code)
+	}
+	_, err := New(Config{NetNS: q.node.Name, MetricsAddr: "127.0.0.1:0", APISocket: filepath.Join(t.TempDir(), "b.sock"),
+		OnDemand: OnDemandConfig{Enabled: true, RingMemory: 1 << 20}})
+	if err == nil || !strings.Contains(err.Error(), "--capture-api-ring-memory") {
+		t.Errorf("a ring budget below 32 interfaces × 2 captures × 256 KiB: %v, want an error naming --capture-api-ring-memory", err)
+	}
+}
