@@ -208,7 +208,9 @@ func checkDaemonSet(t *testing.T, ds *appsv1.DaemonSet) {
 	if len(c.Args) == 0 || c.Args[0] != "agent" || !slices.Contains(c.Args, "--metrics-addr=:9431") {
 		t.Errorf("args %q: want agent --metrics-addr=:9431 …", c.Args)
 	}
-	if slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--capture-api") || strings.HasPrefix(a, "--api-socket") }) {
+	if slices.ContainsFunc(c.Args, func(a string) bool {
+		return strings.HasPrefix(a, "--capture-api") || strings.HasPrefix(a, "--api-socket")
+	}) {
 		t.Errorf("args %q: on-demand captures must be off by default", c.Args)
 	}
 	if !slices.Contains(c.Args, "--health-addr=:9432") {
