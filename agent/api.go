@@ -702,9 +702,14 @@ func (a *Agent) apiSource() prom.Source {
 		e.Gauge(metricdef.APIFollowers, float64(s.Subscribers))
 		e.Counter(metricdef.APIFollowLost, float64(s.FollowerLost))
 		e.Counter(metricdef.APIFollowersDropped, float64(a.api.dropped.Load()))
-		e.Counter(metricdef.APIRequestsRejected, float64(a.limits.api.Rejected()), a.limits.api.Name())
-		e.Counter(metricdef.APIRequestsRejected, float64(a.limits.follow.Rejected()), a.limits.follow.Name())
-		e.Counter(metricdef.APIRequestsRejected, float64(a.ondemand.Rejected()), "capture")
+		for _, l := range []*server.Limiter{a.limits.api, a.limits.follow} {
+			if l != nil {
+				e.Counter(metricdef.APIRequestsRejected, float64(l.Rejected()), l.Name())
+			}
+		}
+		if a.ondemand != nil {
+			e.Counter(metricdef.APIRequestsRejected, float64(a.ondemand.Rejected()), "capture")
+		}
 		if a.srv != nil {
 			for _, st := range a.srv.Stats() {
 				e.Gauge(metricdef.HTTPConnections, float64(st.Open), st.Listener)

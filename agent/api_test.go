@@ -27,7 +27,7 @@ func apiOnly(t *testing.T, cfg APIConfig) (*Agent, *httptest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &Agent{api: st, log: slog.New(slog.DiscardHandler), capture: &captureSet{live: map[int]*liveWorker{}, gone: map[int]goneLink{}}}
+	a := &Agent{api: st, limits: newAPILimits(), log: slog.New(slog.DiscardHandler), capture: &captureSet{live: map[int]*liveWorker{}, gone: map[int]goneLink{}}}
 	mux := http.NewServeMux()
 	a.registerAPI(mux)
 	srv := httptest.NewServer(mux)
