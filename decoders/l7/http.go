@@ -74,16 +74,22 @@ var tchar = func() (t [256]bool) {
 	return t
 }()
 
-// otherRequest decodes a request line whose method is a token outside the
-// nine known methods: token SP request-target SP "HTTP/1." DIGIT, then the
-// end of the line (or of the captured payload).
+// maxMethodLen bounds the method token of otherRequest: the longest
+// registered method (UPDATEREDIRECTREF) has 17 characters, and a payload
+// that is not a request line is rejected after this many bytes at most.
+const maxMethodLen = 32
+
+// otherRequest decodes a request line whose method is a token of at most
+// maxMethodLen characters outside the nine known methods: token SP
+// request-target SP "HTTP/1." DIGIT, then the end of the line (or of the
+// captured payload).
 func otherRequest(p []byte, s *decoders.Summary) bool {
 	line := p[:min(len(p), maxLineScan)]
 	i := 0
-	for i < len(line) && tchar[line[i]] {
+	for i < len(line) && i <= maxMethodLen && tchar[line[i]] {
 		i++
 	}
-	if i == len(line) || line[i] != ' ' {
+	if i == 0 || i > maxMethodLen || i == len(line) || line[i] != ' ' {
 		return false
 	}
 	t := i + 1 // request-target: up to the next space, no control characters
