@@ -149,6 +149,9 @@ func Open(ctx context.Context, cfg *Config) (*Watcher, error) {
 		w.closeSocks()
 		return nil, err
 	}
+	if g, err := w.glob.StatsGlobal(); err == nil {
+		w.tab.reserve(int(g.Entries))
+	}
 	if err := w.resync(); err != nil {
 		w.closeSocks()
 		return nil, err
