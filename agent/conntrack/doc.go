@@ -64,6 +64,6 @@
 // keys (12 bytes per entry while it runs). The first dump fills a table
 // sized from the kernel's entry count, so it does not grow while it fills:
 // a process holding 260,000 entries peaks at about 32 MiB RSS (35 MiB with
-// a Snapshot with top lists), against 84 MiB when every entry was kept in
+// a Snapshot with top lists), against 83 MiB when every entry was kept in
 // full (see bench/README.md).
 package conntrack
