@@ -52,7 +52,11 @@ func TestHelperWatcher(t *testing.T) {
 		return
 	}
 	start := time.Now()
-	w, err := Open(t.Context(), &Config{TopN: -1, StatsInterval: time.Hour})
+	cfg := Config{TopN: -1, StatsInterval: time.Hour}
+	if mode == "dump-top" {
+		cfg.TopN = DefaultTopN
+	}
+	w, err := Open(t.Context(), &cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +84,7 @@ func resultLine(out string) string {
 
 // BenchmarkDumpVsConntrackTools dumps 260,000 entries three times with
 // `conntrack -L > /dev/null` and with the watcher run as a process in the
-// namespace, and logs wall time, CPU and peak RSS of each. It makes its
+// namespace (without and with the top sources and services), and logs wall time, CPU and peak RSS of each. It makes its
 // entries once, whatever b.N: run it with -benchtime 1x.
 func BenchmarkDumpVsConntrackTools(b *testing.B) {
 	t := b
@@ -107,6 +111,15 @@ func BenchmarkDumpVsConntrackTools(b *testing.B) {
 		}
 		u = measure(t, cmd, start)
 		t.Logf("watcher (process):        wall %v cpu %v maxrss %d KiB %s", u.wall, u.cpu, u.maxRSS, resultLine(string(out)))
+
+		cmd = helperCmd(p.client, "dump-top")
+		start = time.Now()
+		out, err = cmd.Output()
+		if err != nil {
+			t.Fatal(err, string(out))
+		}
+		u = measure(t, cmd, start)
+		t.Logf("watcher, top lists on:    wall %v cpu %v maxrss %d KiB %s", u.wall, u.cpu, u.maxRSS, resultLine(string(out)))
 	}
 }
 

@@ -10,14 +10,23 @@ func (w *Watcher) RangeDNAT(fn func(n *NAT) bool) {
 	t := w.tab
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	for _, k := range t.nat {
-		e, ok := t.m[k]
-		if !ok {
-			continue
-		}
-		n := natOf(k, &e, MatchOriginal)
-		if n.DNAT() && !fn(&n) {
+	for o4, n := range t.n4 {
+		e := n.entry(uint8(o4.proto))
+		if !rangeDNAT(o4.key(), &e, fn) {
 			return
 		}
 	}
+	for _, ok := range t.nat6 {
+		e, found := t.m6[ok]
+		if found && !rangeDNAT(ok, &e, fn) {
+			return
+		}
+	}
+}
+
+// rangeDNAT calls fn with the entry if its destination was translated and
+// returns false if fn did.
+func rangeDNAT(k key, e *entry, fn func(n *NAT) bool) bool {
+	n := natOf(k, e, MatchOriginal)
+	return !n.DNAT() || fn(&n)
 }

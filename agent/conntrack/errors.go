@@ -9,6 +9,7 @@ var (
 	errShortAttr  = errors.New("ctnetlink: truncated attribute header")
 	errBadAttrLen = errors.New("ctnetlink: attribute length out of range")
 	errNoTuple    = errors.New("ctnetlink: flow message without an original tuple")
+	errFamilies   = errors.New("ctnetlink: original and reply tuples of different address families")
 )
 
 var (

@@ -213,6 +213,9 @@ func parseFlow(b []byte, kind msgKind, m *ctMsg) error {
 		// Only a destroy event may omit it; the kernel always sends both.
 		m.reply = m.orig.reverse()
 	}
+	if m.reply.v6 != m.orig.v6 {
+		return errFamilies
+	}
 	return nil
 }
 

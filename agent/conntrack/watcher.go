@@ -135,10 +135,10 @@ type sample struct {
 	entries, limit int
 }
 
-// Open starts watching: it subscribes to events, dumps the table (the
-// events that arrive meanwhile are reconciled with the dump), takes a first
-// stats sample and returns. ctx bounds only this start; the Watcher runs
-// until Close.
+// Open starts watching: it subscribes to events, takes a first stats sample
+// (whose entry count sizes the table), dumps the table (the events that
+// arrive meanwhile are reconciled with the dump) and returns. ctx bounds
+// only this start; the Watcher runs until Close.
 func Open(ctx context.Context, cfg *Config) (*Watcher, error) {
 	c := cfg.withDefaults()
 	w := &Watcher{cfg: c, log: c.Logger, tab: newTable(), resyncReq: make(chan struct{}, 1)}
@@ -149,11 +149,15 @@ func Open(ctx context.Context, cfg *Config) (*Watcher, error) {
 		w.closeSocks()
 		return nil, err
 	}
-	if err := w.resync(); err != nil {
+	if err := w.Sample(ctx); err != nil {
 		w.closeSocks()
 		return nil, err
 	}
-	if err := w.Sample(ctx); err != nil {
+	w.mu.Lock()
+	n := w.sample.entries
+	w.mu.Unlock()
+	w.tab.reserve(n)
+	if err := w.resync(); err != nil {
 		w.closeSocks()
 		return nil, err
 	}

@@ -3,7 +3,9 @@ package flowtable
 import (
 	"math/rand/v2"
 	"reflect"
+	"strconv"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/layerscope/layerscope/agent/flow"
@@ -36,6 +38,50 @@ func BenchmarkUpdateExisting(b *testing.B) {
 	defer ct.stop()
 	for i := 0; b.Loop(); i++ {
 		p := &ps[i&4095]
+		p.Seq += 1448
+		p.Time += 1000
+		tab.Update(p)
+	}
+}
+
+// BenchmarkUpdateExistingHinted is BenchmarkUpdateExisting through
+// UpdateHinted, with 256 flows (the live benchmark's, all in the writer's
+// hints) and 4096 (four times the hints' slots).
+func BenchmarkUpdateExistingHinted(b *testing.B) {
+	for _, n := range []int{256, 4096} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			tab, _ := newTable(b, Config{})
+			ps := benchPackets(n)
+			var h Hints
+			for i := range ps {
+				tab.UpdateHinted(&ps[i], &h)
+			}
+			b.ReportAllocs()
+			ct := startCPU(b)
+			defer ct.stop()
+			for i := 0; b.Loop(); i++ {
+				p := &ps[i%n]
+				p.Seq += 1448
+				p.Time += 1000
+				tab.UpdateHinted(p, &h)
+			}
+		})
+	}
+}
+
+// BenchmarkUpdateExisting256 is BenchmarkUpdateExisting with 256 flows, to
+// compare with BenchmarkUpdateExistingHinted/256.
+func BenchmarkUpdateExisting256(b *testing.B) {
+	tab, _ := newTable(b, Config{})
+	ps := benchPackets(256)
+	for i := range ps {
+		tab.Update(&ps[i])
+	}
+	b.ReportAllocs()
+	ct := startCPU(b)
+	defer ct.stop()
+	for i := 0; b.Loop(); i++ {
+		p := &ps[i&255]
 		p.Seq += 1448
 		p.Time += 1000
 		tab.Update(p)
@@ -251,4 +297,50 @@ func hasPointers(t reflect.Type) bool {
 		}
 	}
 	return false
+}
+
+// BenchmarkUpdateColdBatches updates 256 established flows round robin in
+// batches of 550 packets, the live benchmark's packets per reader
+// wake-up, and evicts the table from the caches between batches (it writes
+// 8 MiB, twice this machine's L2), as the rest of the machine does while the
+// reader sleeps. ns/pkt is the batches' own time per packet.
+func BenchmarkUpdateColdBatches(b *testing.B) {
+	for _, hinted := range []bool{false, true} {
+		name := "update"
+		if hinted {
+			name = "hinted"
+		}
+		b.Run(name, func(b *testing.B) {
+			tab, _ := newTable(b, Config{MaxEntries: 65536})
+			ps := benchPackets(256)
+			var h Hints
+			for i := range ps {
+				tab.UpdateHinted(&ps[i], &h)
+			}
+			junk := make([]byte, 8<<20)
+			b.ReportAllocs()
+			var busy time.Duration
+			b.ResetTimer()
+			for i := 0; i < b.N; {
+				n := min(550, b.N-i)
+				t0 := time.Now()
+				for j := range n {
+					p := &ps[(i+j)&255]
+					p.Seq += 1448
+					p.Time += 1000
+					if hinted {
+						tab.UpdateHinted(p, &h)
+					} else {
+						tab.Update(p)
+					}
+				}
+				busy += time.Since(t0)
+				i += n
+				for k := 0; k < len(junk); k += 64 {
+					junk[k]++
+				}
+			}
+			b.ReportMetric(float64(busy.Nanoseconds())/float64(b.N), "ns/pkt")
+		})
+	}
 }

@@ -91,15 +91,20 @@
 // scans the table. An established flow's packet reads and writes two cache
 // lines of its entry (the key line, with the times and state bytes, and the
 // line of its hop, which for the first hop is the next one) and one index
-// slot.
+// slot, or with UpdateHinted one slot of the writer's 8 KiB of hints.
 //
 // # Concurrency
 //
 // Every method is safe for concurrent use. Update locks only the shard of
 // its flow, for the few dozen nanoseconds an update takes; nothing takes a
-// global lock. Sweeps lock one shard at a time and never call OnRecords
-// while holding a lock; one sweep runs at a time. Stats takes no lock and
-// reads per-shard atomic counters.
+// global lock. A writer that keeps its own Hints (a capture worker: one per
+// ring) calls UpdateHinted instead: its hints remember where its recent
+// flows' entries are, so the update goes to the entry without probing the
+// shard's index (the hint is checked against the entry's key under the
+// lock). Flows seen on several interfaces are updated by several workers,
+// so the shard lock stays. Sweeps lock one shard at a time and never call
+// OnRecords while holding a lock; one sweep runs at a time. Stats takes no
+// lock and reads per-shard atomic counters.
 //
 // # Time
 //

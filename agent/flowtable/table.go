@@ -108,6 +108,64 @@ func (t *Table) Update(p *flow.Packet) bool {
 	return true
 }
 
+// hintSlots is the number of slots of a Hints: a power of two.
+const hintSlots = 1024
+
+// Hints remembers where the flows one writer updated last sit in the table,
+// so that UpdateHinted can go from a packet to its entry without probing
+// the shard's index: a writer's recent flows fit in its 8 KiB of hints,
+// which take fewer cache lines than the index slots they stand for (those
+// are spread over every shard's index). A flow's hint is one of the two slots of its pair (16 bytes, so one
+// cache line), the most recently added first. A slot holds the upper half of
+// a flow's hash and its entry's position in its shard; it is only a hint,
+// checked against the entry's key under the shard's lock, so a stale one
+// (the flow removed, moved or evicted since) costs an index probe, never a
+// wrong update.
+//
+// A Hints is owned by one goroutine (a capture worker); its zero value is
+// ready to use, for one Table at a time.
+type Hints struct {
+	slot [hintSlots]uint64 // hash>>32 << 32 | entry index+1; 0 empty
+}
+
+// UpdateHinted is Update for a writer that keeps Hints: it looks for the
+// flow where hs says it was first, and records where it is.
+func (t *Table) UpdateHinted(p *flow.Packet, hs *Hints) bool {
+	var ck ikey
+	rev := ck.set(&p.Key)
+	h := t.hash(&ck)
+	sh := &t.shards[h>>t.shardShift]
+	pair := (*[2]uint64)(hs.slot[h&(hintSlots-2):])
+	hint := pair[0]
+	if hint>>32 != h>>32 {
+		hint = pair[1]
+	}
+	sh.mu.Lock()
+	idx := int32(-1)
+	if i := int32(uint32(hint)) - 1; hint>>32 == h>>32 && i >= 0 && i < sh.n && sh.entries[i].k.equal(&ck) {
+		idx = i
+	}
+	if idx < 0 {
+		var pos uint64
+		idx, pos = sh.find(&ck, h)
+		if idx < 0 {
+			idx = sh.insert(t, &ck, h, pos, p, rev)
+			if idx < 0 {
+				sh.mu.Unlock()
+				return false
+			}
+		}
+		nh := h>>32<<32 | uint64(uint32(idx)+1)
+		if pair[0]>>32 != h>>32 {
+			pair[1] = pair[0]
+		}
+		pair[0] = nh
+	}
+	sh.update(&sh.entries[idx], p, rev)
+	sh.mu.Unlock()
+	return true
+}
+
 // Lookup returns the active record of the flow of k (either direction).
 func (t *Table) Lookup(k flow.Key) (flow.Record, bool) {
 	var ck ikey

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/layerscope/layerscope/agent/flow"
+	"github.com/layerscope/layerscope/agent/flowtable"
 	"github.com/layerscope/layerscope/decoders"
 	"github.com/layerscope/layerscope/decoders/parser"
 )
@@ -14,6 +15,12 @@ import (
 // implements it; Update must be safe for concurrent use by many workers.
 type Table interface {
 	Update(p *flow.Packet) bool
+}
+
+// hintedTable is a Table whose updates go faster with a writer's own hints
+// (*flowtable.Table).
+type hintedTable interface {
+	UpdateHinted(p *flow.Packet, h *flowtable.Hints) bool
 }
 
 // Meta describes one captured frame: where, when and how long it was.
@@ -27,12 +34,16 @@ type Meta struct {
 }
 
 // Worker decodes the frames of one source (a capture ring or a file) and
-// feeds the flow table. It owns its parser, its Summary, its Packet and its
-// counters; Handle is called by one goroutine only and takes no lock and
+// feeds the flow table. It owns its parser, its Summary, its Packet, its
+// counters and, when the table is a *flowtable.Table, its flow-table hints
+// (flowtable.Hints: updates through UpdateHinted); Handle is called by one
+// goroutine only and takes no lock but the flow table's shard lock, and
 // allocates nothing. Publish copies the counters for readers.
 type Worker struct {
 	parser *parser.Parser
 	table  Table
+	hinted hintedTable      // table, when it takes hints
+	hints  *flowtable.Hints // the worker's own, for hinted
 	s      decoders.Summary
 	p      flow.Packet
 	c      Counters
@@ -62,7 +73,11 @@ func NewWorker(cfg parser.Config, table Table) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Worker{parser: p, table: table}, nil
+	w := &Worker{parser: p, table: table}
+	if ht, ok := table.(hintedTable); ok {
+		w.hinted, w.hints = ht, new(flowtable.Hints)
+	}
+	return w, nil
 }
 
 // Summary returns the worker's last decoded frame. It is overwritten by the
@@ -187,7 +202,11 @@ func (w *Worker) Handle(frame []byte, m *Meta) {
 	// A non-first fragment carries no transport header: it would make a
 	// port-less flow of its own.
 	if w.table != nil && (L&decoders.LayerFragment == 0 || s.IP.FragOffset == 0) {
-		w.table.Update(p)
+		if w.hinted != nil {
+			w.hinted.UpdateHinted(p, w.hints)
+		} else {
+			w.table.Update(p)
+		}
 	}
 }
 
