@@ -40,6 +40,7 @@ var rules = []rule{
 	{pkg: "agent/diagnose", stdlib: true, allow: []string{"agent/api"}},
 	{pkg: "agent/kube", deny: []string{"agent/capture", "agent/pipeline", "agent/flowtable", "agent/conntrack", "decoders", "exporters", "lab", "github.com/prometheus", "go.opentelemetry.io"}},
 	{pkg: "agent/ondemand", deny: []string{"agent/pipeline", "agent/flowtable", "agent/conntrack", "decoders", "exporters", "lab", "github.com/prometheus", "go.opentelemetry.io"}},
+	{pkg: "agent/server", deny: []string{"agent", "decoders", "exporters", "lab", "cmd", "go.opentelemetry.io", "k8s.io"}},
 	{pkg: "lab", deny: []string{"agent", "decoders", "exporters", "cmd"}},
 	{pkg: "decoders", deny: []string{"agent", "exporters", "lab", "cmd", "github.com/prometheus", "go.opentelemetry.io"}},
 	{pkg: "decoders/l2", deny: []string{"decoders/l3", "decoders/l4", "decoders/l6", "decoders/l7", "decoders/parser"}},
