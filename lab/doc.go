@@ -75,7 +75,11 @@
 // mode (iptables: KUBE-SVC → KUBE-SEP DNAT, whose chain names are the ones
 // KubeProxyRules computes; nftables: the service-ips verdict map and the
 // service chain's `numgen random mod N map`, with no per-endpoint chains).
-// KubeClient and Kubeconfig give access to the API server.
+// KubeClient gives access to the API server; the admin kubeconfig
+// (Kubeconfig) names a relay on 127.0.0.1 of the lab process's namespace,
+// which dials the API server from the control plane's namespace, so that
+// kubectl and agents on the host reach it without any route to the lab's
+// addresses.
 //
 // The components are child processes of the process that built the lab,
 // each entered into its namespace with nsenter and killed if that process

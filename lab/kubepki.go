@@ -43,6 +43,8 @@ var kubeIdentities = map[string][2]string{
 	"kube-proxy":              {"system:kube-proxy", ""},
 }
 
+// newKubePKI makes the certificates; components reach the API server at
+// apiIP. The admin's kubeconfig is written by writeAdminKubeconfig.
 func newKubePKI(dir string, apiIP net.IP) (*kubePKI, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("kubernetes pki: %w", err)
@@ -111,6 +113,17 @@ func newKubePKI(dir string, apiIP net.IP) (*kubePKI, error) {
 	}
 	serial := int64(3)
 	for name, id := range kubeIdentities {
+		if name == "admin" {
+			// Its kubeconfig names the relay (writeAdminKubeconfig).
+			crt, key, err := p.issue(&x509.Certificate{Subject: pkix.Name{CommonName: id[0], Organization: []string{id[1]}},
+				ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, serial)
+			if err != nil {
+				return nil, err
+			}
+			serial++
+			p.clients[name] = [2][]byte{crt, key}
+			continue
+		}
 		subj := pkix.Name{CommonName: id[0]}
 		if id[1] != "" {
 			subj.Organization = []string{id[1]}
@@ -164,9 +177,17 @@ func (p *kubePKI) kubeconfigPath(name string) string {
 	return filepath.Join(p.dir, name+".kubeconfig")
 }
 
-func (p *kubePKI) writeKubeconfig(name string) error {
+func (p *kubePKI) writeKubeconfig(name string) error { return p.writeKubeconfigFor(name, p.server) }
+
+// writeAdminKubeconfig writes the admin's kubeconfig for the API server at
+// server (the relay on the host's loopback).
+func (p *kubePKI) writeAdminKubeconfig(server string) error {
+	return p.writeKubeconfigFor("admin", server)
+}
+
+func (p *kubePKI) writeKubeconfigFor(name, server string) error {
 	c := clientcmdapi.NewConfig()
-	c.Clusters["lab"] = &clientcmdapi.Cluster{Server: p.server, CertificateAuthorityData: p.caPEM}
+	c.Clusters["lab"] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: p.caPEM}
 	c.AuthInfos[name] = &clientcmdapi.AuthInfo{ClientCertificateData: p.clients[name][0], ClientKeyData: p.clients[name][1]}
 	c.Contexts["lab"] = &clientcmdapi.Context{Cluster: "lab", AuthInfo: name}
 	c.CurrentContext = "lab"

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -91,6 +92,7 @@ type kubeCluster struct {
 	mode   KubeProxyMode
 	pki    *kubePKI
 	client kubernetes.Interface
+	relay  net.Listener // 127.0.0.1 of the lab process → API server
 
 	mu       sync.Mutex // EndpointSlice edits
 	procMu   sync.Mutex
@@ -231,6 +233,9 @@ func (l *Lab) startKubernetes(ctx context.Context) error {
 	if k.client, err = kubernetes.NewForConfig(rc); err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
+	if err := k.startRelay(cpNS); err != nil {
+		return err
+	}
 	cp := ControlPlaneNetNS(l.cfg.Prefix)
 	p := func(name string) string { return filepath.Join(pki.dir, name) }
 	if err := k.start("etcd", cp, "etcd",
@@ -298,6 +303,50 @@ func (l *Lab) startKubernetes(ctx context.Context) error {
 	k.log.Info("kubernetes up", "kube_proxy_mode", k.mode, "api_ready_seconds", apiUp.Seconds(),
 		"duration_seconds", time.Since(start).Seconds(), "kubeconfig", pki.kubeconfigPath("admin"))
 	return nil
+}
+
+// startRelay listens on a free port of 127.0.0.1 in the lab process's own
+// namespace and relays each connection, TLS untouched, to the API server,
+// dialed from the control plane's namespace. The admin's kubeconfig names
+// it, so that kubectl and agents on the host reach the API server without
+// a route to the lab's addresses (which would be the default route, out of
+// the machine).
+func (k *kubeCluster) startRelay(cpNS *nsenter.NS) error {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("api server relay: %w", err)
+	}
+	k.relay = ln
+	api := net.JoinHostPort(ControlPlaneIP.String(), fmt.Sprint(APIServerPort))
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				up, err := dialIn(ctx, cpNS, "tcp4", api)
+				cancel()
+				if err != nil {
+					k.log.Debug("api server relay", "err", err)
+					return
+				}
+				defer up.Close()
+				done := make(chan struct{})
+				go func() {
+					_, _ = io.Copy(up, c)
+					_ = up.(*net.TCPConn).CloseWrite()
+					close(done)
+				}()
+				_, _ = io.Copy(c, up)
+				_ = c.(*net.TCPConn).CloseWrite()
+				<-done
+			}()
+		}
+	}()
+	return k.pki.writeAdminKubeconfig("https://" + ln.Addr().String())
 }
 
 // dialIn opens a connection from inside a namespace; the socket stays in
@@ -408,6 +457,9 @@ func (k *kubeCluster) stop() error {
 	procs := slices.Clone(k.procs)
 	k.procMu.Unlock()
 	var errs []error
+	if k.relay != nil {
+		_ = k.relay.Close()
+	}
 	for _, p := range slices.Backward(procs) {
 		select {
 		case <-p.done:
@@ -593,8 +645,9 @@ func (l *Lab) KubeRESTConfig() (*rest.Config, error) {
 }
 
 // Kubeconfig returns the path of the administrator's kubeconfig of the
-// lab's API server (use it from the control plane's namespace: `ip netns
-// exec PREFIXcontrol-plane kubectl --kubeconfig PATH …`).
+// lab's API server. It names a relay on 127.0.0.1 of the lab process's
+// namespace (`kubectl --kubeconfig PATH …` works there while the lab is
+// up); the components use the API server's own address.
 func (l *Lab) Kubeconfig() (string, error) {
 	if l.kube == nil {
 		return "", ErrNoKubernetes

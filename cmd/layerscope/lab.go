@@ -67,8 +67,9 @@ PREFIX+control-plane (10.0.1.10, linked to node-1; the API server listens on
 nftables mode (--kube-proxy-mode) instead of the lab's own rules, and the
 nodes, pods, Service and EndpointSlice are API objects. The binaries come from
 --k8s-bin or $LAYERSCOPE_K8S_BIN (eval "$(.ci/kubernetes.sh --env)"); certificates
-and logs are under STATE-DIR/PREFIX/kubernetes, and kubectl works from the
-control plane's namespace with the admin kubeconfig printed at start.`,
+and logs are under STATE-DIR/PREFIX/kubernetes, and kubectl works on the host
+with the admin kubeconfig printed at start (it names a relay on 127.0.0.1 that
+this process serves).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -118,7 +119,7 @@ func printLab(w io.Writer, l *lab.Lab) {
 		kc, _ := l.Kubeconfig()
 		fmt.Fprintf(w, "  control plane netns %s, API server https://%s:%d, kube-proxy %s mode on each node\n",
 			l.NetNS(lab.ControlPlane), lab.ControlPlaneIP, lab.APIServerPort, mode)
-		fmt.Fprintf(w, "  kubectl: ip netns exec %s kubectl --kubeconfig %s get pods -A\n", l.NetNS(lab.ControlPlane), kc)
+		fmt.Fprintf(w, "  kubectl --kubeconfig %s get pods -A   (through a relay on 127.0.0.1 served by this process)\n", kc)
 	}
 }
 
