@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -194,4 +195,27 @@ func dnatEntriesTo(t *testing.T, l *Lab, backend string) int {
 		}
 	}
 	return n
+}
+
+// TestKubernetesComponentFailure builds a Kubernetes lab whose components
+// exit at once: New names the component, and nothing is left behind (no
+// process, no namespace).
+func TestKubernetesComponentFailure(t *testing.T) {
+	testns.RequireRoot(t)
+	bin := t.TempDir()
+	for _, b := range kubeBinaries {
+		require.NoError(t, os.WriteFile(filepath.Join(bin, b), []byte("#!/bin/sh\necho \"$0: refusing to start\" >&2\nexit 3\n"), 0o755))
+	}
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	prefix := "f" + hex.EncodeToString(b[:]) + "-"
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, err := New(ctx, &Config{Prefix: prefix, StateDir: t.TempDir(), Kubernetes: true, K8sBin: bin})
+	require.ErrorIs(t, err, ErrKubeComponent)
+	t.Log(err)
+	require.Contains(t, err.Error(), "refusing to start")
+	requireGone(t, prefix)
+	_, err = os.Stat("/run/netns/" + ControlPlaneNetNS(prefix))
+	require.ErrorIs(t, err, os.ErrNotExist, "control plane namespace left behind")
 }
