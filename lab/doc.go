@@ -49,7 +49,8 @@
 // With Config.Kubernetes the control plane is real and the lab's own
 // kube-proxy rules are not written. A seventh namespace, P+control-plane,
 // holds eth0 10.0.1.10/24, linked to cp0 10.0.1.1/24 in node-1 (node-1
-// forwards; node-2 routes 10.0.1.0/24 via node-1); it has no default
+// forwards; node-2 routes 10.0.1.0/24 via node-1; the link has the pods'
+// MTU, 1450, as an agent sees cp0 like a pod's veth); it has no default
 // route, so nothing in it can reach an address outside the lab. In it run
 // etcd (127.0.0.1:2379), kube-apiserver (10.0.1.10:6443 only; Service
 // range 10.96.0.0/16; Node,RBAC authorization), kube-controller-manager
@@ -65,16 +66,19 @@
 // StateDir/PREFIX/kubernetes, where the components write their logs.
 //
 // The lab registers itself as API objects: the two Nodes (Ready, there is
-// no kubelet), the pods (bound to their nodes, Running with their IPs), the
-// Service my-service without a selector and its EndpointSlice listing the
-// three backends, kept by the lab (managed-by EndpointSliceManager): the
-// pods stay the lab's namespaces. SetEndpoints (scale down or up, or leave
-// the Service without endpoints), DeletePod and RestorePod change them
-// through the API server; WaitKubeProxy waits until both kube-proxies DNAT
-// to what the API says, reading ProgrammedBackends from the rules of either
-// mode (iptables: KUBE-SVC → KUBE-SEP DNAT, whose chain names are the ones
-// KubeProxyRules computes; nftables: the service-ips verdict map and the
-// service chain's `numgen random mod N map`, with no per-endpoint chains).
+// no kubelet), the pods (bound to their nodes, Running and Ready with their
+// IPs; the pods stay the lab's namespaces) and the Service my-service with
+// its selector app=web, whose EndpointSlice the controller-manager's
+// endpointslice controller makes from those pods. SetBackends (scale down
+// or up; none leaves the Service without endpoints), DeletePod and
+// RestorePod delete and create Pod objects through the API server; a
+// deleted pod's namespace and servers stay, so connections DNATed to it
+// stay in conntrack, stale. WaitKubeProxy waits until both kube-proxies
+// DNAT to the backends asked for, reading ProgrammedBackends from the rules
+// of either mode (iptables: KUBE-SVC → KUBE-SEP DNAT, whose chain names are
+// the ones KubeProxyRules computes; nftables: the service-ips verdict map
+// and the service chain's `numgen random mod N map`, with no per-endpoint
+// chains).
 // KubeClient gives access to the API server; the admin kubeconfig
 // (Kubeconfig) names a relay on 127.0.0.1 of the lab process's namespace,
 // which dials the API server from the control plane's namespace, so that
@@ -139,8 +143,8 @@
 // # Concurrency
 //
 // A Lab's methods may be called from several goroutines. Scenarios that
-// change the lab (dead-backend, mtu) run one at a time, and so do the edits
-// of a Kubernetes lab's EndpointSlice.
+// change the lab (dead-backend, mtu) run one at a time, and so do the Pod
+// edits of a Kubernetes lab (SetBackends).
 //
 // All lab traffic stays between the lab's namespaces.
 package lab

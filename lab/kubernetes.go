@@ -59,9 +59,6 @@ const (
 	// KubeProxyHealthzPort is kube-proxy's healthz port on 127.0.0.1 of
 	// each node namespace.
 	KubeProxyHealthzPort = 10256
-	// EndpointSliceManager is the managed-by label of the Service's
-	// EndpointSlice, which the lab keeps.
-	EndpointSliceManager = "layerscope-lab"
 )
 
 // Addresses of a Kubernetes lab's control plane.
@@ -129,7 +126,7 @@ func (c *Config) checkKubernetes() error {
 
 // buildControlPlaneNet makes the control plane's namespace and links it to
 // node-1: eth0 ControlPlaneIP/24 there, cp0 ControlPlaneGateway/24 in
-// node-1, which forwards between it and the node network; node-2 routes
+// node-1 (MTU 1450), which forwards between it and the node network; node-2 routes
 // ControlPlaneCIDR via node-1. The namespace has no default route: nothing
 // in it can reach an address outside the lab.
 func (l *Lab) buildControlPlaneNet(handles map[string]*netlink.Handle) error {
@@ -165,10 +162,12 @@ func (l *Lab) buildControlPlaneNet(handles map[string]*netlink.Handle) error {
 	}
 	n1, n2 := l.nodes[0], l.nodes[1]
 	nodeH := handles[n1.Name]
+	// The link has the pods' MTU: to an agent on node-1 it is a veth whose
+	// peer is in another namespace, like a pod's.
 	if err := nodeH.LinkAdd(&netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: ControlPlaneLink, MTU: NodeMTU},
+		LinkAttrs:     netlink.LinkAttrs{Name: ControlPlaneLink, MTU: PodMTU},
 		PeerName:      NodeIface,
-		PeerMTU:       NodeMTU,
+		PeerMTU:       PodMTU,
 		PeerNamespace: netlink.NsFd(ns.Fd()),
 	}); err != nil {
 		return fmt.Errorf("control plane veth: %w", err)
@@ -267,6 +266,9 @@ func (l *Lab) startKubernetes(ctx context.Context) error {
 		"--authentication-kubeconfig="+pki.kubeconfigPath("kube-controller-manager"),
 		"--authorization-kubeconfig="+pki.kubeconfigPath("kube-controller-manager"),
 		"--bind-address=127.0.0.1", "--secure-port=10257", "--leader-elect=false",
+		// Each controller acts as its own service account, with the
+		// permissions of its bootstrap role.
+		"--use-service-account-credentials=true",
 		"--service-account-private-key-file="+p("sa.key"), "--root-ca-file="+p("ca.crt"),
 		"--cluster-cidr="+ClusterCIDR.String(), "--service-cluster-ip-range="+ServiceCIDR.String(),
 		// No kubelet posts node status in this lab: the node lifecycle
@@ -483,8 +485,9 @@ func (k *kubeCluster) stop() error {
 
 // register creates the lab's objects: both Nodes (Ready, with their IPs
 // and pod CIDRs: there is no kubelet to register them), the pods (bound to
-// their nodes, Running with their IPs), the Service without a selector and
-// its EndpointSlice listing the backends, kept by the lab.
+// their nodes, Running and Ready with their IPs) and the Service, whose
+// EndpointSlice the controller-manager's endpointslice controller makes
+// from the pods its selector matches.
 func (k *kubeCluster) register(ctx context.Context) error {
 	c := k.client
 	for _, n := range k.lab.nodes {
@@ -524,17 +527,9 @@ func (k *kubeCluster) register(ctx context.Context) error {
 		}
 	}
 	for _, o := range metadataObjects(k.lab.nodes, k.lab.pods) {
-		switch o := o.(type) {
-		case *corev1.Service:
-			// The lab keeps the endpoints: pods are not run by a kubelet.
-			o.Spec.Selector = nil
-			if _, err := c.CoreV1().Services(o.Namespace).Create(ctx, o, metav1.CreateOptions{}); err != nil {
-				return fmt.Errorf("create service %s: %w", o.Name, err)
-			}
-		case *discoveryv1.EndpointSlice:
-			o.Labels[discoveryv1.LabelManagedBy] = EndpointSliceManager
-			if _, err := c.DiscoveryV1().EndpointSlices(o.Namespace).Create(ctx, o, metav1.CreateOptions{}); err != nil {
-				return fmt.Errorf("create endpointslice %s: %w", o.Name, err)
+		if svc, ok := o.(*corev1.Service); ok {
+			if _, err := c.CoreV1().Services(svc.Namespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+				return fmt.Errorf("create service %s: %w", svc.Name, err)
 			}
 		}
 	}
@@ -655,11 +650,15 @@ func (l *Lab) Kubeconfig() (string, error) {
 	return l.kube.pki.kubeconfigPath("admin"), nil
 }
 
-// SetEndpoints makes the Service's EndpointSlice list exactly the named
-// backends, ready, through the API server: a scale-down or up; no names
-// leave the Service without endpoints. kube-proxy reprograms the nodes
-// shortly after (see WaitKubeProxy).
-func (l *Lab) SetEndpoints(ctx context.Context, pods ...string) error {
+// SetBackends scales the Service's backends to exactly the named pods
+// through the API server: the Pod objects of the others are deleted and
+// missing ones created (Running and Ready). The endpointslice controller
+// updates the Service's EndpointSlice and kube-proxy reprograms the nodes
+// shortly after (see WaitKubeProxy); no names leave the Service without
+// endpoints. The pods' namespaces and servers stay whatever their objects
+// do, as a terminating pod's do: connections DNATed to a deleted pod stay
+// in conntrack, stale.
+func (l *Lab) SetBackends(ctx context.Context, pods ...string) error {
 	if l.kube == nil {
 		return ErrNoKubernetes
 	}
@@ -671,89 +670,98 @@ func (l *Lab) SetEndpoints(ctx context.Context, pods ...string) error {
 	k := l.kube
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	api := k.client.DiscoveryV1().EndpointSlices(Namespace)
-	es, err := api.Get(ctx, EndpointSliceObj, metav1.GetOptions{})
-	if err != nil {
-		return fmt.Errorf("endpointslice: %w", err)
-	}
-	var want []discoveryv1.Endpoint
-	for _, o := range metadataObjects(l.nodes, l.pods) {
-		if full, ok := o.(*discoveryv1.EndpointSlice); ok {
-			for _, ep := range full.Endpoints {
-				if slices.Contains(pods, ep.TargetRef.Name) {
-					want = append(want, ep)
-				}
+	api := k.client.CoreV1().Pods(Namespace)
+	zero := int64(0)
+	for _, b := range l.Backends() {
+		_, err := api.Get(ctx, b.Name, metav1.GetOptions{})
+		exists := err == nil
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("pod %s: %w", b.Name, err)
+		}
+		switch want := slices.Contains(pods, b.Name); {
+		case want && !exists:
+			if err := k.createPod(ctx, b.Name); err != nil {
+				return err
+			}
+		case !want && exists:
+			if err := api.Delete(ctx, b.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("delete pod %s: %w", b.Name, err)
 			}
 		}
 	}
-	es.Endpoints = want
-	if _, err := api.Update(ctx, es, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("endpointslice: %w", err)
-	}
-	l.log.Info("endpoints set through the API", "endpoints", pods)
+	l.log.Info("backends set through the API", "pods", pods)
 	return nil
 }
 
-// Endpoints returns the backends the Service's EndpointSlice lists, as the
-// API server has it.
+// Endpoints returns, sorted, the ready endpoints of the Service's
+// EndpointSlices, as the API server has them.
 func (l *Lab) Endpoints(ctx context.Context) ([]string, error) {
 	if l.kube == nil {
 		return nil, ErrNoKubernetes
 	}
-	es, err := l.kube.client.DiscoveryV1().EndpointSlices(Namespace).Get(ctx, EndpointSliceObj, metav1.GetOptions{})
+	list, err := l.kube.client.DiscoveryV1().EndpointSlices(Namespace).List(ctx, metav1.ListOptions{
+		LabelSelector: discoveryv1.LabelServiceName + "=" + ServiceObject,
+	})
 	if err != nil {
-		return nil, fmt.Errorf("endpointslice: %w", err)
+		return nil, fmt.Errorf("endpointslices: %w", err)
 	}
 	var out []string
-	for _, ep := range es.Endpoints {
-		if ep.TargetRef != nil {
-			out = append(out, ep.TargetRef.Name)
+	for _, es := range list.Items {
+		for _, ep := range es.Endpoints {
+			if ep.TargetRef != nil && (ep.Conditions.Ready == nil || *ep.Conditions.Ready) {
+				out = append(out, ep.TargetRef.Name)
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// backendPods returns the backends whose Pod objects exist.
+func (l *Lab) backendPods(ctx context.Context) ([]string, error) {
+	var out []string
+	for _, b := range l.Backends() {
+		_, err := l.kube.client.CoreV1().Pods(Namespace).Get(ctx, b.Name, metav1.GetOptions{})
+		switch {
+		case err == nil:
+			out = append(out, b.Name)
+		case !apierrors.IsNotFound(err):
+			return nil, fmt.Errorf("pod %s: %w", b.Name, err)
 		}
 	}
 	return out, nil
 }
 
-// DeletePod deletes a backend's Pod object through the API server and
-// drops its endpoint from the Service's EndpointSlice, as the endpoint
-// controller does for a deleted pod. The pod's namespace and servers stay,
-// as a terminating pod's do: conntrack entries DNATed to it stay too, and
-// are stale. RestorePod brings it back.
+// DeletePod deletes a backend's Pod object through the API server (see
+// SetBackends); RestorePod brings it back.
 func (l *Lab) DeletePod(ctx context.Context, pod string) error {
 	if l.kube == nil {
 		return ErrNoKubernetes
 	}
-	p, ok := l.Pod(pod)
-	if !ok || !p.Backend {
+	if p, ok := l.Pod(pod); !ok || !p.Backend {
 		return fmt.Errorf("%w: no backend %q", ErrNotFound, pod)
 	}
-	zero := int64(0)
-	if err := l.kube.client.CoreV1().Pods(Namespace).Delete(ctx, pod, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
-		return fmt.Errorf("delete pod %s: %w", pod, err)
-	}
-	eps, err := l.Endpoints(ctx)
+	have, err := l.backendPods(ctx)
 	if err != nil {
 		return err
 	}
-	return l.SetEndpoints(ctx, slices.DeleteFunc(eps, func(s string) bool { return s == pod })...)
+	return l.SetBackends(ctx, slices.DeleteFunc(have, func(s string) bool { return s == pod })...)
 }
 
-// RestorePod re-creates a backend's Pod object deleted by DeletePod and
-// lists it in the EndpointSlice again.
+// RestorePod re-creates a backend's Pod object deleted by DeletePod or
+// SetBackends.
 func (l *Lab) RestorePod(ctx context.Context, pod string) error {
 	if l.kube == nil {
 		return ErrNoKubernetes
 	}
-	if err := l.kube.createPod(ctx, pod); err != nil && !apierrors.IsAlreadyExists(errors.Unwrap(err)) {
-		return err
+	if p, ok := l.Pod(pod); !ok || !p.Backend {
+		return fmt.Errorf("%w: no backend %q", ErrNotFound, pod)
 	}
-	eps, err := l.Endpoints(ctx)
+	have, err := l.backendPods(ctx)
 	if err != nil {
 		return err
 	}
-	if !slices.Contains(eps, pod) {
-		eps = append(eps, pod)
-	}
-	return l.SetEndpoints(ctx, eps...)
+	return l.SetBackends(ctx, append(have, pod)...)
 }
 
 // WaitKubeProxy waits until kube-proxy on every node DNATs the Service's

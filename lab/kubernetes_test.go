@@ -49,7 +49,7 @@ func TestKubernetesConfigErrors(t *testing.T) {
 	l := &Lab{}
 	_, err = l.KubeClient()
 	require.ErrorIs(t, err, ErrNoKubernetes)
-	require.ErrorIs(t, l.SetEndpoints(context.Background()), ErrNoKubernetes)
+	require.ErrorIs(t, l.SetBackends(context.Background()), ErrNoKubernetes)
 }
 
 // TestDNATTargetsOfBothModes reads the DNAT targets of the Service from
@@ -166,13 +166,13 @@ func TestKubernetesLab(t *testing.T) {
 			// A Service without endpoints rejects connections: kube-proxy
 			// answers the SYN with an ICMP error (the kernel reports
 			// ENETUNREACH or ECONNREFUSED).
-			require.NoError(t, l.SetEndpoints(ctx))
+			require.NoError(t, l.SetBackends(ctx))
 			require.NoError(t, l.WaitKubeProxy(ctx))
 			q := l.request(ctx, PodA, ServiceAddr, "/", nil, 2*time.Second)
 			require.False(t, q.OK(), "no endpoints: %+v", q)
 			require.True(t, q.Refused || strings.Contains(q.Err, "unreachable"), "no endpoints: rejected at once: %+v", q)
 			require.Less(t, q.Duration, time.Second, "no endpoints: rejected at once: %+v", q)
-			require.NoError(t, l.SetEndpoints(ctx, PodA, PodB, PodC))
+			require.NoError(t, l.SetBackends(ctx, PodA, PodB, PodC))
 			require.NoError(t, l.WaitKubeProxy(ctx, PodA, PodB, PodC))
 			q = l.request(ctx, PodA, ServiceAddr, "/", nil, 2*time.Second)
 			require.True(t, q.OK(), "endpoints back: %+v", q)
