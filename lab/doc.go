@@ -33,7 +33,8 @@
 //
 // # Service
 //
-// Both nodes carry kube-proxy's iptables-mode rules for the Service
+// Without Config.Kubernetes (see below), both nodes carry kube-proxy's
+// iptables-mode rules, written by the lab, for the Service
 // 10.96.0.42:8080 (ServicePortName "default/my-service:http") with the three
 // backends, and for its NodePort 30080 on every node IP: KUBE-SERVICES →
 // KUBE-SVC-… (statistic random 0.3333333333, 0.5000000000, rest) →
