@@ -885,12 +885,14 @@ func argAfter(f []string, flag string) string {
 	return ""
 }
 
-var nftDNATTarget = regexp.MustCompile(`(\d+\.\d+\.\d+\.\d+) \. (\d+)`)
+// nftDNATTarget matches an endpoint of a service chain's DNAT: "addr .
+// port" in the numgen map of several endpoints, "to addr:port" for one.
+var nftDNATTarget = regexp.MustCompile(`(\d+\.\d+\.\d+\.\d+) \. \d+|\bto (\d+\.\d+\.\d+\.\d+):\d+`)
 
 // nftDNATTargets returns the addresses kube-proxy's nftables table DNATs
 // the ClusterIP's TCP port to: the service-ips map sends it to a service
 // chain whose `dnat ip to numgen random mod N map { i : addr . port }`
-// lists the endpoints.
+// lists the endpoints (`dnat to addr:port` when there is one).
 func nftDNATTargets(table string, svc netip.AddrPort) []netip.Addr {
 	key := fmt.Sprintf("%s . tcp . %d : goto ", svc.Addr(), svc.Port())
 	var chain string
@@ -912,7 +914,7 @@ func nftDNATTargets(table string, svc netip.AddrPort) []netip.Addr {
 			return out
 		case in && strings.Contains(t, "dnat"):
 			for _, m := range nftDNATTarget.FindAllStringSubmatch(t, -1) {
-				if a, err := netip.ParseAddr(m[1]); err == nil {
+				if a, err := netip.ParseAddr(m[1] + m[2]); err == nil {
 					out = append(out, a)
 				}
 			}

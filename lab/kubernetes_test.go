@@ -83,6 +83,16 @@ func TestDNATTargetsOfBothModes(t *testing.T) {
 		"service-ULMVA6XW-default/my-service/tcp/http": 2,
 	}, nftChains(table))
 	require.Empty(t, nftDNATTargets("table ip kube-proxy {\n}\n", ServiceAddr))
+	one := `table ip kube-proxy {
+	map service-ips {
+		elements = { 10.96.0.42 . tcp . 8080 : goto service-6NGMIUMF-default/my-service/tcp/http }
+	}
+	chain service-6NGMIUMF-default/my-service/tcp/http {
+		meta l4proto tcp dnat to 10.244.1.8:8080
+	}
+}
+`
+	require.Equal(t, []netip.Addr{netip.MustParseAddr("10.244.1.8")}, nftDNATTargets(one, ServiceAddr), "one endpoint")
 }
 
 // TestKubernetesLab runs the Service checks against the real kube-proxy in
