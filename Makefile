@@ -55,11 +55,13 @@ checkmetrics: build $(PROMTOOL)
 	$(PROMTOOL) check metrics < bin/metrics.prom
 
 # The tests run against real peers: a Prometheus server and an OpenTelemetry
-# Collector, and render the deployment with helm and kustomize, all built once
-# into the tool cache by these scripts.
+# Collector, render the deployment with helm and kustomize, and run the
+# Kubernetes lab's control plane and kube-proxy, all built once into the tool
+# cache by these scripts.
 unit:
 	eval "$$(PROMETHEUS_VERSION=$(PROMTOOL_VERSION) .ci/prometheus.sh --env)" && \
 	eval "$$(.ci/k8stools.sh --env)" && \
+	eval "$$(.ci/kubernetes.sh --env)" && \
 	LAYERSCOPE_OTELCOL="$$(.ci/otelcol.sh)" && export LAYERSCOPE_OTELCOL && \
 	$(GO) test $(TEST_FLAGS) ./...
 

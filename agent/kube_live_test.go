@@ -304,3 +304,112 @@ func TestLiveKubeMetadata(t *testing.T) {
 		t.Error(why)
 	}
 }
+
+// TestLiveKubeAPIStaleDNAT runs node-1's agent with its metadata from the
+// Kubernetes lab's API server (the informer path) under the real
+// kube-proxy, in iptables and in nftables mode: the service metrics name
+// my-service in default with the scenario's per-backend counts; pod-c
+// deleted through the API leaves its conntrack entries behind, and the
+// agent reports them stale.
+func TestLiveKubeAPIStaleDNAT(t *testing.T) {
+	for _, mode := range lab.KubeProxyModes {
+		t.Run(string(mode), func(t *testing.T) {
+			l := newKubeLab(t, mode)
+			kc, err := l.Kubeconfig()
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := New(Config{
+				NetNS: l.NetNS(lab.Node1), MetricsAddr: "127.0.0.1:0", Node: lab.Node1,
+				Kube:    KubeConfig{Mode: kube.ModeAPI, Kubeconfig: kc},
+				Capture: CaptureConfig{FlowTable: &flowtable.Config{MaxEntries: 4096, ClosedTimeout: 500 * time.Millisecond, SweepInterval: 200 * time.Millisecond}},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			runAgent(t, a)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			endpoints := `layerscope_service_endpoints{namespace="default",service="my-service"} `
+			if why := waitFor(t, a, func(body string) string {
+				if n := sample(body, `layerscope_kube_metadata_synced{source="api"} `); n != 1 {
+					return fmt.Sprintf("metadata synced %v", n)
+				}
+				if n := sample(body, endpoints); n != 3 {
+					return fmt.Sprintf("ready endpoints %v, want 3", n)
+				}
+				return ""
+			}); why != "" {
+				t.Fatal(why)
+			}
+
+			r, err := l.Traffic(ctx, lab.ScenarioService, lab.TrafficOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			node1, _ := l.Node(lab.Node1)
+			want := map[string]float64{}
+			toPodC := 0
+			for _, q := range r.Requests {
+				if !q.OK() {
+					t.Fatalf("request failed: %+v", q)
+				}
+				be, ok := l.Pod(q.DNATBackend)
+				if !ok {
+					t.Fatalf("request %+v: no DNAT backend", q)
+				}
+				if q.NATNode != lab.Node1 {
+					continue
+				}
+				port := lab.ServicePort
+				if q.Target.Addr() == node1.IP {
+					port = lab.NodePort
+				}
+				want[fmt.Sprintf("default my-service %d %s closed", port, netip.AddrPortFrom(be.IP, lab.ServicePort))]++
+				if be.Name == lab.PodC {
+					toPodC++
+				}
+			}
+			if len(want) < 4 || toPodC == 0 {
+				t.Fatalf("the scenario DNATed too little on node-1 to test: %v", want)
+			}
+			if why := waitFor(t, a, func(body string) string {
+				got := tally(body, "layerscope_service_connections_total", "namespace", "service", "port", "backend", "outcome")
+				if fmt.Sprint(got) != fmt.Sprint(want) {
+					return fmt.Sprintf("service connections:\n got %v\nwant %v", got, want)
+				}
+				return ""
+			}); why != "" {
+				t.Error(why)
+			}
+
+			// pod-c deleted through the API: kube-proxy stops sending to it,
+			// the kernel's entries DNATed to it stay (TIME_WAIT): stale.
+			if err := l.DeletePod(ctx, lab.PodC); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.WaitKubeProxy(ctx, lab.PodA, lab.PodB); err != nil {
+				t.Fatal(err)
+			}
+			podC, _ := l.Pod(lab.PodC)
+			staleKey := `layerscope_service_stale_conntrack_entries{backend="` + netip.AddrPortFrom(podC.IP, lab.ServicePort).String() + `",namespace="default",service="my-service"} `
+			if why := waitFor(t, a, func(body string) string {
+				if n := sample(body, endpoints); n != 2 {
+					return fmt.Sprintf("ready endpoints %v, want 2", n)
+				}
+				before := conntrackDNATTo(t, l, lab.Node1, podC.IP)
+				got := sample(body, staleKey)
+				after := conntrackDNATTo(t, l, lab.Node1, podC.IP)
+				if before == 0 {
+					return "no conntrack entry DNATed to pod-c left on node-1"
+				}
+				if got < float64(after) || got > float64(before) {
+					return fmt.Sprintf("%s= %v, conntrack -L counts %d then %d", staleKey, got, before, after)
+				}
+				return ""
+			}); why != "" {
+				t.Error(why)
+			}
+		})
+	}
+}

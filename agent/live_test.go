@@ -522,7 +522,45 @@ func serviceCounts(metrics string) map[string]float64 {
 // from pod-a and pod-b, NodePort calls from node-2), then the dead-backend
 // scenario: only pod-c fails, and it is named dead.
 func TestLiveServiceCorrelation(t *testing.T) {
-	l := newLab(t)
+	testServiceCorrelation(t, newLab(t))
+}
+
+// TestLiveServiceCorrelationKubeProxy is TestLiveServiceCorrelation in the
+// Kubernetes lab: the DNAT is the real kube-proxy's, in iptables mode and in
+// nftables mode (a numgen map, no per-endpoint chains).
+func TestLiveServiceCorrelationKubeProxy(t *testing.T) {
+	for _, mode := range lab.KubeProxyModes {
+		t.Run(string(mode), func(t *testing.T) {
+			testServiceCorrelation(t, newKubeLab(t, mode))
+		})
+	}
+}
+
+// newKubeLab builds a lab with the real control plane and kube-proxy in
+// the given mode, removed when the test ends.
+func newKubeLab(t *testing.T, mode lab.KubeProxyMode) *lab.Lab {
+	t.Helper()
+	bin := testns.K8sBin(t)
+	var b [3]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	l, err := lab.New(ctx, &lab.Config{Prefix: "k" + hex.EncodeToString(b[:]) + "-", StateDir: t.TempDir(),
+		Kubernetes: true, KubeProxyMode: mode, K8sBin: bin})
+	if err != nil {
+		t.Fatalf("kubernetes lab: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("lab close: %v", err)
+		}
+	})
+	return l
+}
+
+func testServiceCorrelation(t *testing.T, l *lab.Lab) {
 	a := startAgent(t, l, lab.Node1)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

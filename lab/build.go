@@ -79,9 +79,15 @@ func (l *Lab) build(ctx context.Context) error {
 			return err
 		}
 	}
-	for _, n := range l.nodes {
-		if err := l.applyKubeProxy(ctx, n); err != nil {
+	if l.cfg.Kubernetes {
+		if err := l.buildControlPlaneNet(handles); err != nil {
 			return err
+		}
+	} else {
+		for _, n := range l.nodes {
+			if err := l.applyKubeProxy(ctx, n); err != nil {
+				return err
+			}
 		}
 	}
 	if err := ctx.Err(); err != nil {
@@ -98,6 +104,11 @@ func (l *Lab) build(ctx context.Context) error {
 	l.servers = &servers{lab: l, http: map[string]*podServer{}}
 	if err := l.servers.start(); err != nil {
 		return err
+	}
+	if l.cfg.Kubernetes {
+		if err := l.startKubernetes(ctx); err != nil {
+			return err
+		}
 	}
 	if err := l.startControl(); err != nil {
 		// Attached processes then cannot stop backends; the lab still works.

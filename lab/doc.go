@@ -33,7 +33,8 @@
 //
 // # Service
 //
-// Both nodes carry kube-proxy's iptables-mode rules for the Service
+// Without Config.Kubernetes (see below), both nodes carry kube-proxy's
+// iptables-mode rules, written by the lab, for the Service
 // 10.96.0.42:8080 (ServicePortName "default/my-service:http") with the three
 // backends, and for its NodePort 30080 on every node IP: KUBE-SERVICES →
 // KUBE-SVC-… (statistic random 0.3333333333, 0.5000000000, rest) →
@@ -43,6 +44,52 @@
 // as kube-proxy does; see KubeProxyRules. Pod → ClusterIP traffic is routed
 // by the node (the ClusterIP is off-link), and bridge-nf-call-iptables is
 // enabled per node namespace where br_netfilter exists.
+//
+// # Kubernetes
+//
+// With Config.Kubernetes the control plane is real and the lab's own
+// kube-proxy rules are not written. A seventh namespace, P+control-plane,
+// holds eth0 10.0.1.10/24, linked to cp0 10.0.1.1/24 in node-1 (node-1
+// forwards; node-2 routes 10.0.1.0/24 via node-1; the link has the pods'
+// MTU, 1450, as an agent sees cp0 like a pod's veth); it has no default
+// route, so nothing in it can reach an address outside the lab. In it run
+// etcd (127.0.0.1:2379), kube-apiserver (10.0.1.10:6443 only; Service
+// range 10.96.0.0/16; Node,RBAC authorization), kube-controller-manager
+// and kube-scheduler (--leader-elect=false; the node lifecycle controller
+// is off, as no kubelet posts node status). A real kube-proxy runs in each
+// node namespace in Config.KubeProxyMode, iptables or nftables, with
+// conntrack.maxPerCore 0 (it never writes the machine-wide
+// nf_conntrack_max), its hostname the node's name and NodePorts on the node
+// network. The binaries come from Config.K8sBin ($LAYERSCOPE_K8S_BIN,
+// built by .ci/kubernetes.sh); the certificates (an ECDSA CA, the API
+// server's serving certificate, the service account key pair and a client
+// certificate and kubeconfig per component) are made at start under
+// StateDir/PREFIX/kubernetes, where the components write their logs.
+//
+// The lab registers itself as API objects: the two Nodes (Ready, there is
+// no kubelet), the pods (bound to their nodes, Running and Ready with their
+// IPs; the pods stay the lab's namespaces) and the Service my-service with
+// its selector app=web, whose EndpointSlice the controller-manager's
+// endpointslice controller makes from those pods. SetBackends (scale down
+// or up; none leaves the Service without endpoints), DeletePod and
+// RestorePod delete and create Pod objects through the API server; a
+// deleted pod's namespace and servers stay, so connections DNATed to it
+// stay in conntrack, stale. WaitKubeProxy waits until both kube-proxies
+// DNAT to the backends asked for, reading ProgrammedBackends from the rules
+// of either mode (iptables: KUBE-SVC → KUBE-SEP DNAT, whose chain names are
+// the ones KubeProxyRules computes; nftables: the service-ips verdict map
+// and the service chain's `numgen random mod N map`, with no per-endpoint
+// chains).
+// KubeClient gives access to the API server; the admin kubeconfig
+// (Kubeconfig) names a relay on 127.0.0.1 of the lab process's namespace,
+// which dials the API server from the control plane's namespace, so that
+// kubectl and agents on the host reach it without any route to the lab's
+// addresses.
+//
+// The components are child processes of the process that built the lab,
+// each entered into its namespace with nsenter and killed if that process
+// dies; Close stops them (SIGTERM, then SIGKILL after 5 s) before deleting
+// the namespaces.
 //
 // # Kubernetes metadata
 //
@@ -97,7 +144,8 @@
 // # Concurrency
 //
 // A Lab's methods may be called from several goroutines. Scenarios that
-// change the lab (dead-backend, mtu) run one at a time.
+// change the lab (dead-backend, mtu) run one at a time, and so do the Pod
+// edits of a Kubernetes lab (SetBackends).
 //
 // All lab traffic stays between the lab's namespaces.
 package lab

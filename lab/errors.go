@@ -21,6 +21,18 @@ var (
 	ErrNotOwner = errors.New("operation needs the lab's servers, which run in another process")
 	// ErrBadWiring reports a Config.Wiring other than those of Wirings.
 	ErrBadWiring = errors.New("unknown pod wiring")
+	// ErrNoKubernetes reports a Kubernetes operation on a lab built without
+	// Config.Kubernetes.
+	ErrNoKubernetes = errors.New("the lab runs no Kubernetes control plane (Config.Kubernetes)")
+	// ErrNoK8sBin reports that the Kubernetes binaries (etcd, kube-apiserver,
+	// kube-controller-manager, kube-scheduler, kube-proxy) are not found.
+	ErrNoK8sBin = errors.New("kubernetes binaries not found")
+	// ErrBadKubeProxyMode reports a Config.KubeProxyMode other than those of
+	// KubeProxyModes.
+	ErrBadKubeProxyMode = errors.New("unknown kube-proxy mode")
+	// ErrKubeComponent reports a control plane component or kube-proxy that
+	// exited while the lab needed it.
+	ErrKubeComponent = errors.New("kubernetes component exited")
 	// ErrClosed reports use of a Lab after Close.
 	ErrClosed = errors.New("lab closed")
 )

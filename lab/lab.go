@@ -35,6 +35,19 @@ type Config struct {
 	// Wiring is how pods are connected to their node: WiringBridge (the
 	// zero value) or WiringRouted.
 	Wiring Wiring
+	// Kubernetes runs a real control plane (etcd, kube-apiserver,
+	// kube-controller-manager, kube-scheduler) in a namespace of its own on
+	// the node network and a real kube-proxy in each node, in place of the
+	// lab's own kube-proxy rules; the lab's pods, Service and EndpointSlice
+	// are API objects. See the package documentation.
+	Kubernetes bool
+	// KubeProxyMode is kube-proxy's mode with Kubernetes. Zero means
+	// KubeProxyIPTables.
+	KubeProxyMode KubeProxyMode
+	// K8sBin is the directory of the Kubernetes binaries (etcd,
+	// kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy)
+	// with Kubernetes. Zero means $LAYERSCOPE_K8S_BIN.
+	K8sBin string
 }
 
 // Wiring is how the lab connects pods to their node.
@@ -75,6 +88,12 @@ func (c *Config) withDefaults() Config {
 	if out.Wiring == "" {
 		out.Wiring = WiringBridge
 	}
+	if out.Kubernetes && out.KubeProxyMode == "" {
+		out.KubeProxyMode = KubeProxyIPTables
+	}
+	if out.Kubernetes && out.K8sBin == "" {
+		out.K8sBin = os.Getenv(K8sBinEnv)
+	}
 	if out.Logger == nil {
 		out.Logger = slog.Default()
 	}
@@ -103,6 +122,8 @@ type Lab struct {
 	pki     *pki
 	control net.Listener // owner only: stop/start requests of attached processes
 
+	kube *kubeCluster // with Config.Kubernetes, owner only
+
 	// masqueradeAll is set when br_netfilter is missing (see buildNode).
 	masqueradeAll bool
 
@@ -112,7 +133,8 @@ type Lab struct {
 }
 
 // New builds a lab: six namespaces, their links, routes, VXLAN, kube-proxy
-// rules and servers. On error everything made so far is removed. The lab
+// rules and servers; with Config.Kubernetes also the control plane's
+// namespace, the control plane and a kube-proxy per node. On error everything made so far is removed. The lab
 // runs until Close; ctx only bounds the build.
 func New(ctx context.Context, cfg *Config) (l *Lab, err error) {
 	c := cfg.withDefaults()
@@ -122,11 +144,14 @@ func New(ctx context.Context, cfg *Config) (l *Lab, err error) {
 	if !slices.Contains(Wirings, c.Wiring) {
 		return nil, fmt.Errorf("%w %q: want one of %v", ErrBadWiring, c.Wiring, Wirings)
 	}
+	if err := c.checkKubernetes(); err != nil {
+		return nil, err
+	}
 	if os.Geteuid() != 0 {
 		return nil, ErrNotRoot
 	}
 	nodes, pods := topology(c.Prefix)
-	for _, name := range NamespaceNames(c.Prefix) {
+	for _, name := range append(NamespaceNames(c.Prefix), ControlPlaneNetNS(c.Prefix)) {
 		if _, err := os.Stat(nsenter.Path(name)); err == nil {
 			return nil, fmt.Errorf("%w: %s (run `layerscope lab down --prefix %s`)", ErrExists, name, c.Prefix)
 		}
@@ -243,6 +268,9 @@ func (l *Lab) NetNS(member string) string {
 			return m.netns
 		}
 	}
+	if member == ControlPlane && l.cfg.Kubernetes {
+		return ControlPlaneNetNS(l.cfg.Prefix)
+	}
 	return ""
 }
 
@@ -293,6 +321,9 @@ func (l *Lab) Close() error {
 	var errs []error
 	if l.control != nil {
 		errs = append(errs, l.control.Close())
+	}
+	if l.kube != nil {
+		errs = append(errs, l.kube.stop())
 	}
 	if l.servers != nil {
 		errs = append(errs, l.servers.close())

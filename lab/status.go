@@ -71,7 +71,7 @@ func Down(ctx context.Context, cfg *Config) ([]string, error) {
 	}
 	errs = append(errs, restoreConntrackMax(c.StateDir, c.Prefix))
 	var removed []string
-	for _, name := range NamespaceNames(c.Prefix) {
+	for _, name := range append(NamespaceNames(c.Prefix), ControlPlaneNetNS(c.Prefix)) {
 		if _, err := os.Stat(nsenter.Path(name)); err != nil {
 			continue
 		}
@@ -186,6 +186,13 @@ func Status(ctx context.Context, cfg *Config) (*StatusReport, error) {
 			} else {
 				st.Chains = kubeChains(string(out))
 			}
+			// kube-proxy's nftables mode (Kubernetes labs) has a table of
+			// its own; a node without it answers with an error.
+			if out, err := RunInNetNS(ctx, name, nil, "nft", "list", "table", "ip", "kube-proxy"); err == nil {
+				for c, n := range nftChains(string(out)) {
+					st.Chains["nft:"+c] = n
+				}
+			}
 		}
 		if pod != nil {
 			st.Servers = map[string]bool{}
@@ -202,6 +209,10 @@ func Status(ctx context.Context, cfg *Config) (*StatusReport, error) {
 	}
 	for i := range pods {
 		add(pods[i].Name, pods[i].NetNS, false, &pods[i])
+	}
+	// A Kubernetes lab's control plane namespace, listed only when there.
+	if cp := ControlPlaneNetNS(c.Prefix); fileExists(nsenter.Path(cp)) {
+		add(ControlPlane, cp, false, nil)
 	}
 	return s, nil
 }
@@ -238,6 +249,30 @@ func kubeChains(save string) map[string]int {
 			out[strings.TrimPrefix(f[0], ":")] += 0
 		case len(f) > 1 && f[0] == "-A" && strings.HasPrefix(f[1], "KUBE-"):
 			out[f[1]]++
+		}
+	}
+	return out
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// nftChains counts the rules of each chain in `nft list table` output.
+func nftChains(table string) map[string]int {
+	out := map[string]int{}
+	chain := ""
+	for line := range strings.Lines(table) {
+		t := strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(t, "chain ") && strings.HasSuffix(t, "{"):
+			chain = strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(t, "chain "), "{"))
+			out[chain] += 0
+		case chain != "" && t == "}":
+			chain = ""
+		case chain != "" && t != "" && !strings.HasPrefix(t, "type ") && !strings.HasPrefix(t, "comment "):
+			out[chain]++
 		}
 	}
 	return out

@@ -686,7 +686,7 @@ func dnatVerdict(in *Input, conns []conn, win string) (Verdict, bool) {
 		v.Evidence = append(v.Evidence, fmt.Sprintf("endpoints of %s/%s: %d ready (Kubernetes metadata of %s)", svcNS, svcName, ready, node))
 	}
 	v.Evidence = append(v.Evidence, outcomeLine(conns))
-	v.Next = "kubectl get endpointslices -l kubernetes.io/service-name=<svc> (empty: check the Service's selector against the pods' labels and their readiness); iptables-save | grep <VIP>"
+	v.Next = "kubectl get endpointslices -l kubernetes.io/service-name=<svc> (empty: check the Service's selector against the pods' labels and their readiness); on the node, kube-proxy's rules for <VIP>: iptables-save | grep <VIP> (iptables mode) or nft list table ip kube-proxy | grep <VIP> (nftables mode)"
 	return v, true
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/layerscope/layerscope/agent/api"
 	"github.com/layerscope/layerscope/agent/diagnose"
+	"github.com/layerscope/layerscope/internal/testns"
 	"github.com/layerscope/layerscope/lab"
 )
 
@@ -57,6 +58,23 @@ type scenarioCase struct {
 // diagnosis looks only at the window of its own scenario (--since).
 func TestLiveDiagnoseSeedFailures(t *testing.T) {
 	l, urls := labAgents(t, "d", lab.Node1, lab.Node2)
+	testDiagnoseSeedFailures(t, l, urls)
+}
+
+// TestLiveDiagnoseSeedFailuresKubeProxy is TestLiveDiagnoseSeedFailures in
+// the Kubernetes lab, the DNAT programmed by the real kube-proxy in
+// iptables and in nftables mode, the agents' metadata from its API server.
+func TestLiveDiagnoseSeedFailuresKubeProxy(t *testing.T) {
+	for _, mode := range lab.KubeProxyModes {
+		t.Run(string(mode), func(t *testing.T) {
+			cfg := &lab.Config{Kubernetes: true, KubeProxyMode: mode, K8sBin: testns.K8sBin(t)}
+			l, urls := labAgentsIn(t, cfg, "k", nil, lab.Node1, lab.Node2)
+			testDiagnoseSeedFailures(t, l, urls)
+		})
+	}
+}
+
+func testDiagnoseSeedFailures(t *testing.T, l *lab.Lab, urls []string) {
 	cases := []scenarioCase{
 		{
 			name: "healthy", scenario: lab.ScenarioService, from: "10.244.0.5", to: "10.96.0.42:8080",

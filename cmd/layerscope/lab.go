@@ -46,7 +46,8 @@ work with "ip netns exec". All commands need root.`,
 }
 
 func newLabUpCmd(f *labFlags) *cobra.Command {
-	var wiring string
+	var wiring, proxyMode, k8sBin string
+	var kube bool
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Build the lab and serve its pods until interrupted",
@@ -57,12 +58,26 @@ stops it the same way, and also cleans up after a crashed run.
 
 While the lab is up, "layerscope lab traffic SCENARIO" (same --prefix) drives
 traffic through it, and tcpdump, conntrack or the agent can watch any of its
-namespaces with "ip netns exec".`,
+namespaces with "ip netns exec".
+
+With --kubernetes the control plane is real: etcd, kube-apiserver,
+kube-controller-manager and kube-scheduler run in the namespace
+PREFIX+control-plane (10.0.1.10, linked to node-1; the API server listens on
+10.0.1.10:6443 only), a real kube-proxy runs in each node in iptables or
+nftables mode (--kube-proxy-mode) instead of the lab's own rules, and the
+nodes, pods, Service and EndpointSlice are API objects. The binaries come from
+--k8s-bin or $LAYERSCOPE_K8S_BIN (eval "$(.ci/kubernetes.sh --env)"); certificates
+and logs are under STATE-DIR/PREFIX/kubernetes, and kubectl works on the host
+with the admin kubeconfig printed at start (it names a relay on 127.0.0.1 that
+this process serves).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			cfg := f.config()
 			cfg.Wiring = lab.Wiring(wiring)
+			cfg.Kubernetes = kube
+			cfg.KubeProxyMode = lab.KubeProxyMode(proxyMode)
+			cfg.K8sBin = k8sBin
 			l, err := lab.New(ctx, cfg)
 			if err != nil {
 				return labError(err, f.prefix)
@@ -76,6 +91,9 @@ namespaces with "ip netns exec".`,
 	}
 	cmd.Flags().StringVar(&wiring, "wiring", string(lab.WiringBridge),
 		"how pods are connected to their node: bridge (cbr0, flannel-style) or routed (no bridge: /32 routes and proxy ARP, Calico-style)")
+	cmd.Flags().BoolVar(&kube, "kubernetes", false, "run a real control plane and a real kube-proxy per node (see above)")
+	cmd.Flags().StringVar(&proxyMode, "kube-proxy-mode", string(lab.KubeProxyIPTables), "kube-proxy's mode with --kubernetes: iptables or nftables")
+	cmd.Flags().StringVar(&k8sBin, "k8s-bin", "", "directory of the Kubernetes binaries with --kubernetes (default $"+lab.K8sBinEnv+")")
 	return cmd
 }
 
@@ -97,6 +115,12 @@ func printLab(w io.Writer, l *lab.Lab) {
 		fmt.Fprintf(w, "  %-7s netns %-14s %s on %s via %s, %s\n", p.Name, p.NetNS, p.IP, p.Node, p.HostVeth, what)
 	}
 	fmt.Fprintf(w, "  service %s (%s), NodePort %d on each node IP\n", lab.ServiceAddr, lab.ServiceName, lab.NodePort)
+	if mode, ok := l.Kubernetes(); ok {
+		kc, _ := l.Kubeconfig()
+		fmt.Fprintf(w, "  control plane netns %s, API server https://%s:%d, kube-proxy %s mode on each node\n",
+			l.NetNS(lab.ControlPlane), lab.ControlPlaneIP, lab.APIServerPort, mode)
+		fmt.Fprintf(w, "  kubectl --kubeconfig %s get pods -A   (through a relay on 127.0.0.1 served by this process)\n", kc)
+	}
 }
 
 func newLabDownCmd(f *labFlags) *cobra.Command {

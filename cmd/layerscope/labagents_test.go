@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/layerscope/layerscope/agent"
+	"github.com/layerscope/layerscope/agent/kube"
 	"github.com/layerscope/layerscope/internal/promtest"
 	"github.com/layerscope/layerscope/internal/testns"
 	"github.com/layerscope/layerscope/lab"
@@ -41,12 +42,25 @@ func labAgents(t *testing.T, prefix string, nodes ...string) (*lab.Lab, []string
 // HTTP over TLS with basic auth (their URLs are then https).
 func labAgentsWith(t *testing.T, prefix string, web *promtest.WebTLS, nodes ...string) (*lab.Lab, []string) {
 	t.Helper()
+	return labAgentsIn(t, &lab.Config{}, prefix, web, nodes...)
+}
+
+// labAgentsIn is labAgentsWith in a lab built from cfg (its Prefix is
+// made from prefix). In a Kubernetes lab the agents' metadata comes from
+// its API server, else from the lab's metadata file.
+func labAgentsIn(t *testing.T, cfg *lab.Config, prefix string, web *promtest.WebTLS, nodes ...string) (*lab.Lab, []string) {
+	t.Helper()
 	testns.RequireRoot(t)
 	var b [3]byte
 	_, _ = rand.Read(b[:])
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	l, err := lab.New(ctx, &lab.Config{Prefix: prefix + hex.EncodeToString(b[:]) + "-"})
+	c := *cfg
+	c.Prefix = prefix + hex.EncodeToString(b[:]) + "-"
+	if c.Kubernetes && c.StateDir == "" {
+		c.StateDir = t.TempDir()
+	}
+	l, err := lab.New(ctx, &c)
 	if err != nil {
 		t.Fatalf("lab: %v", err)
 	}
@@ -55,15 +69,21 @@ func labAgentsWith(t *testing.T, prefix string, web *promtest.WebTLS, nodes ...s
 			t.Errorf("lab close: %v", err)
 		}
 	})
-	meta := filepath.Join(t.TempDir(), "metadata.yaml")
-	if err := l.WriteMetadata(meta); err != nil {
+	kc := agent.KubeConfig{File: filepath.Join(t.TempDir(), "metadata.yaml")}
+	if c.Kubernetes {
+		path, err := l.Kubeconfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		kc = agent.KubeConfig{Mode: kube.ModeAPI, Kubeconfig: path}
+	} else if err := l.WriteMetadata(kc.File); err != nil {
 		t.Fatal(err)
 	}
 	var urls []string
 	for _, n := range nodes {
 		sock := filepath.Join(t.TempDir(), "api.sock")
 		cfg := agent.Config{NetNS: l.NetNS(n), MetricsAddr: "127.0.0.1:0", Node: n,
-			API: agent.APIConfig{Node: n}, Kube: agent.KubeConfig{File: meta},
+			API: agent.APIConfig{Node: n}, Kube: kc,
 			APISocket: sock, OnDemand: agent.OnDemandConfig{Enabled: true}}
 		scheme, curl := "http", []string{"curl", "-sf", "-o", "/dev/null"}
 		if web != nil {

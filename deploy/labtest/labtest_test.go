@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -88,6 +89,13 @@ func newLab(t *testing.T) *lab.Lab {
 // 500ms), and sends its traces to recv.
 func startAgent(t *testing.T, l *lab.Lab, node, metadata string, recv *otlptest.Receiver) *agent.Agent {
 	t.Helper()
+	return startAgentWith(t, l, node, agent.KubeConfig{Mode: kube.ModeFile, File: metadata, ReloadInterval: 500 * time.Millisecond}, recv)
+}
+
+// startAgentWith is startAgent with the agent's Kubernetes metadata from
+// kc.
+func startAgentWith(t *testing.T, l *lab.Lab, node string, kc agent.KubeConfig, recv *otlptest.Receiver) *agent.Agent {
+	t.Helper()
 	u, err := url.Parse(recv.Srv.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +104,7 @@ func startAgent(t *testing.T, l *lab.Lab, node, metadata string, recv *otlptest.
 		NetNS:       l.NetNS(node),
 		MetricsAddr: "127.0.0.1:0",
 		Node:        node,
-		Kube:        agent.KubeConfig{Mode: kube.ModeFile, File: metadata, ReloadInterval: 500 * time.Millisecond},
+		Kube:        kc,
 		Conntrack:   agent.ConntrackConfig{TopN: 5, PerCPU: true},
 		Capture: agent.CaptureConfig{FlowTable: &flowtable.Config{
 			MaxEntries: 8192, ClosedTimeout: 500 * time.Millisecond, SweepInterval: 200 * time.Millisecond}},
@@ -538,4 +546,111 @@ func checkDashboards(t *testing.T, prom *promtest.Server, start time.Time) {
 		t.Errorf("known gap %s is no panel of the dashboards", key)
 	}
 	t.Logf("%d dashboard queries checked over %ds, %d panels without data", checked, span, empty)
+}
+
+// TestLabServiceAlertsUnderKubeProxy runs the Service alerts of the shipped
+// rules in the Kubernetes lab, under the real kube-proxy in iptables and in
+// nftables mode, with the agents' metadata from its API server: a backend
+// dead while listed (LayerscopeDeadBackend), a pod deleted through the API
+// whose conntrack entries stay (LayerscopeStaleDNATEntries, resolved when it
+// comes back) and the Service left without endpoints
+// (LayerscopeServiceNoEndpoints).
+func TestLabServiceAlertsUnderKubeProxy(t *testing.T) {
+	for _, mode := range lab.KubeProxyModes {
+		t.Run(string(mode), func(t *testing.T) { testServiceAlertsUnderKubeProxy(t, mode) })
+	}
+}
+
+func testServiceAlertsUnderKubeProxy(t *testing.T, mode lab.KubeProxyMode) {
+	k8sBin := testns.K8sBin(t)
+	bin := promtest.Prometheus(t)
+	start := time.Now()
+	var b [3]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	l, err := lab.New(ctx, &lab.Config{Prefix: "k" + hex.EncodeToString(b[:]) + "-", StateDir: t.TempDir(),
+		Kubernetes: true, KubeProxyMode: mode, K8sBin: k8sBin})
+	if err != nil {
+		t.Fatalf("kubernetes lab: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("lab close: %v", err)
+		}
+	})
+	kubeconfig, err := l.Kubeconfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv := otlptest.NewReceiver(t)
+	targets := map[string]string{}
+	for _, n := range []string{lab.Node1, lab.Node2} {
+		targets[n] = startAgentWith(t, l, n, agent.KubeConfig{Mode: kube.ModeAPI, Kubeconfig: kubeconfig}, recv).Addr().String()
+	}
+	rules, _ := testRules(t)
+	prom := promtest.Start(t, bin, prometheusConfig(targets), map[string]string{"rules.yml": rules})
+	synced := func() bool {
+		s, err := prom.Query(`layerscope_kube_metadata_synced{job="layerscope",source="api"} == 1`)
+		return err == nil && len(s) == 2
+	}
+	for deadline := time.Now().Add(20 * time.Second); !synced(); time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the agents are not scraped with their metadata synced from the API server within 20s")
+		}
+	}
+	t.Logf("kubernetes lab (%s), agents and prometheus up in %v", mode, time.Since(start).Round(time.Millisecond))
+	waitAlerts(t, prom, 10*time.Second, "no service alert at start",
+		excludes("LayerscopeDeadBackend", "LayerscopeStaleDNATEntries", "LayerscopeServiceNoEndpoints"))
+
+	// 30 calls per client make pod-c dead.
+	if _, err := l.Traffic(ctx, lab.ScenarioService, lab.TrafficOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Traffic(ctx, lab.ScenarioDeadBackend, lab.TrafficOptions{Count: 30}); err != nil {
+		t.Fatal(err)
+	}
+	waitAlerts(t, prom, 30*time.Second, "dead backend alert firing", includes("LayerscopeDeadBackend"))
+	checkAnnotations(t, prom, "LayerscopeDeadBackend")
+	dead, err := prom.Query(`max by (service, namespace, backend) (layerscope_service_dead_backend{job="layerscope"}) == 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	podC, _ := l.Pod(lab.PodC)
+	want := []string{"backend=" + netip.AddrPortFrom(podC.IP, lab.ServicePort).String() + ",namespace=default,service=my-service"}
+	if got := promtest.Series(dead, "backend", "namespace", "service"); !slices.Equal(got, want) {
+		t.Errorf("dead backends %v, want %v", got, want)
+	}
+
+	// pod-c deleted through the API: kube-proxy drops it, the earlier
+	// entries DNATed to it stay in conntrack.
+	if err := l.DeletePod(ctx, lab.PodC); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.WaitKubeProxy(ctx, lab.PodA, lab.PodB); err != nil {
+		t.Fatal(err)
+	}
+	waitAlerts(t, prom, 20*time.Second, "stale DNAT alert firing after pod-c was deleted", includes("LayerscopeStaleDNATEntries"))
+	checkAnnotations(t, prom, "LayerscopeStaleDNATEntries")
+	if err := l.RestorePod(ctx, lab.PodC); err != nil {
+		t.Fatal(err)
+	}
+	waitAlerts(t, prom, 20*time.Second, "stale DNAT alert resolved after pod-c came back", excludes("LayerscopeStaleDNATEntries"))
+
+	// The Service loses every endpoint through the API.
+	if err := l.SetBackends(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.WaitKubeProxy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	states := waitAlerts(t, prom, 20*time.Second, "empty Service alert firing", includes("LayerscopeServiceNoEndpoints"))
+	checkAnnotations(t, prom, "LayerscopeServiceNoEndpoints")
+	// The control plane's link on node-1 is no pod with the wrong MTU.
+	if f := firing(states); slices.Contains(f, "LayerscopeMTUMismatch") {
+		t.Errorf("MTU mismatch alert in the Kubernetes lab: %v", states)
+	}
+	t.Logf("done at %v", time.Since(start).Round(time.Millisecond))
 }

@@ -71,3 +71,38 @@ func TsharkCount(t testing.TB, file, filter string) int {
 	}
 	return len(strings.Fields(string(out)))
 }
+
+// Kubernetes versions .ci/kubernetes.sh builds by default; its tool cache
+// directory is kubernetes-<K8sVersion>-etcd-<EtcdVersion>.
+const (
+	K8sVersion  = "v1.37.2"
+	EtcdVersion = "v3.7.4"
+)
+
+// K8sBin returns the directory of the Kubernetes binaries that
+// .ci/kubernetes.sh builds: $LAYERSCOPE_K8S_BIN, else the default version's
+// directory in the tool cache. The test is skipped when the process is not
+// root (the lab needs it); as root, missing binaries fail the test unless
+// LAYERSCOPE_NO_KUBERNETES=1.
+func K8sBin(t testing.TB) string {
+	t.Helper()
+	dir := os.Getenv("LAYERSCOPE_K8S_BIN")
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir = filepath.Join(home, ".cache", "layerscope", "tools", "kubernetes-"+K8sVersion+"-etcd-"+EtcdVersion)
+	}
+	_, err := os.Stat(filepath.Join(dir, "kube-apiserver"))
+	if os.Geteuid() != 0 {
+		t.Skipf("skipped: the Kubernetes lab needs root (binaries: %s)", dir)
+	}
+	if err != nil {
+		if os.Getenv("LAYERSCOPE_NO_KUBERNETES") == "1" {
+			t.Skipf("Kubernetes binaries not installed (%v) and LAYERSCOPE_NO_KUBERNETES=1", err)
+		}
+		t.Fatalf("Kubernetes binaries not installed (%v): run .ci/kubernetes.sh or set LAYERSCOPE_K8S_BIN, or set LAYERSCOPE_NO_KUBERNETES=1 to skip", err)
+	}
+	return dir
+}
