@@ -20,7 +20,7 @@ TEST_FLAGS  ?= -race -timeout 20m
 # exceeded", no crasher written; golang/go#75804, fixed in go1.27).
 FUZZTIME    ?= 200000x
 
-.PHONY: all build demo test fmt-check vet staticcheck unit fuzz checkmetrics bench docs clean
+.PHONY: all build demo test packages fmt-check vet staticcheck unit fuzz checkmetrics bench docs clean
 
 all: build
 
@@ -30,7 +30,12 @@ build:
 demo: build
 	./$(BIN) demo
 
-test: fmt-check vet staticcheck unit fuzz checkmetrics
+test: packages fmt-check vet staticcheck unit fuzz checkmetrics
+
+# The Debian packages the tests run (tshark, conntrack, trafgen, …),
+# installed when missing.
+packages:
+	@.ci/packages.sh
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
