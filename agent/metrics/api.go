@@ -7,17 +7,11 @@ import (
 	"github.com/layerscope/layerscope/exporters/prom"
 )
 
-// Rejection is one kind of request refused for a limit.
-type Rejection struct {
-	Kind string // label value: api, follow, capture
-	N    uint64
-}
-
 // HTTP is what the API source reads of the HTTP handlers (web.Handlers)
 // and of the server (server.Server).
 type HTTP interface {
 	FollowersDropped() uint64
-	Rejected() []Rejection
+	Rejected() []server.Rejection
 	Listeners() []server.Stats
 }
 

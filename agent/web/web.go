@@ -20,7 +20,6 @@ import (
 	"github.com/layerscope/layerscope/agent/history"
 	"github.com/layerscope/layerscope/agent/kube"
 	"github.com/layerscope/layerscope/agent/links"
-	"github.com/layerscope/layerscope/agent/metrics"
 	"github.com/layerscope/layerscope/agent/mtu"
 	"github.com/layerscope/layerscope/agent/ondemand"
 	"github.com/layerscope/layerscope/agent/server"
@@ -257,8 +256,8 @@ func (h *Handlers) registerHealth(mux *http.ServeMux) {
 func (h *Handlers) FollowersDropped() uint64 { return h.dropped.Load() }
 
 // Rejected counts the requests refused for a concurrency limit, by kind.
-func (h *Handlers) Rejected() []metrics.Rejection {
-	return []metrics.Rejection{
+func (h *Handlers) Rejected() []server.Rejection {
+	return []server.Rejection{
 		{Kind: h.api.Name(), N: h.api.Rejected()},
 		{Kind: h.follow.Name(), N: h.follow.Rejected()},
 		{Kind: "capture", N: h.capture.Rejected()},
