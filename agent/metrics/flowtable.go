@@ -7,9 +7,6 @@ import (
 	"github.com/layerscope/layerscope/exporters/prom"
 )
 
-// DNS rcodes with a name of their own; the rest are "other".
-var rcodeNames = [6]string{"noerror", "formerr", "servfail", "nxdomain", "notimp", "refused"}
-
 // httpClasses are the label values of flowtable.CodeClass slots 0..5.
 var httpClasses = [6]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
 
@@ -19,8 +16,8 @@ func emitL7(e *prom.Emitter, s *flowtable.Stats) {
 	e.Counter(metricdef.L7DNSQueries, float64(s.Requests[flow.AppDNS]))
 	var other uint64
 	for code, v := range s.Responses[flow.AppDNS] {
-		if code < len(rcodeNames) {
-			e.Counter(metricdef.L7DNSResponses, float64(v), rcodeNames[code])
+		if code < flow.NumLabeledRcodes {
+			e.Counter(metricdef.L7DNSResponses, float64(v), flow.Rcode(code).Label())
 		} else {
 			other += v
 		}

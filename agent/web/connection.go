@@ -176,15 +176,6 @@ func sides(bits uint8) []string {
 	return out
 }
 
-var dnsRcodeNames = [...]string{"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET", "NXRRSET", "NOTAUTH", "NOTZONE"}
-
-func rcodeName(c uint16) string {
-	if int(c) < len(dnsRcodeNames) {
-		return dnsRcodeNames[c]
-	}
-	return "RCODE" + strconv.Itoa(int(c))
-}
-
 func l7Of(ai *flow.AppInfo) *api.L7 {
 	out := &api.L7{App: ai.App.String(), Requests: ai.Requests, Responses: ai.Responses, Errors: ai.Errors, Unanswered: ai.Unanswered}
 	if ai.App == flow.AppDNS {
@@ -194,7 +185,7 @@ func l7Of(ai *flow.AppInfo) *api.L7 {
 		x := ai.Exchanges[i]
 		e := api.Exchange{Time: time.Unix(0, x.Start), Latency: x.Latency.Seconds(), ID: x.ID, Failed: x.Failed(ai.App)}
 		if ai.App == flow.AppDNS {
-			e.Rcode = rcodeName(x.Code)
+			e.Rcode = flow.Rcode(x.Code).String()
 			if !x.OtherName {
 				e.Name, e.NameTruncated = out.Name, out.NameTruncated
 			}

@@ -145,7 +145,7 @@ func dnsStatus(d *api.DNSStatus, ft *flowtable.Stats) {
 		if n == 0 {
 			continue
 		}
-		d.ByRcode[rcodeName(uint16(code))] = n
+		d.ByRcode[flow.Rcode(code).String()] = n
 		d.Responses += n
 		if code != 0 {
 			d.Errors += n
