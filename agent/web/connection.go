@@ -138,7 +138,14 @@ func (h *Handlers) hopName(idx int32, role flow.Role) (name, kind, roleName stri
 	return "if" + strconv.Itoa(int(idx)), "", role.String()
 }
 
-var tcpFlagNames = [...]string{"FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"}
+// tcpFlags are the names of the flags a flow record keeps (byte 13 of the
+// TCP header), as the API spells them.
+var tcpFlags = func() (out [8]string) {
+	for i := range out {
+		out[i] = strings.ToUpper(flow.TCPFlagNames[i])
+	}
+	return out
+}()
 
 func (h *Handlers) tcpOf(r *flow.Record) *api.TCP {
 	t := &r.TCP
@@ -150,7 +157,7 @@ func (h *Handlers) tcpOf(r *flow.Record) *api.TCP {
 		Retransmits:  api.Sides{Client: uint64(t.Retransmits[0]), Server: uint64(t.Retransmits[1])},
 		ZeroWindows:  api.Sides{Client: uint64(t.ZeroWindows[0]), Server: uint64(t.ZeroWindows[1])},
 	}
-	for i, n := range tcpFlagNames {
+	for i, n := range tcpFlags {
 		if t.Flags&(1<<i) != 0 {
 			out.Flags = append(out.Flags, n)
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/layerscope/layerscope/agent"
+	"github.com/layerscope/layerscope/agent/attach"
 	"github.com/layerscope/layerscope/agent/capture"
 	"github.com/layerscope/layerscope/agent/flow"
 	"github.com/layerscope/layerscope/agent/flowtable"
@@ -76,12 +77,16 @@ served in the caller's namespace.`,
 	f.StringVar(&cfg.NetNS, "netns", "", "network namespace to observe (name under /run/netns or path); default: the agent's own")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", agent.DefaultMetricsAddr, "host:port to serve /metrics, /healthz and /readyz on")
 	f.StringVar(&cfg.WebConfigFile, "web-config-file", "", "exporter-toolkit web config file for TLS and basic auth")
-	f.StringSliceVar(&roles, "capture-roles", []string{"pod", "overlay", "uplink"}, "interface roles to capture: pod, overlay, uplink, bridge, other")
+	var defaultRoles []string
+	for _, r := range attach.DefaultRoles {
+		defaultRoles = append(defaultRoles, r.String())
+	}
+	f.StringSliceVar(&roles, "capture-roles", defaultRoles, "interface roles to capture: pod, overlay, uplink, bridge, other")
 	f.StringSliceVar(&cfg.Capture.Include, "capture-include", nil, "capture only interfaces whose name matches one of these globs")
 	f.StringSliceVar(&cfg.Capture.Exclude, "capture-exclude", nil, "never capture interfaces whose name matches one of these globs")
 	f.IntVar(&cfg.Capture.SnapLen, "snaplen", capture.DefaultSnapLen, "bytes kept of each frame (enough for L7 headers)")
 	f.StringVar(&cfg.Capture.Filter, "capture-filter", "", "capture only the frames this tcpdump expression matches (the subset of on-demand capture's --filter)")
-	f.StringVar(&cfg.Capture.FilterFile, "capture-filter-file", "", "classic BPF filter as printed by `tcpdump -dd EXPR`, for what --capture-filter cannot say")
+	f.StringVar(&cfg.Capture.FilterFile, "capture-filter-file", "", "`FILE` of a classic BPF filter as printed by tcpdump -dd EXPR, for what --capture-filter cannot say")
 	f.BoolVar(&cfg.Capture.Disabled, "no-capture", false, "do not capture packets (link metrics only)")
 	f.IntVar(&flowMax, "flow-table-max", workers.DefaultFlowTableEntries, "most flows tracked at once (about 720 bytes each)")
 	f.DurationVar(&flowIdle, "flow-idle-timeout", 60*time.Second, "forget a flow after this long without packets")
