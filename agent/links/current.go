@@ -2,8 +2,14 @@ package links
 
 import (
 	"slices"
+	"strconv"
 	"sync"
 )
+
+// Unknown is what is known of an interface that is gone (or never was
+// seen): its index, and the name "if<index>" by which the API, spans and
+// the CLI show it.
+func Unknown(idx int) Link { return Link{Index: idx, Name: "if" + strconv.Itoa(idx)} }
 
 // Current is the one owner of a namespace's link state in the agent: fed the
 // events of one Watch, it publishes the current links as a snapshot and

@@ -30,7 +30,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,9 +71,11 @@ func (c *Config) On() bool {
 // other view (before or after the DNAT) on this node before export.
 const JoinWait = 2 * time.Second
 
-// Links names interfaces by index (workers.Set).
+// Links names interfaces by index (workers.Set): ok is false for an
+// interface it does not know, whose Link holds only its index and name
+// (links.Unknown).
 type Links interface {
-	LinkOf(idx int) (links.Link, bool)
+	LinkOf(idx int) (l links.Link, ok bool)
 }
 
 // Tracer is the tracing sink. Its exporter opens with Open; until then
@@ -146,10 +147,11 @@ func (t *Tracer) Run(ctx context.Context) {
 
 // hopInfo names interfaces for spans.
 func (t *Tracer) hopInfo(idx int32) (string, string) {
-	if l, ok := t.links.LinkOf(int(idx)); ok {
+	l, ok := t.links.LinkOf(int(idx))
+	if ok {
 		return l.Name, l.Kind.String()
 	}
-	return "if" + strconv.Itoa(int(idx)), ""
+	return l.Name, ""
 }
 
 // Consume takes one ended flow record with the conntrack translation of its

@@ -131,11 +131,14 @@ func endpoint(ap netip.AddrPort) api.Endpoint {
 	return api.Endpoint{Addr: ap.String(), IP: ap.Addr().String(), Port: ap.Port()}
 }
 
+// hopName names a hop's interface; an interface gone for long has no kind,
+// and the role the record saw.
 func (h *Handlers) hopName(idx int32, role flow.Role) (name, kind, roleName string) {
-	if l, ok := h.cfg.LinkNames.LinkOf(int(idx)); ok {
+	l, ok := h.cfg.LinkNames.LinkOf(int(idx))
+	if ok {
 		return l.Name, l.Kind.String(), l.Role.String()
 	}
-	return "if" + strconv.Itoa(int(idx)), "", role.String()
+	return l.Name, "", role.String()
 }
 
 // tcpFlags are the names of the flags a flow record keeps (byte 13 of the

@@ -30,7 +30,7 @@ type apiConfig struct {
 // noLinks names no interface.
 type noLinks struct{}
 
-func (noLinks) LinkOf(int) (links.Link, bool) { return links.Link{}, false }
+func (noLinks) LinkOf(idx int) (links.Link, bool) { return links.Unknown(idx), false }
 
 // apiOnly is the handlers with just what the connections API reads: a
 // history, and no capture, served by an httptest server.

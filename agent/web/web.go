@@ -65,9 +65,11 @@ type Rings interface {
 	Oversize() []workers.Oversize
 }
 
-// LinkNames names interfaces by index (workers.Set).
+// LinkNames names interfaces by index (workers.Set): ok is false for an
+// interface it does not know, whose Link holds only its index and name
+// (links.Unknown).
 type LinkNames interface {
-	LinkOf(idx int) (links.Link, bool)
+	LinkOf(idx int) (l links.Link, ok bool)
 }
 
 // LinkState is the links as the watch last published them (workers.Set).

@@ -222,15 +222,18 @@ func (c *Set) Workers() *pipeline.Set { return c.workers }
 // Links returns the namespace's links as the watch last published them.
 func (c *Set) Links() ([]links.Link, bool) { return c.links.Links() }
 
-// LinkOf returns the captured or recently detached link of index idx.
+// LinkOf returns the captured or recently detached link of index idx, else
+// links.Unknown(idx) and false.
 func (c *Set) LinkOf(idx int) (links.Link, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if lw, ok := c.live[idx]; ok {
 		return lw.link, true
 	}
-	g, ok := c.gone[idx]
-	return g.link, ok
+	if g, ok := c.gone[idx]; ok {
+		return g.link, true
+	}
+	return links.Unknown(idx), false
 }
 
 // forgetGone drops the names of interfaces detached before now-goneKeep.
