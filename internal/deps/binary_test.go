@@ -26,3 +26,24 @@ func TestAgentBinaryLinksNoFakes(t *testing.T) {
 		}
 	}
 }
+
+// TestAgentRootIsWiring fails when a file other than the wiring (agent.go)
+// and the configuration it takes (config.go) enters the agent's root
+// package: behaviour belongs in the part that owns it.
+func TestAgentRootIsWiring(t *testing.T) {
+	cmd := exec.Command("go", "list", "-f", "{{join .GoFiles \" \"}}", "./agent")
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	files := strings.Fields(string(out))
+	if len(files) == 0 {
+		t.Fatal("go list found no file in ./agent")
+	}
+	for _, f := range files {
+		if f != "agent.go" && f != "config.go" {
+			t.Errorf("agent/%s: the root package holds only the wiring (agent.go) and its configuration (config.go)", f)
+		}
+	}
+}
