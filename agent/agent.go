@@ -1,6 +1,25 @@
-// Package agent wires layerscope's node agent together: it opens the node's
-// network namespace, starts the capture, conntrack and link sources in the
-// order of the plugin list, and serves /metrics, /healthz and /readyz.
+// Package agent wires layerscope's node agent together. It holds no logic
+// of its own: New constructs the parts in the order the data flows through
+// them, Run runs them under one errgroup and stops them in order. Read the
+// parts' package documentation in this order to follow one packet:
+//
+//	capture     a TPACKET_V3 ring per interface (AF_PACKET, optional BPF filter)
+//	links       the one link watch; links.Current publishes its snapshots
+//	attach      opens and closes rings as the watch reports interfaces
+//	workers     one pipeline worker per ring; the path/MTU/PMTU ticker
+//	pipeline    decodes each frame (decoders/*) into per-layer counters and flow updates
+//	flowtable   one record per connection with its hops; ends and reports records
+//	correlate   the fan-out: one conntrack lookup per ended record, the DNAT join, then every sink
+//	history     sink: the ring of connection events the API answers from
+//	workloads   sink: ended connections by Kubernetes workload
+//	tracing     sink: one OTLP trace per connection (exporters/otlp)
+//	metrics     the Prometheus sources, one per file (exporters/prom)
+//	web         the HTTP handlers: /metrics, the API (agent/api), on-demand capture, probes
+//	server      the listeners, their bounds and client identity
+//
+// Beside them: conntrack (the kernel table over netlink), kube (Kubernetes
+// names), mtu (the MTU check and the PMTU log), ondemand (tcpdump filters
+// and bounded captures) and netstat (the kernel's own counters).
 //
 // # Namespaces
 //
@@ -11,9 +30,14 @@
 //
 // # Lifecycle
 //
-// Run blocks until its context is cancelled, then stops the HTTP server
-// gracefully, closes every source and returns nil. Errors while starting
-// (bad flags, missing privileges, unknown namespace) are returned at once.
+// New validates the configuration, checks privileges, opens the namespace
+// and binds the listeners, so every configuration error surfaces before
+// Run. Run serves HTTP at once, opens conntrack and the trace exporter,
+// then runs the metadata source, the workers, the history's progress loop
+// and the tracer until its context is cancelled or a part fails. It then
+// stops in order: follow streams end, requests in flight end (captures
+// write their trailers), the sources stop, the tracer flushes, conntrack
+// closes.
 package agent
 
 import (
@@ -23,103 +47,55 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/exporter-toolkit/web"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/layerscope/layerscope/agent/conntrack"
 	"github.com/layerscope/layerscope/agent/correlate"
+	"github.com/layerscope/layerscope/agent/history"
 	"github.com/layerscope/layerscope/agent/kube"
+	"github.com/layerscope/layerscope/agent/metrics"
+	"github.com/layerscope/layerscope/agent/mtu"
 	"github.com/layerscope/layerscope/agent/ondemand"
 	"github.com/layerscope/layerscope/agent/server"
-	"github.com/layerscope/layerscope/exporters/metricdef"
+	"github.com/layerscope/layerscope/agent/tracing"
+	agentweb "github.com/layerscope/layerscope/agent/web"
+	"github.com/layerscope/layerscope/agent/workers"
+	"github.com/layerscope/layerscope/agent/workloads"
 	"github.com/layerscope/layerscope/exporters/prom"
+	"github.com/layerscope/layerscope/internal/caps"
 	"github.com/layerscope/layerscope/internal/nsenter"
 )
-
-// DefaultMetricsAddr is where a locally run agent serves HTTP.
-const DefaultMetricsAddr = "127.0.0.1:9431"
-
-// Config configures an Agent. The zero value observes the caller's own
-// network namespace and serves on DefaultMetricsAddr.
-type Config struct {
-	// NetNS is the network namespace to observe, by name (under /run/netns)
-	// or path (/proc/PID/ns/net). Empty means the caller's namespace.
-	NetNS string
-	// MetricsAddr is the host:port the HTTP endpoint listens on. Empty means
-	// DefaultMetricsAddr; port 0 picks a free port (see Agent.Addr).
-	MetricsAddr string
-	// WebConfigFile is an exporter-toolkit web configuration file (TLS,
-	// client certificates, basic auth). Empty serves plain HTTP without
-	// authentication.
-	WebConfigFile string
-	// HealthAddr, when set, is a host:port that serves /healthz and /readyz
-	// only, without authentication (for kubelet probes when the main
-	// listener requires credentials). Empty means none.
-	HealthAddr string
-	// APISocket, when set, is a unix socket that serves the same endpoints
-	// as MetricsAddr to root and to processes of APISocketGroup, checked
-	// with SO_PEERCRED. Empty means none.
-	APISocket string
-	// APISocketGroup is the group (name or gid) allowed on APISocket
-	// besides root. Empty means root only.
-	APISocketGroup string
-	// HTTP bounds the HTTP server (connections, timeouts); zero fields
-	// mean the server package's defaults.
-	HTTP server.Config
-	// Version and Revision label layerscope_build_info. Empty means "dev"
-	// and "unknown".
-	Version, Revision string
-	// Logger receives the agent's logs. Nil means slog.Default().
-	Logger *slog.Logger
-	// Capture says what the agent captures and how it decodes it.
-	Capture CaptureConfig
-	// Conntrack says how the agent watches the conntrack table.
-	Conntrack ConntrackConfig
-	// Traces says whether and where connection traces are exported.
-	Traces TracesConfig
-	// OnDemand bounds the captures served on /api/v1/capture.
-	OnDemand OnDemandConfig
-	// Node is this node's name, in spans and for the Kubernetes metadata
-	// (the pods watched are this node's). Empty means Traces.Node, else
-	// the host name in spans and every pod in the metadata.
-	Node string
-	// Kube says where Kubernetes metadata (pod, service and workload
-	// names) comes from.
-	Kube KubeConfig
-	// API configures the agent API and its history of connections.
-	API APIConfig
-	// SkipPrivilegeCheck disables the capability check at start (the
-	// kernel still refuses what the process may not do).
-	SkipPrivilegeCheck bool
-}
 
 // Agent is one node agent. Create it with New, run it with Run.
 type Agent struct {
 	cfg       Config
 	log       *slog.Logger
 	ns        *nsenter.NS
+	node      string
+	kube      *kube.Source
+	history   *history.Ring
+	services  *correlate.Services
+	workloads *workloads.Tally
+	tracer    *tracing.Tracer
+	fanout    *correlate.Fanout
+	mtu       *mtu.Monitor
+	pmtu      *mtu.PMTULog
+	workers   *workers.Set
+	handlers  *agentweb.Handlers
 	reg       *prometheus.Registry
 	srv       *server.Server
-	limits    apiLimits
-	capture   *captureSet
 	conntrack atomic.Pointer[conntrack.Watcher]
-	services  *correlate.Services
-	pmtu      pmtuLog
-	mtu       *mtuCheck // the MTU configuration check and its recent findings
-	api       *apiState
-	tracer    atomic.Pointer[tracer]
-	kube      *kube.Source
-	workloads *workloadTally
-	ready     atomic.Bool
-	ondemand  *ondemand.Limiter
-	promOnce  sync.Once
-	prom      http.Handler
 }
+
+// shutdownGrace is how long Run waits for requests in flight to end.
+const shutdownGrace = 5 * time.Second
 
 // New validates cfg, checks privileges, opens the namespace and binds the
 // HTTP listener, so that every configuration error surfaces before Run.
@@ -136,22 +112,17 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent"), services: correlate.NewServices(correlate.ServicesConfig{}), ondemand: ondemand.NewLimiter(cfg.OnDemand.MaxConcurrent)}
-	a.mtu = &mtuCheck{a: a}
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent"), node: nodeName(&cfg),
+		services: correlate.NewServices(correlate.ServicesConfig{})}
 	if _, _, err := net.SplitHostPort(cfg.MetricsAddr); err != nil {
 		return nil, fmt.Errorf("--metrics-addr %q: %w", cfg.MetricsAddr, err)
 	}
-	a.limits = newAPILimits()
-	as, err := newAPIState(cfg)
-	if err != nil {
-		return nil, err
+	if cfg.API.ProgressInterval < 0 || cfg.API.FollowWriteTimeout < 0 {
+		return nil, fmt.Errorf("--api-progress-interval and --api-follow-timeout must not be negative")
 	}
-	a.api = as
-	if c := cfg.OnDemand.Caps; c.Duration < 0 || c.Packets < 0 || c.Bytes < 0 || c.SnapLen < 0 || cfg.OnDemand.MaxConcurrent < 0 {
-		return nil, fmt.Errorf("--capture-api-max-duration, --capture-api-max-packets, --capture-api-max-bytes, --capture-api-snaplen and --capture-api-concurrent must not be negative")
-	}
-	if err := checkOnDemand(&a.cfg.OnDemand); err != nil {
-		return nil, err
+	var err error
+	if a.history, err = history.New(&history.Config{Size: cfg.API.HistorySize}); err != nil {
+		return nil, fmt.Errorf("--api-history-size %d: %w", cfg.API.HistorySize, err)
 	}
 	if cfg.WebConfigFile != "" {
 		if err := web.Validate(cfg.WebConfigFile); err != nil {
@@ -159,47 +130,108 @@ func New(cfg Config) (*Agent, error) {
 		}
 	}
 	if !cfg.SkipPrivilegeCheck {
-		if err := checkPrivileges(cfg.NetNS != ""); err != nil {
+		if err := caps.Check(cfg.NetNS != ""); err != nil {
 			return nil, err
 		}
 	}
-	ns, err := nsenter.Open(cfg.NetNS)
-	if err != nil {
+	if a.ns, err = nsenter.Open(cfg.NetNS); err != nil {
 		return nil, fmt.Errorf("--netns: %w", err)
 	}
-	a.ns = ns
-	if err := a.openKube(); err != nil {
-		ns.Close()
+	if err := a.construct(); err != nil {
+		if a.srv != nil {
+			_ = a.srv.Shutdown(context.Background())
+		}
+		a.ns.Close()
 		return nil, err
 	}
-	if a.capture, err = newCaptureSet(a); err != nil {
-		ns.Close()
-		return nil, err
+	return a, nil
+}
+
+// construct builds the parts in data-flow order, once the namespace is
+// open.
+func (a *Agent) construct() error {
+	cfg, log := &a.cfg, a.cfg.Logger
+	var err error
+	if a.kube, err = kube.Open(kube.Config{Mode: cfg.Kube.Mode, File: cfg.Kube.File, Kubeconfig: cfg.Kube.Kubeconfig,
+		Node: cfg.Node, ReloadInterval: cfg.Kube.ReloadInterval, Logger: log}); err != nil {
+		return err
 	}
-	col, err := prom.NewCollector(cfg.Logger, a.sources()...)
+	store := a.kube.Store()
+	lookup := correlate.Lazy(a.translator)
+	a.mtu, a.pmtu = mtu.NewMonitor(a.ns, log), mtu.NewPMTULog(log)
+	a.workloads = workloads.New(store, cfg.Kube.PodNames, workloads.DefaultMax)
+	a.fanout = &correlate.Fanout{Translator: lookup}
+	if a.workers, err = workers.New(workers.Config{Capture: cfg.Capture, NetNS: a.ns, Logger: log, OnRecords: a.fanout.OnRecords,
+		Translate: lookup, MTU: a.mtu, PMTU: a.pmtu, CompileFilter: ondemand.CompileBPF}); err != nil {
+		return err
+	}
+	a.tracer = tracing.New(cfg.Traces, a.node, store, a.workers, a.pmtu, log)
+	a.fanout.Sinks = []correlate.Sink{a.history, a.services, a.workloads, a.tracer}
+	if a.handlers, err = agentweb.New(agentweb.Config{
+		Node: a.node, Version: cfg.Version, Logger: log, History: a.history, FollowWriteTimeout: cfg.API.FollowWriteTimeout,
+		Health: a.workers, Rings: a.workers, LinkNames: a.workers, Links: a.workers, Flows: a.workers.Table(),
+		Conntrack: a.conntrack.Load, Services: a.services, Kube: store, MTU: a.mtu, PMTU: a.pmtu,
+		OnDemand: cfg.OnDemand, NetNS: a.ns,
+	}); err != nil {
+		return err
+	}
+	col, err := prom.NewCollector(log,
+		prom.BuildInfo(cfg.Version, cfg.Revision),
+		metrics.Ready(a.workers.Ready),
+		metrics.Links(a.ns),
+		metrics.MTU(a.mtu),
+		metrics.Kernel(a.ns),
+		metrics.Capture(a.workers),
+		metrics.Pipeline(a.workers.Workers()),
+		metrics.FlowTable(a.workers.Table()),
+		metrics.Conntrack(a.conntrack.Load, cfg.Conntrack.PerCPU),
+		metrics.Services(a.services, store),
+		metrics.API(a.history, a.handlers),
+		metrics.Kube(store, a.conntrack.Load),
+		metrics.Workloads(a.workloads, store),
+		metrics.OTLP(a.tracer.Exporter),
+	)
 	if err != nil {
-		ns.Close()
-		return nil, err
+		return err
 	}
 	if a.reg, err = prom.NewRegistry(col); err != nil {
-		ns.Close()
-		return nil, err
+		return err
 	}
+	a.handlers.SetGatherer(a.reg)
 	hc := cfg.HTTP
 	hc.Addr, hc.WebConfigFile, hc.HealthAddr = cfg.MetricsAddr, cfg.WebConfigFile, cfg.HealthAddr
 	hc.SocketPath, hc.SocketGroup = cfg.APISocket, cfg.APISocketGroup
-	hc.Handler, hc.Health, hc.Logger = a.handler(), a.healthHandler(), cfg.Logger
+	hc.Handler, hc.Health, hc.Logger = a.handlers.Handler(), a.handlers.HealthHandler(), log
 	if a.srv, err = server.New(hc); err != nil {
-		ns.Close()
-		return nil, err
+		return err
 	}
+	a.handlers.SetServer(a.srv)
 	if cfg.OnDemand.Enabled && !a.srv.CanIdentify() {
-		_ = a.srv.Shutdown(context.Background())
-		ns.Close()
-		return nil, fmt.Errorf("--capture-api: on-demand captures hand out whole packets and are served only to authenticated clients: " +
+		return fmt.Errorf("--capture-api: on-demand captures hand out whole packets and are served only to authenticated clients: " +
 			"add --web-config-file with basic_auth_users or verified client certificates, or --api-socket")
 	}
-	return a, nil
+	return nil
+}
+
+// translator is the conntrack watcher once Run opened it.
+func (a *Agent) translator() correlate.Translator {
+	if w := a.conntrack.Load(); w != nil {
+		return w
+	}
+	return nil
+}
+
+// nodeName resolves this node's name once: Config.Node, else the base
+// name of the namespace, else the host name.
+func nodeName(cfg *Config) string {
+	if cfg.Node != "" {
+		return cfg.Node
+	}
+	if cfg.NetNS != "" {
+		return filepath.Base(cfg.NetNS)
+	}
+	h, _ := os.Hostname()
+	return h
 }
 
 // Addr returns the address the HTTP endpoint listens on.
@@ -211,174 +243,81 @@ func (a *Agent) HealthAddr() net.Addr { return a.srv.HealthAddr() }
 // Registry returns the agent's Prometheus registry.
 func (a *Agent) Registry() *prometheus.Registry { return a.reg }
 
-// sources lists the metric sources in their fixed order.
-func (a *Agent) sources() []prom.Source {
-	return []prom.Source{
-		prom.BuildInfo(a.cfg.Version, a.cfg.Revision),
-		prom.SourceFunc{SourceName: "agent", Fn: func(e *prom.Emitter) error {
-			v := 0.0
-			if a.isReady() {
-				v = 1
-			}
-			e.Gauge(metricdef.AgentReady, v)
-			return nil
-		}},
-		linksSource(a.ns, a.mtu),
-		a.kernelSource(),
-		a.capture.source(),
-		PipelineSource(a.capture.workers),
-		FlowTableSource(a.capture.table),
-		a.conntrackSource(),
-		a.servicesSource(),
-		a.apiSource(),
-		a.kubeSource(),
-		a.workloadSource(),
-		a.tracesSource(),
-	}
-}
+// History returns the agent's ring of recent connection events.
+func (a *Agent) History() *history.Ring { return a.history }
 
-// Run starts the agent's sources and serves HTTP until ctx is cancelled or
-// a source fails; it then stops everything and returns.
+// Run serves HTTP and runs the parts until ctx is cancelled or one fails;
+// it then stops everything in order and returns.
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.ns.Close()
-	srv := a.srv
-	httpErr := make(chan error, 1)
-	go func() { httpErr <- srv.Serve() }()
-	a.log.Info("agent started", "netns", a.cfg.NetNS, "addr", srv.Addr().String())
-
-	ct, err := a.openConntrack(ctx)
-	if err != nil {
-		_ = srv.Shutdown(context.Background())
-		return err
-	}
-	if ct != nil {
-		a.conntrack.Store(ct)
-		defer ct.Close()
-	}
-	tr, err := a.openTracer(ctx)
-	if err != nil {
-		_ = srv.Shutdown(context.Background())
-		return err
-	}
-	if tr != nil {
-		a.tracer.Store(tr)
-		defer tr.shutdown() // after the capture stopped (deferred calls run last first)
-	}
-
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	kubeDone := make(chan struct{})
-	go func() { defer close(kubeDone); a.kube.Run(runCtx) }()
-	defer func() { <-kubeDone }()
-	capErr := make(chan error, 1)
-	go func() { capErr <- a.capture.run(runCtx) }()
-	pathsDone := make(chan struct{})
-	go func() { defer close(pathsDone); a.followPaths(runCtx) }()
-	defer func() { <-pathsDone }()
-	apiDone := make(chan struct{})
-	go func() { defer close(apiDone); a.runAPI(runCtx) }()
-	defer func() { <-apiDone }()
-	go func() {
-		select {
-		case <-a.capture.ready():
-			a.ready.Store(true)
-			a.log.Info("capturing", "interfaces", a.capture.attachedCount())
-		case <-runCtx.Done():
-		}
-	}()
-
-	select {
-	case <-ctx.Done():
-	case e := <-httpErr:
-		err, httpErr = fmt.Errorf("http server: %w", e), nil
-	case e := <-capErr:
-		err, capErr = fmt.Errorf("capture: %w", e), nil
-	}
-	a.ready.Store(false)
-	// Requests in flight end first (captures write their trailers, follow
-	// streams end), then the sources stop.
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	_ = srv.Shutdown(shutdownCtx)
-	stop()
-	if capErr != nil {
-		if e := <-capErr; e != nil {
-			err = errors.Join(err, fmt.Errorf("capture: %w", e))
+	runCtx, stopSources := context.WithCancel(context.Background())
+	defer stopSources()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := a.srv.Serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http server: %w", err)
 		}
+		return nil
+	})
+	a.log.Info("agent started", "netns", a.cfg.NetNS, "addr", a.srv.Addr().String())
+	// Stopping: follow streams end, requests in flight end (captures write
+	// their trailers), then the sources stop.
+	g.Go(func() error {
+		<-gctx.Done()
+		a.handlers.Close()
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		defer cancel()
+		_ = a.srv.Shutdown(sctx)
+		stopSources()
+		return nil
+	})
+	if err := a.open(runCtx); err != nil {
+		cancel() // the server shuts down
+		_ = g.Wait()
+		a.close()
+		return err
 	}
-	if httpErr != nil {
-		if e := <-httpErr; e != nil && !errors.Is(e, http.ErrServerClosed) {
-			err = errors.Join(err, e)
+	g.Go(func() error { a.kube.Run(runCtx); return nil })
+	g.Go(func() error {
+		if err := a.workers.Run(runCtx); err != nil {
+			return fmt.Errorf("capture: %w", err)
 		}
-	}
+		return nil
+	})
+	g.Go(func() error {
+		history.RunProgress(runCtx, a.history, a.workers.Table().Snapshot, correlate.Lazy(a.translator), a.cfg.API.ProgressInterval)
+		return nil
+	})
+	g.Go(func() error { a.tracer.Run(runCtx); return nil })
+	err := g.Wait()
+	a.close() // after the workers stopped: the tracer exports what they ended
 	a.log.Info("agent stopped")
 	return err
 }
 
-// isReady reports readiness: the interfaces present at start were attached,
-// and no interface selected since has gone without a ring for longer than
-// CaptureConfig.PendingGrace.
-func (a *Agent) isReady() bool {
-	return a.ready.Load() && len(a.capture.stuck(time.Now())) == 0
-}
-
-// shutdownGrace is how long Run waits for requests in flight to end.
-const shutdownGrace = 5 * time.Second
-
-// handler serves every endpoint. Each route takes GET (and HEAD where a
-// HEAD costs nothing); other methods get 405 with Allow, unknown paths 404.
-func (a *Agent) handler() http.Handler {
-	mux := http.NewServeMux()
-	// promhttp's registry is read lazily: a.reg is set after handler().
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) { a.metricsHandler().ServeHTTP(w, r) })
-	mux.Handle("GET /api/v1/pmtu", a.limits.api.Wrap(http.HandlerFunc(a.servePMTU)))
-	a.registerAPI(mux)
-	mux.HandleFunc("GET /api/v1/capture", a.serveCapture)
-	a.registerHealth(mux)
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "layerscope agent: /metrics /healthz /readyz /api/v1/connections /api/v1/status /api/v1/pmtu /api/v1/capture")
-	})
-	return mux
-}
-
-// metricsHandler is promhttp's handler of the registry, built once.
-func (a *Agent) metricsHandler() http.Handler {
-	a.promOnce.Do(func() {
-		a.prom = promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{
-			ErrorLog:            slog.NewLogLogger(a.log.Handler(), slog.LevelError),
-			ErrorHandling:       promhttp.ContinueOnError,
-			MaxRequestsInFlight: 4,
-			Timeout:             10 * time.Second,
-		})
-	})
-	return a.prom
-}
-
-// healthHandler serves the probes only: it reveals nothing but health.
-func (a *Agent) healthHandler() http.Handler {
-	mux := http.NewServeMux()
-	a.registerHealth(mux)
-	return mux
-}
-
-func (a *Agent) registerHealth(mux *http.ServeMux) {
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !a.ready.Load() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
+// open starts the watchers Run needs before the sources: conntrack and the
+// trace exporter.
+func (a *Agent) open(ctx context.Context) error {
+	if c := a.cfg.Conntrack; !c.Disabled {
+		topN := c.TopN
+		if topN <= 0 {
+			topN = -1 // no table scan for top holders
 		}
-		if st := a.capture.stuck(time.Now()); len(st) > 0 {
-			msg := fmt.Sprintf("not ready: %d interfaces not captured", len(st))
-			for _, p := range st {
-				msg += fmt.Sprintf("\n%s (ifindex %d, role %s): %d attempts since %s: %v", p.Link.Name, p.Link.Index,
-					p.Link.Role, p.Attempts, p.Since.UTC().Format(time.RFC3339), p.Err)
-			}
-			http.Error(w, msg, http.StatusServiceUnavailable)
-			return
+		w, err := conntrack.Open(ctx, &conntrack.Config{NetNS: a.ns, TopN: topN, ReadBuffer: c.ReadBuffer, Logger: a.cfg.Logger})
+		if err != nil {
+			return fmt.Errorf("conntrack: %w (--no-conntrack runs the agent without it)", err)
 		}
-		fmt.Fprintln(w, "ready")
-	})
+		a.conntrack.Store(w)
+	}
+	return a.tracer.Open(ctx)
+}
+
+// close flushes the tracer and closes conntrack.
+func (a *Agent) close() {
+	a.tracer.Shutdown()
+	if w := a.conntrack.Load(); w != nil {
+		w.Close()
+	}
 }

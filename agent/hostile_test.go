@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/layerscope/layerscope/agent/api"
 	"github.com/layerscope/layerscope/agent/flow"
 	"github.com/layerscope/layerscope/agent/history"
 	"github.com/layerscope/layerscope/agent/ondemand"
@@ -365,7 +366,7 @@ func TestShutdownDuringCapture(t *testing.T) {
 	if err != nil {
 		t.Fatalf("capture body after shutdown: %v", err)
 	}
-	if got := resp.Trailer.Get(TrailerCaptureStop); got != string(ondemand.StopCanceled) || !isPcap(string(b)) {
+	if got := resp.Trailer.Get(api.TrailerCaptureStop); got != string(ondemand.StopCanceled) || !isPcap(string(b)) {
 		t.Errorf("trailer stop %q, %d bytes: want canceled and a pcap", got, len(b))
 	}
 	done := make(chan error, 1)
@@ -470,7 +471,7 @@ func TestConnectionsAnswerIsBounded(t *testing.T) {
 		c.Close()
 	}
 	conns = nil
-	waitUntil(t, 5*time.Second, func() bool { return a.limits.api.InFlight() == 0 }, "the stalled requests' slots freed")
+	waitUntil(t, 5*time.Second, func() bool { return a.handlers.InFlight() == 0 }, "the stalled requests' slots freed")
 	code, body := do(t, http.DefaultClient, "GET", "http://"+addr+"/api/v1/connections?limit=3")
 	if code != http.StatusOK || strings.Count(body, `"seq"`) != 3 {
 		t.Errorf("limit=3: %d, %d events", code, strings.Count(body, `"seq"`))
@@ -486,7 +487,7 @@ func fillHistory(a *Agent, n int) {
 		r.NumHops = 1
 		r.Hops[0] = flow.Hop{IfIndex: 1, First: now, Last: now}
 		r.Hops[0].Packets[flow.FromClient], r.Hops[0].Packets[flow.FromServer] = 5, 5
-		a.api.ring.Add(history.KindFinal, &r, nil, now)
+		a.history.Add(history.KindFinal, &r, nil, now)
 	}
 }
 

@@ -81,7 +81,7 @@ func runAgent(t *testing.T, a *Agent) (stop context.CancelFunc, wait func() erro
 		}
 	})
 	deadline := time.Now().Add(10 * time.Second)
-	for !a.ready.Load() {
+	for !a.workers.Started() {
 		if time.Now().After(deadline) {
 			t.Fatal("agent not ready within 10s")
 		}
@@ -155,7 +155,7 @@ func TestLiveCrossNodeTCPOnEveryHop(t *testing.T) {
 	var rec flow.Record
 	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		var ok bool
-		rec, ok = a.capture.table.Lookup(key)
+		rec, ok = a.workers.Table().Lookup(key)
 		if ok && complete(&rec, 3, uint64(info.Segs_out+info.Segs_in)) || time.Now().After(deadline) {
 			break
 		}
@@ -335,7 +335,7 @@ func TestLiveNewVethAttachedWithinASecond(t *testing.T) {
 		t.Fatal(err)
 	}
 	attached := func() bool {
-		for _, at := range a.capture.manager.Attached() {
+		for _, at := range a.workers.Manager().Attached() {
 			if at.Link.Name == "vnew0" {
 				return at.Link.Role == flow.RolePod
 			}

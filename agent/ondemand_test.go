@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/layerscope/layerscope/agent/api"
 	"github.com/layerscope/layerscope/agent/ondemand"
 	"github.com/layerscope/layerscope/internal/testns"
 	"github.com/layerscope/layerscope/lab"
@@ -123,10 +124,10 @@ func TestLiveOnDemandCapture(t *testing.T) {
 		if r.code != http.StatusOK {
 			t.Fatalf("capture: %d %s", r.code, r.body)
 		}
-		if got := r.trailer.Get(TrailerCaptureStop); got != string(ondemand.StopDuration) {
+		if got := r.trailer.Get(api.TrailerCaptureStop); got != string(ondemand.StopDuration) {
 			t.Errorf("%s: stop %q, want duration", r.file, got)
 		}
-		if d := r.trailer.Get(TrailerCaptureDropped); d != "0" {
+		if d := r.trailer.Get(api.TrailerCaptureDropped); d != "0" {
 			t.Errorf("%s: %s packets dropped", r.file, d)
 		}
 	}
@@ -135,7 +136,7 @@ func TestLiveOnDemandCapture(t *testing.T) {
 	matching := testns.TsharkCount(t, f.file, display)
 	inAll := testns.TsharkCount(t, all2.file, display)
 	t.Logf("filtered file: %d packets, %d match; unfiltered: %d of %d match; %d requests reached pod-c; interfaces %s",
-		total, matching, inAll, testns.TsharkCount(t, all2.file, ""), toC, f.header.Get(HeaderCaptureInterfaces))
+		total, matching, inAll, testns.TsharkCount(t, all2.file, ""), toC, f.header.Get(api.HeaderCaptureInterfaces))
 	if total == 0 || matching != total {
 		t.Errorf("filtered capture: %d packets, %d matching %q; want all, more than 0", total, matching, display)
 	}
@@ -147,7 +148,7 @@ func TestLiveOnDemandCapture(t *testing.T) {
 	if total < 5*toC {
 		t.Errorf("%d packets for %d connections to pod-c", total, toC)
 	}
-	if got, _ := strconv.Atoi(f.trailer.Get(TrailerCapturePackets)); got != total {
+	if got, _ := strconv.Atoi(f.trailer.Get(api.TrailerCapturePackets)); got != total {
 		t.Errorf("trailer says %d packets, the file holds %d", got, total)
 	}
 
@@ -164,7 +165,7 @@ func TestLiveOnDemandCapture(t *testing.T) {
 		if n := testns.TsharkCount(t, r.file, ""); n != 7 {
 			t.Errorf("%d packets, want exactly 7", n)
 		}
-		if got := r.trailer.Get(TrailerCaptureStop); got != string(ondemand.StopPackets) {
+		if got := r.trailer.Get(api.TrailerCaptureStop); got != string(ondemand.StopPackets) {
 			t.Errorf("stop %q, want packets", got)
 		}
 	})
@@ -182,11 +183,11 @@ func TestLiveOnDemandCapture(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.Size() > 1000 || st.Size() <= 24 || r.trailer.Get(TrailerCaptureStop) != string(ondemand.StopBytes) {
-			t.Errorf("file of %d bytes, stop %q; want at most 1000 bytes, at least one packet, stopped by bytes", st.Size(), r.trailer.Get(TrailerCaptureStop))
+		if st.Size() > 1000 || st.Size() <= 24 || r.trailer.Get(api.TrailerCaptureStop) != string(ondemand.StopBytes) {
+			t.Errorf("file of %d bytes, stop %q; want at most 1000 bytes, at least one packet, stopped by bytes", st.Size(), r.trailer.Get(api.TrailerCaptureStop))
 		}
-		if n := testns.TsharkCount(t, r.file, ""); strconv.Itoa(n) != r.trailer.Get(TrailerCapturePackets) {
-			t.Errorf("tshark reads %d packets, the trailer says %s", n, r.trailer.Get(TrailerCapturePackets))
+		if n := testns.TsharkCount(t, r.file, ""); strconv.Itoa(n) != r.trailer.Get(api.TrailerCapturePackets) {
+			t.Errorf("tshark reads %d packets, the trailer says %s", n, r.trailer.Get(api.TrailerCapturePackets))
 		}
 	})
 	t.Run("duration", func(t *testing.T) {
@@ -195,8 +196,8 @@ func TestLiveOnDemandCapture(t *testing.T) {
 		if el := time.Since(start); el < time.Second || el > 3*time.Second {
 			t.Errorf("1s capture took %v", el)
 		}
-		if n := testns.TsharkCount(t, r.file, ""); n != 0 || r.trailer.Get(TrailerCaptureStop) != string(ondemand.StopDuration) {
-			t.Errorf("%d packets, stop %q; want 0, duration", n, r.trailer.Get(TrailerCaptureStop))
+		if n := testns.TsharkCount(t, r.file, ""); n != 0 || r.trailer.Get(api.TrailerCaptureStop) != string(ondemand.StopDuration) {
+			t.Errorf("%d packets, stop %q; want 0, duration", n, r.trailer.Get(api.TrailerCaptureStop))
 		}
 	})
 	t.Run("bad filter", func(t *testing.T) {
@@ -211,7 +212,7 @@ func TestLiveOnDemandCapture(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close() // ends the capture
-		if lim := resp.Header.Get(HeaderCaptureLimits); !strings.Contains(lim, "duration=5m0s") || !strings.Contains(lim, "snaplen=65535") {
+		if lim := resp.Header.Get(api.HeaderCaptureLimits); !strings.Contains(lim, "duration=5m0s") || !strings.Contains(lim, "snaplen=65535") {
 			t.Errorf("limits %q: want duration and snap length lowered to the caps", lim)
 		}
 	})

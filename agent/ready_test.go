@@ -16,7 +16,7 @@ import (
 // descriptor is needed, so it works while the descriptor limit is down.
 func serve(a *Agent, path string) (int, string) {
 	rec := httptest.NewRecorder()
-	a.handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	a.handlers.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
 	return rec.Code, rec.Body.String()
 }
 
@@ -42,7 +42,7 @@ func TestReadinessWhileAttachFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(3 * time.Second)
-	for len(a.capture.manager.Pending()) == 0 {
+	for len(a.workers.Manager().Pending()) == 0 {
 		if time.Now().After(deadline) {
 			restore()
 			t.Fatal("vpend0 never pending")

@@ -43,7 +43,7 @@ func TestLiveRoutedWiring(t *testing.T) {
 
 	a := startAgent(t, l, lab.Node1)
 	roles := map[string]flow.Role{}
-	for _, at := range a.capture.manager.Attached() {
+	for _, at := range a.workers.Manager().Attached() {
 		roles[at.Link.Name] = at.Link.Role
 	}
 	want := map[string]flow.Role{lab.NodeIface: flow.RoleUplink, lab.VXLANName: flow.RoleOverlay}

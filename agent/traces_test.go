@@ -29,9 +29,9 @@ import (
 func startTracingAgent(t *testing.T, l *lab.Lab, node string, col *otlptest.Collector, ratio float64, idle time.Duration) *Agent {
 	t.Helper()
 	a, err := New(Config{
-		NetNS: l.NetNS(node), MetricsAddr: "127.0.0.1:0",
+		NetNS: l.NetNS(node), MetricsAddr: "127.0.0.1:0", Node: node,
 		Capture: CaptureConfig{FlowTable: &flowtable.Config{MaxEntries: 4096, IdleTimeout: idle, ClosedTimeout: 500 * time.Millisecond, SweepInterval: 200 * time.Millisecond}},
-		Traces:  TracesConfig{Enabled: true, Endpoint: col.HTTPAddr, Protocol: "http/protobuf", Insecure: true, SampleRatio: ratio, Node: node},
+		Traces:  TracesConfig{Enabled: true, Endpoint: col.HTTPAddr, Protocol: "http/protobuf", Insecure: true, SampleRatio: ratio},
 	})
 	if err != nil {
 		t.Fatal(err)

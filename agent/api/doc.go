@@ -13,6 +13,7 @@
 //	GET /api/v1/connections?follow=1&<filters>             NDJSON stream, one Connection per line
 //	GET /api/v1/status                                     Status
 //	GET /api/v1/pmtu                                       PMTU
+//	GET /api/v1/capture?filter=&duration=&…                pcap stream (CaptureRequest, Client.Capture)
 //
 // Filters are the fields of Query (see Query.Values for their URL names);
 // a bad parameter is answered 400 with a message naming it.

@@ -51,6 +51,10 @@ type Config struct {
 	// ring was closed. Either may be nil.
 	OnAttach func(links.Link, *capture.Ring)
 	OnDetach func(links.Link, *capture.Ring)
+	// OnEvent, when not nil, receives every event of the Manager's link
+	// watch before the Manager acts on it (links.Current.Apply: the
+	// watch is the agent's one source of link state).
+	OnEvent func(links.Event)
 
 	// RetryMin and RetryMax bound the delay between attempts to open the
 	// ring of a selected interface after a failure (EMFILE, ENOMEM, ...):
@@ -259,6 +263,9 @@ func (m *Manager) retryLoop(ctx context.Context) {
 func (m *Manager) handle(e links.Event) {
 	m.op.Lock()
 	defer m.op.Unlock()
+	if m.cfg.OnEvent != nil {
+		m.cfg.OnEvent(e)
+	}
 	switch e.Type {
 	case links.Snapshot:
 		for _, l := range e.Links {

@@ -37,4 +37,8 @@
 // callbacks run on one of the Manager's two goroutines (link events,
 // retries), one at a time, never concurrently, and should not block. When Run returns, every ring it attached has been closed and
 // OnDetach called for it.
+//
+// OnEvent receives every event of the Manager's link watch before the
+// Manager acts on it, on the same goroutine: the agent feeds it to
+// links.Current, so the one watch is the agent's one source of link state.
 package attach

@@ -15,6 +15,11 @@
 //
 // # Layers, in order
 //
+// One file per layer: dns.go, traffic.go, conntrack.go, mtu.go, dnat.go,
+// backend.go (L4 backends and the path hop by hop), app.go (L7);
+// diagnose.go walks them in this order, evidence.go writes the evidence
+// lines they share.
+//
 //  1. DNS, when TO is a name that is neither an address nor a known pod
 //     or service: the DNS answers FROM received for TO's name. NXDOMAIN
 //     means a wrong name or namespace (DNSNXDomain), SERVFAIL or no

@@ -65,6 +65,13 @@ type Packet struct {
 	HTTPStatus uint16
 }
 
+// TCPFlagNames are the names of the TCP flags in bit order, NS (bit 8 of the
+// header's 9-bit flag field) last: the label values of the per-packet flag
+// counters, and, in upper case, the flags of a connection in the API. A
+// flow record keeps the eight flags of byte 13 (TCPFin … TCPCwr); NS is
+// counted per packet (decoders.TCPNs).
+var TCPFlagNames = [9]string{"fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr", "ns"}
+
 // TCP flag bits as they appear in byte 13 of the TCP header.
 const (
 	TCPFin uint8 = 1 << iota

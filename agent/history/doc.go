@@ -31,6 +31,14 @@
 // BenchmarkRingMemory; 64 of them a DNS question name): 16,384 entries, the
 // default, take about 13 MiB.
 //
+// # Feeding the ring
+//
+// Ring.Consume is the correlate.Sink of the agent's fan-out: one KindFinal
+// entry per ended record, with the translation conntrack gave it.
+// RunProgress adds the KindProgress entries: every progress interval it
+// snapshots the active flows, picks those whose state changed (Progress)
+// and looks each up in conntrack once.
+//
 // # Following
 //
 // Subscribe returns a cursor into the ring. Add never waits for a

@@ -5,20 +5,22 @@
 //
 // # Sources
 //
-// A Source feeds a Store through client-go shared informers: the pods of
-// this node (field selector spec.nodeName=NODE), every Service and every
-// EndpointSlice (discovery.k8s.io/v1). The informers read either the API
-// server (ModeAPI: the in-cluster service account, or a kubeconfig) or a
-// static metadata file (ModeFile) loaded into client-go's fake clientset,
-// so that both go through the same informer code. The file is a YAML
-// stream of Pod, Service and EndpointSlice objects, or a v1 List of them,
-// exactly as `kubectl get pods,services,endpointslices -o yaml` prints
-// them; every document decodes strictly into its Kubernetes type, and an
-// unknown field or kind is an error naming the file. The file is checked
-// for changes every Config.ReloadInterval and changes are applied through
-// the fake clientset's API, so the informers see them as updates and
-// deletions. (The fake clientset ignores field selectors: a file's pods
-// of every node are kept, each with its node.)
+// A Source feeds a Store from one of two places. From the API server
+// (ModeAPI: the in-cluster service account, or a kubeconfig) through
+// client-go shared informers: the pods of this node (field selector
+// spec.nodeName=NODE), every Service and every EndpointSlice
+// (discovery.k8s.io/v1). From a static metadata file (ModeFile) directly:
+// the file's objects are written into the Store and the Store is synced;
+// no clientset and no informer is involved (the agent binary links no
+// client-go fake). The file is a YAML stream of Pod, Service and
+// EndpointSlice objects, or a v1 List of them, exactly as `kubectl get
+// pods,services,endpointslices -o yaml` prints them; every document decodes
+// strictly into its Kubernetes type, and an unknown field or kind is an
+// error naming the file. The file is checked for changes every
+// Config.ReloadInterval; a changed file is applied whole (objects set, the
+// objects it no longer lists deleted), an unreadable or invalid one is
+// logged and its last content kept. A file's pods of every node are kept,
+// each with its node.
 //
 // # Degraded operation
 //

@@ -3,11 +3,13 @@ package kube
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -179,4 +181,85 @@ func WriteFile(path string, objs []runtime.Object) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// fileState is a metadata file as the store holds it: its content, and the
+// objects of that content (to be applied, then those applied).
+type fileState struct {
+	content []byte
+	objs    []runtime.Object
+	applied map[fileObject]bool
+}
+
+// fileObject names one object of a metadata file.
+type fileObject struct{ kind, namespace, name string }
+
+// runFile serves the metadata file: it writes its objects into the store,
+// marks the store synced, and until ctx is done reloads the file when it
+// changes (every ReloadInterval), applying what changed. No informer and no
+// clientset are involved: the file is the whole truth.
+func (s *Source) runFile(ctx context.Context) {
+	s.applyFile(s.file.objs)
+	s.store.synced.Store(true)
+	if s.cfg.ReloadInterval <= 0 {
+		<-ctx.Done()
+		return
+	}
+	t := time.NewTicker(s.cfg.ReloadInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		b, err := os.ReadFile(s.cfg.File)
+		if err != nil || bytes.Equal(b, s.file.content) {
+			if err != nil {
+				s.log.Warn("metadata file unreadable, keeping its last content", "file", s.cfg.File, "err", err)
+			}
+			continue
+		}
+		objs, err := Decode(b)
+		s.file.content = b
+		if err != nil {
+			s.log.Warn("metadata file invalid, keeping its last content", "file", s.cfg.File, "err", err)
+			continue
+		}
+		s.applyFile(objs)
+		s.log.Info("metadata file reloaded", "file", s.cfg.File, "objects", len(objs))
+	}
+}
+
+// applyFile makes the store hold exactly objs: each object is set, and the
+// objects of the previous content that objs no longer lists are deleted.
+func (s *Source) applyFile(objs []runtime.Object) {
+	now := make(map[fileObject]bool, len(objs))
+	for _, o := range objs {
+		switch v := o.(type) {
+		case *corev1.Pod:
+			now[fileObject{"pod", v.Namespace, v.Name}] = true
+			s.store.SetPod(v)
+		case *corev1.Service:
+			now[fileObject{"service", v.Namespace, v.Name}] = true
+			s.store.SetService(v)
+		case *discoveryv1.EndpointSlice:
+			now[fileObject{"endpointslice", v.Namespace, v.Name}] = true
+			s.store.SetEndpointSlice(v)
+		}
+	}
+	for o := range s.file.applied {
+		if now[o] {
+			continue
+		}
+		switch o.kind {
+		case "pod":
+			s.store.DeletePod(o.namespace, o.name)
+		case "service":
+			s.store.DeleteService(o.namespace, o.name)
+		case "endpointslice":
+			s.store.DeleteEndpointSlice(o.namespace, o.name)
+		}
+	}
+	s.file.applied, s.file.objs = now, nil
 }

@@ -1,7 +1,6 @@
 package kube
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,7 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
@@ -90,8 +88,7 @@ type Source struct {
 	log    *slog.Logger
 	store  *Store
 	client kubernetes.Interface
-	fake   *fake.Clientset // ModeFile: the clientset the file is loaded into
-	file   []byte          // ModeFile: the content applied last
+	file   *fileState // ModeFile: the file's content applied last
 
 	mu     sync.Mutex
 	failed bool // the last list or watch failed (logged once per failure streak)
@@ -138,8 +135,7 @@ func Open(cfg Config) (*Source, error) {
 		if err != nil {
 			return nil, err
 		}
-		s.fake = fake.NewSimpleClientset(objs...)
-		s.client, s.file = s.fake, b
+		s.file = &fileState{content: b, objs: objs}
 	case ModeAPI:
 		var rc *rest.Config
 		if cfg.Kubeconfig != "" {
@@ -164,8 +160,8 @@ func Open(cfg Config) (*Source, error) {
 // Store returns the store the source feeds.
 func (s *Source) Store() *Store { return s.store }
 
-// Client returns the clientset the informers read (the fake clientset the
-// file is loaded into in ModeFile), nil without a source.
+// Client returns the clientset the informers read; nil without the API
+// (ModeFile, ModeOff, or not in a pod).
 func (s *Source) Client() kubernetes.Interface { return s.client }
 
 func readFile(path string) ([]byte, []runtime.Object, error) {
@@ -185,14 +181,15 @@ func readFile(path string) ([]byte, []runtime.Object, error) {
 // server) are logged once per failure streak and retried by the
 // informers while the store keeps what it has.
 func (s *Source) Run(ctx context.Context) {
+	if s.file != nil {
+		s.runFile(ctx)
+		return
+	}
 	if s.client == nil {
 		<-ctx.Done()
 		return
 	}
 	Watch(ctx, s.client, s.store, s.cfg.Resync, s.onWatchError)
-	if s.fake != nil && s.cfg.ReloadInterval > 0 {
-		go s.reloadLoop(ctx)
-	}
 	// The client retries refused connections quietly before an informer
 	// reports an error: say so when the first copy is late.
 	t := time.NewTimer(s.cfg.SyncWarning)
@@ -328,108 +325,6 @@ func (s *Source) onWatchError(err error) {
 		}
 		s.log.Warn(msg, "err", err)
 	}
-}
-
-// reloadLoop applies changes of the metadata file to the fake clientset,
-// so that they reach the store as informer events.
-func (s *Source) reloadLoop(ctx context.Context) {
-	t := time.NewTicker(s.cfg.ReloadInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		b, err := os.ReadFile(s.cfg.File)
-		if err != nil || bytes.Equal(b, s.file) {
-			if err != nil {
-				s.log.Warn("metadata file unreadable, keeping its last content", "file", s.cfg.File, "err", err)
-			}
-			continue
-		}
-		objs, err := Decode(b)
-		if err != nil {
-			s.log.Warn("metadata file invalid, keeping its last content", "file", s.cfg.File, "err", err)
-			s.file = b
-			continue
-		}
-		if err := apply(ctx, s.fake, objs); err != nil {
-			s.log.Warn("metadata file reload", "file", s.cfg.File, "err", err)
-			continue
-		}
-		s.file = b
-		s.log.Info("metadata file reloaded", "file", s.cfg.File, "objects", len(objs))
-	}
-}
-
-// apply makes the clientset hold exactly objs: creates, updates and
-// deletes through its API, so that watchers see the changes.
-func apply(ctx context.Context, cs kubernetes.Interface, objs []runtime.Object) error {
-	type id struct{ kind, ns, name string }
-	want := map[id]bool{}
-	var errs []error
-	for _, o := range objs {
-		var err error
-		switch v := o.(type) {
-		case *corev1.Pod:
-			want[id{"pod", v.Namespace, v.Name}] = true
-			c := cs.CoreV1().Pods(v.Namespace)
-			if _, err = c.Update(ctx, v, metav1.UpdateOptions{}); apierrors.IsNotFound(err) {
-				_, err = c.Create(ctx, v, metav1.CreateOptions{})
-			}
-		case *corev1.Service:
-			want[id{"service", v.Namespace, v.Name}] = true
-			c := cs.CoreV1().Services(v.Namespace)
-			if _, err = c.Update(ctx, v, metav1.UpdateOptions{}); apierrors.IsNotFound(err) {
-				_, err = c.Create(ctx, v, metav1.CreateOptions{})
-			}
-		case *discoveryv1.EndpointSlice:
-			want[id{"endpointslice", v.Namespace, v.Name}] = true
-			c := cs.DiscoveryV1().EndpointSlices(v.Namespace)
-			if _, err = c.Update(ctx, v, metav1.UpdateOptions{}); apierrors.IsNotFound(err) {
-				_, err = c.Create(ctx, v, metav1.CreateOptions{})
-			}
-		}
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	pods, err := cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return err
-	}
-	for _, p := range pods.Items {
-		if !want[id{"pod", p.Namespace, p.Name}] {
-			errs = append(errs, ignoreNotFound(cs.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{})))
-		}
-	}
-	svcs, err := cs.CoreV1().Services("").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return err
-	}
-	for _, v := range svcs.Items {
-		if !want[id{"service", v.Namespace, v.Name}] {
-			errs = append(errs, ignoreNotFound(cs.CoreV1().Services(v.Namespace).Delete(ctx, v.Name, metav1.DeleteOptions{})))
-		}
-	}
-	sls, err := cs.DiscoveryV1().EndpointSlices("").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return err
-	}
-	for _, v := range sls.Items {
-		if !want[id{"endpointslice", v.Namespace, v.Name}] {
-			errs = append(errs, ignoreNotFound(cs.DiscoveryV1().EndpointSlices(v.Namespace).Delete(ctx, v.Name, metav1.DeleteOptions{})))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func ignoreNotFound(err error) error {
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	return err
 }
 
 // SourceOf returns a Source that runs no informers over a store its

@@ -45,6 +45,15 @@
 // kernel reports that notifications were lost (ENOBUFS), Watch dumps again
 // and delivers the differences.
 //
+// # One owner of link state
+//
+// In the agent one Watch runs (the attach manager's), and [Current] is the
+// one copy of its result: fed every event, it publishes the namespace's
+// links as a snapshot and wakes its follower (the path ticker of
+// agent/workers). Whoever needs the links reads that snapshot instead of
+// listing them again; only the kernel counters of layer 1 are read with
+// [List] at scrape time, since they change without an event.
+//
 // # Concurrency
 //
 // Watch calls its function on its own goroutine, one event at a time, in

@@ -46,9 +46,20 @@
 // and what cleared by each new Report, so that the agent logs every mismatch
 // once per change rather than once per check.
 //
+// # Monitor and PMTU log
+//
+// The agent runs the check on one ticker (agent/workers: at once when a link
+// changes, else every second) through a Monitor, which logs each mismatch
+// once when it appears and once when it clears, and keeps the result for
+// its readers: the metrics read Last, the status and diagnose read Recent
+// (mismatches cleared within Recent are still listed, with when they were
+// found and fixed). PMTULog keeps the latest ICMP fragmentation-needed and
+// packet-too-big reports, one per flow, MTU and interface (at most
+// MaxPMTUReports), for the API, the status and the traces.
+//
 // # Concurrency
 //
 // Check is a pure function of its arguments. A Tracker may be used from
-// several goroutines. Families opens its own rtnetlink socket inside the
+// several goroutines, and so may a Monitor and a PMTULog. Families opens its own rtnetlink socket inside the
 // namespace for each call.
 package mtu

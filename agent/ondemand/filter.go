@@ -159,3 +159,11 @@ func quote(s string) string {
 	}
 	return strconv.Quote(s)
 }
+
+// CompileBPF compiles expr and returns its classic BPF program, nil for the
+// empty expression: the same language for the agent's always-on capture
+// (--capture-filter) as for on-demand captures.
+func CompileBPF(expr string) ([]bpf.RawInstruction, error) {
+	f, err := CompileFilter(expr)
+	return f.Program, err
+}

@@ -129,7 +129,7 @@ var (
 	ARPOps        = [3]string{"other", "request", "reply"}
 	Families      = [2]string{"ipv4", "ipv6"}
 	FragPositions = [2]string{"first", "non_first"}
-	TCPFlagNames  = [NumTCPFlags]string{"fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr", "ns"}
+	TCPFlagNames  = [NumTCPFlags]string(flow.TCPFlagNames)
 	TLSVersions   = [NumTLSVer]string{"ssl3", "1.0", "1.1", "1.2", "1.3", "other"}
 	TunnelKinds   = [NumTunnels]string{"none", "vxlan", "geneve"}
 )

@@ -69,3 +69,9 @@ func (l *Limiter) InFlight() int { return len(l.sem) }
 
 // Rejected returns how many requests found no slot.
 func (l *Limiter) Rejected() uint64 { return l.rejected.Load() }
+
+// Rejection counts the requests of one kind refused for a limit.
+type Rejection struct {
+	Kind string // label value: api, follow, capture
+	N    uint64
+}

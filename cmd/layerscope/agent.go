@@ -9,11 +9,16 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/layerscope/layerscope/agent"
+	"github.com/layerscope/layerscope/agent/attach"
+	"github.com/layerscope/layerscope/agent/capture"
 	"github.com/layerscope/layerscope/agent/flow"
 	"github.com/layerscope/layerscope/agent/flowtable"
+	"github.com/layerscope/layerscope/agent/history"
 	"github.com/layerscope/layerscope/agent/kube"
 	"github.com/layerscope/layerscope/agent/ondemand"
 	"github.com/layerscope/layerscope/agent/server"
+	"github.com/layerscope/layerscope/agent/web"
+	"github.com/layerscope/layerscope/agent/workers"
 )
 
 func newAgentCmd() *cobra.Command {
@@ -61,7 +66,6 @@ served in the caller's namespace.`,
 			if cfg.Kube.Mode, err = kube.ParseMode(k8sMode); err != nil {
 				return err
 			}
-			cfg.Node = cfg.Traces.Node
 			a, err := agent.New(cfg)
 			if err != nil {
 				return err
@@ -73,13 +77,18 @@ served in the caller's namespace.`,
 	f.StringVar(&cfg.NetNS, "netns", "", "network namespace to observe (name under /run/netns or path); default: the agent's own")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", agent.DefaultMetricsAddr, "host:port to serve /metrics, /healthz and /readyz on")
 	f.StringVar(&cfg.WebConfigFile, "web-config-file", "", "exporter-toolkit web config file for TLS and basic auth")
-	f.StringSliceVar(&roles, "capture-roles", []string{"pod", "overlay", "uplink"}, "interface roles to capture: pod, overlay, uplink, bridge, other")
+	var defaultRoles []string
+	for _, r := range attach.DefaultRoles {
+		defaultRoles = append(defaultRoles, r.String())
+	}
+	f.StringSliceVar(&roles, "capture-roles", defaultRoles, "interface roles to capture: pod, overlay, uplink, bridge, other")
 	f.StringSliceVar(&cfg.Capture.Include, "capture-include", nil, "capture only interfaces whose name matches one of these globs")
 	f.StringSliceVar(&cfg.Capture.Exclude, "capture-exclude", nil, "never capture interfaces whose name matches one of these globs")
-	f.IntVar(&cfg.Capture.SnapLen, "snaplen", 256, "bytes kept of each frame (enough for L7 headers)")
-	f.StringVar(&cfg.Capture.FilterFile, "capture-filter-file", "", "classic BPF filter as printed by `tcpdump -dd EXPR`")
+	f.IntVar(&cfg.Capture.SnapLen, "snaplen", capture.DefaultSnapLen, "bytes kept of each frame (enough for L7 headers)")
+	f.StringVar(&cfg.Capture.Filter, "capture-filter", "", "capture only the frames this tcpdump expression matches (the subset of on-demand capture's --filter)")
+	f.StringVar(&cfg.Capture.FilterFile, "capture-filter-file", "", "`FILE` of a classic BPF filter as printed by tcpdump -dd EXPR, for what --capture-filter cannot say")
 	f.BoolVar(&cfg.Capture.Disabled, "no-capture", false, "do not capture packets (link metrics only)")
-	f.IntVar(&flowMax, "flow-table-max", 65536, "most flows tracked at once (about 720 bytes each)")
+	f.IntVar(&flowMax, "flow-table-max", workers.DefaultFlowTableEntries, "most flows tracked at once (about 720 bytes each)")
 	f.DurationVar(&flowIdle, "flow-idle-timeout", 60*time.Second, "forget a flow after this long without packets")
 	addDecoderFlags(f, &vxlan, &geneve, &dnsPorts)
 	f.BoolVar(&cfg.Conntrack.Disabled, "no-conntrack", false, "do not watch the conntrack table")
@@ -93,8 +102,8 @@ served in the caller's namespace.`,
 	var noCaptureAPI bool
 	f.BoolVar(&noCaptureAPI, "no-capture-api", false, "on-demand captures off (the default)")
 	_ = f.MarkDeprecated("no-capture-api", "on-demand captures are off unless --capture-api is given")
-	f.IntVar(&cfg.OnDemand.MaxInterfaces, "capture-api-max-interfaces", agent.DefaultCaptureInterfaces, "most interfaces in one on-demand capture")
-	f.Int64Var(&cfg.OnDemand.RingMemory, "capture-api-ring-memory", agent.DefaultCaptureRingMemory, "ring memory in bytes of all on-demand captures together")
+	f.IntVar(&cfg.OnDemand.MaxInterfaces, "capture-api-max-interfaces", web.DefaultCaptureInterfaces, "most interfaces in one on-demand capture")
+	f.Int64Var(&cfg.OnDemand.RingMemory, "capture-api-ring-memory", web.DefaultCaptureRingMemory, "ring memory in bytes of all on-demand captures together")
 	f.DurationVar(&cfg.OnDemand.Caps.Duration, "capture-api-max-duration", ondemand.DefaultMaxDuration, "longest on-demand capture")
 	f.Int64Var(&cfg.OnDemand.Caps.Packets, "capture-api-max-packets", ondemand.DefaultMaxPackets, "most packets in one on-demand capture")
 	f.Int64Var(&cfg.OnDemand.Caps.Bytes, "capture-api-max-bytes", ondemand.DefaultMaxBytes, "most pcap bytes in one on-demand capture")
@@ -105,10 +114,10 @@ served in the caller's namespace.`,
 	f.StringVar(&cfg.Traces.Protocol, "otlp-protocol", "", "grpc or http/protobuf (default: OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL, else http/protobuf)")
 	f.BoolVar(&cfg.Traces.Insecure, "otlp-insecure", false, "no TLS to a host:port --otlp-endpoint")
 	f.Float64Var(&cfg.Traces.SampleRatio, "otlp-sample-ratio", 0.1, "share of error-free connections traced (connections with an error always are)")
-	f.StringVar(&cfg.Traces.Node, "node-name", os.Getenv("NODE_NAME"), "this node's name in spans and for the Kubernetes metadata (default: $NODE_NAME, else the host name)")
-	f.IntVar(&cfg.API.HistorySize, "api-history-size", 0, "connection events kept for /api/v1/connections, observe and diagnose (0: 16384, about 12 MiB)")
-	f.DurationVar(&cfg.API.ProgressInterval, "api-progress-interval", 0, "how often active flows are checked for a change worth an event (0: 1s)")
-	f.DurationVar(&cfg.API.FollowWriteTimeout, "api-follow-timeout", 0, "disconnect a follower whose stream stays blocked this long (0: 10s)")
+	f.StringVar(&cfg.Node, "node-name", os.Getenv("NODE_NAME"), "this node's name in spans and for the Kubernetes metadata (default: $NODE_NAME, else the host name)")
+	f.IntVar(&cfg.API.HistorySize, "api-history-size", history.DefaultSize, "connection events kept for /api/v1/connections, observe and diagnose (about 800 bytes each)")
+	f.DurationVar(&cfg.API.ProgressInterval, "api-progress-interval", history.DefaultProgressInterval, "how often active flows are checked for a change worth an event")
+	f.DurationVar(&cfg.API.FollowWriteTimeout, "api-follow-timeout", web.DefaultFollowWriteTimeout, "disconnect a follower whose stream stays blocked this long")
 	f.StringVar(&k8sMode, "k8s-metadata", "auto", "Kubernetes metadata for service, namespace and workload names: auto (the file if given, else the API when in a pod, else off), api, file or off")
 	f.StringVar(&cfg.Kube.File, "k8s-metadata-file", "", "static metadata file: Pods, Services and EndpointSlices as kubectl get -o yaml prints them (reloaded when it changes)")
 	f.StringVar(&cfg.Kube.Kubeconfig, "kubeconfig", "", "kubeconfig file for --k8s-metadata=api (default: the in-cluster service account)")

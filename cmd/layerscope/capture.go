@@ -4,20 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
-	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/layerscope/layerscope/agent"
 	"github.com/layerscope/layerscope/agent/api"
 	"github.com/layerscope/layerscope/agent/ondemand"
 )
-
-// capturePath is the agent's on-demand capture endpoint.
-const capturePath = "/api/v1/capture"
 
 func newCaptureCmd() *cobra.Command {
 	var (
@@ -55,29 +50,21 @@ crosses several of them is in the file once per interface.
 			if _, err := ondemand.CompileFilter(filter); err != nil {
 				return fmt.Errorf("--filter %q: %w", filter, err)
 			}
-			q := url.Values{}
-			set := func(k, v string, ok bool) {
-				if ok {
-					q.Set(k, v)
-				}
+			req := api.CaptureRequest{Filter: filter, Duration: duration, MaxPackets: maxPackets, MaxBytes: maxBytes, SnapLen: snapLen}
+			if ifaces != "" {
+				req.Interfaces = strings.Split(ifaces, ",")
 			}
-			set("filter", filter, filter != "")
-			set("duration", duration.String(), duration > 0)
-			set("max_packets", strconv.FormatInt(maxPackets, 10), maxPackets > 0)
-			set("max_bytes", strconv.FormatInt(maxBytes, 10), maxBytes > 0)
-			set("snaplen", strconv.Itoa(snapLen), snapLen > 0)
-			set("interface", ifaces, ifaces != "")
 			c, err := api.NewClient(cc)
 			if err != nil {
 				return err
 			}
-			resp, err := c.Stream(cmd.Context(), capturePath, q)
+			st, err := c.Capture(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
-			defer resp.Body.Close()
+			defer st.Body.Close()
 			stderr := cmd.ErrOrStderr()
-			fmt.Fprintf(stderr, "capturing on %s (%s)\n", resp.Header.Get(agent.HeaderCaptureInterfaces), resp.Header.Get(agent.HeaderCaptureLimits))
+			fmt.Fprintf(stderr, "capturing on %s (%s)\n", st.Interfaces, st.Limits)
 			var w io.Writer = cmd.OutOrStdout()
 			if outFile != "-" {
 				f, err := os.Create(outFile)
@@ -87,7 +74,7 @@ crosses several of them is in the file once per interface.
 				defer f.Close()
 				w = f
 			}
-			n, err := io.Copy(w, resp.Body)
+			n, err := io.Copy(w, st.Body)
 			if err != nil && cmd.Context().Err() == nil {
 				return fmt.Errorf("capture stream after %d bytes: %w", n, err)
 			}
@@ -96,14 +83,13 @@ crosses several of them is in the file once per interface.
 					return fmt.Errorf("-w: %w", err)
 				}
 			}
-			tr := resp.Trailer
-			if tr.Get(agent.TrailerCaptureStop) == "" {
+			res := st.Result()
+			if res.Stop == "" {
 				fmt.Fprintf(stderr, "%d bytes written; the capture was interrupted\n", n)
 				return nil
 			}
 			fmt.Fprintf(stderr, "%s packets, %s bytes written to %s; %s dropped; stopped by %s\n",
-				tr.Get(agent.TrailerCapturePackets), tr.Get(agent.TrailerCaptureBytes), outFile,
-				tr.Get(agent.TrailerCaptureDropped), tr.Get(agent.TrailerCaptureStop))
+				res.Packets, res.Bytes, outFile, res.Dropped, res.Stop)
 			return nil
 		},
 	}

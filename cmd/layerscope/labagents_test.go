@@ -83,7 +83,7 @@ func labAgentsIn(t *testing.T, cfg *lab.Config, prefix string, web *promtest.Web
 	for _, n := range nodes {
 		sock := filepath.Join(t.TempDir(), "api.sock")
 		cfg := agent.Config{NetNS: l.NetNS(n), MetricsAddr: "127.0.0.1:0", Node: n,
-			API: agent.APIConfig{Node: n}, Kube: kc,
+			Kube:      kc,
 			APISocket: sock, OnDemand: agent.OnDemandConfig{Enabled: true}}
 		scheme, curl := "http", []string{"curl", "-sf", "-o", "/dev/null"}
 		if web != nil {

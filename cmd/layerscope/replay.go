@@ -10,8 +10,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/layerscope/layerscope/agent"
 	"github.com/layerscope/layerscope/agent/flowtable"
+	agentmetrics "github.com/layerscope/layerscope/agent/metrics"
 	"github.com/layerscope/layerscope/agent/pipeline"
 	"github.com/layerscope/layerscope/decoders/parser"
 	"github.com/layerscope/layerscope/exporters/prom"
@@ -69,7 +69,7 @@ status 1 once everything is printed, unless --allow-partial is given.`,
 			}
 			table.Flush()
 			col, err := prom.NewCollector(slog.Default(),
-				prom.BuildInfo(version, revision), agent.PipelineSource(set), agent.FlowTableSource(table))
+				prom.BuildInfo(version, revision), agentmetrics.Pipeline(set), agentmetrics.FlowTable(table))
 			if err != nil {
 				return err
 			}

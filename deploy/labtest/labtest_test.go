@@ -108,7 +108,7 @@ func startAgentWith(t *testing.T, l *lab.Lab, node string, kc agent.KubeConfig, 
 		Conntrack:   agent.ConntrackConfig{TopN: 5, PerCPU: true},
 		Capture: agent.CaptureConfig{FlowTable: &flowtable.Config{
 			MaxEntries: 8192, ClosedTimeout: 500 * time.Millisecond, SweepInterval: 200 * time.Millisecond}},
-		Traces: agent.TracesConfig{Endpoint: u.Host, Protocol: "http/protobuf", Insecure: true, SampleRatio: 0.1, Node: node},
+		Traces: agent.TracesConfig{Endpoint: u.Host, Protocol: "http/protobuf", Insecure: true, SampleRatio: 0.1},
 	})
 	if err != nil {
 		t.Fatalf("agent of %s: %v", node, err)

@@ -348,19 +348,9 @@ func hopAttrs(h *Hop, index int, gap int64) []attribute.KeyValue {
 	return attrs
 }
 
-var dnsRcodes = [...]string{"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED",
-	"YXDOMAIN", "YXRRSET", "NXRRSET", "NOTAUTH", "NOTZONE"}
-
-func dnsRcodeName(rc uint16) string {
-	if int(rc) < len(dnsRcodes) {
-		return dnsRcodes[rc]
-	}
-	return "RCODE" + strconv.Itoa(int(rc))
-}
-
 func exchangeCode(x *Exchange) string {
 	if x.App == flow.AppDNS {
-		return dnsRcodeName(x.Code)
+		return flow.Rcode(x.Code).String()
 	}
 	return strconv.Itoa(int(x.Code))
 }
@@ -370,7 +360,7 @@ func exchangeSpan(x *Exchange) (string, []attribute.KeyValue) {
 	attrs := []attribute.KeyValue{AttrLayer.String("l7"), AttrLatencySeconds.Float64(x.Latency.Seconds())}
 	switch x.App {
 	case flow.AppDNS:
-		attrs = append(attrs, AttrDNSRcode.Int(int(x.Code)), AttrDNSRcodeName.String(dnsRcodeName(x.Code)),
+		attrs = append(attrs, AttrDNSRcode.Int(int(x.Code)), AttrDNSRcodeName.String(flow.Rcode(x.Code).String()),
 			AttrDNSID.Int(int(x.DNSID)))
 		name := "DNS query"
 		if x.Name != "" {
@@ -378,7 +368,7 @@ func exchangeSpan(x *Exchange) (string, []attribute.KeyValue) {
 			name = "DNS " + x.Name
 		}
 		if x.Failed() {
-			attrs = append(attrs, semconv.ErrorTypeKey.String(dnsRcodeName(x.Code)))
+			attrs = append(attrs, semconv.ErrorTypeKey.String(flow.Rcode(x.Code).String()))
 		}
 		return name, attrs
 	default:

@@ -1,6 +1,8 @@
 // Package deps holds the test that keeps the package dependency direction of
 // layerscope true: leaf packages stay leaves, decoders know nothing of the
-// agent, exporters know nothing of capture, and nothing imports the binary.
+// agent, exporters know nothing of capture, the agent's parts know nothing
+// of the root package that wires them (nor of the parts after them in the
+// data flow), and nothing imports the binary.
 package deps
 
 import (
@@ -21,7 +23,13 @@ type rule struct {
 	stdlib bool     // only the standard library (and allow) may be imported
 	allow  []string // with stdlib: module-relative or external prefixes still allowed
 	deny   []string // prefixes (module-relative when they do not contain a dot) that must not appear
+	// denyExact are packages (not their subpackages) that must not appear.
+	denyExact []string
 }
+
+// theWiring is the agent's root package: it imports its parts, none of
+// them imports it.
+var theWiring = []string{"agent"}
 
 var rules = []rule{
 	{pkg: "agent/flow", stdlib: true},
@@ -50,7 +58,14 @@ var rules = []rule{
 	{pkg: "decoders/l7", deny: []string{"decoders/l2", "decoders/l3", "decoders/l4", "decoders/l6", "decoders/parser"}},
 	{pkg: "exporters/prom", deny: []string{"exporters/otlp", "agent/capture", "agent/conntrack", "agent/pipeline", "decoders", "lab", "go.opentelemetry.io"}},
 	{pkg: "exporters/otlp", deny: []string{"exporters/prom", "agent/capture", "agent/conntrack", "agent/pipeline", "decoders", "lab", "github.com/prometheus"}},
-	{pkg: "agent", deny: []string{"cmd"}},
+	// The parts of the agent, in data-flow order: each knows nothing of
+	// the wiring nor of the parts that read it.
+	{pkg: "agent/workers", denyExact: theWiring, deny: []string{"agent/history", "agent/workloads", "agent/tracing", "agent/metrics", "agent/web", "agent/ondemand", "agent/kube", "exporters", "github.com/prometheus", "go.opentelemetry.io"}},
+	{pkg: "agent/workloads", denyExact: theWiring, deny: []string{"agent/capture", "agent/pipeline", "agent/workers", "agent/tracing", "agent/metrics", "agent/web", "exporters", "github.com/prometheus", "go.opentelemetry.io"}},
+	{pkg: "agent/tracing", denyExact: theWiring, deny: []string{"agent/capture", "agent/pipeline", "agent/workers", "agent/metrics", "agent/web", "agent/history", "exporters/prom", "github.com/prometheus"}},
+	{pkg: "agent/metrics", denyExact: theWiring, deny: []string{"agent/web", "agent/tracing", "lab", "cmd"}},
+	{pkg: "agent/web", denyExact: theWiring, deny: []string{"agent/tracing", "exporters/otlp", "exporters/prom", "go.opentelemetry.io", "lab", "cmd"}},
+	{pkg: "agent", denyExact: theWiring, deny: []string{"cmd"}},
 	{pkg: "exporters", deny: []string{"cmd"}},
 	{pkg: "bench", deny: []string{"cmd"}},
 }
@@ -127,6 +142,11 @@ func TestDependencyDirection(t *testing.T) {
 				for _, deny := range r.deny {
 					if hasPrefix(d, abs(deny)) && !hasPrefix(d, base) {
 						t.Errorf("%s must not depend on %s (via %s)", p.ImportPath, abs(deny), d)
+					}
+				}
+				for _, deny := range r.denyExact {
+					if d == abs(deny) {
+						t.Errorf("%s must not depend on %s: the agent's parts do not import the package that wires them", p.ImportPath, d)
 					}
 				}
 			}

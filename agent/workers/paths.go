@@ -1,4 +1,4 @@
-package agent
+package workers
 
 import (
 	"context"
@@ -8,28 +8,50 @@ import (
 
 	"github.com/layerscope/layerscope/agent/flow"
 	"github.com/layerscope/layerscope/agent/links"
+	"github.com/layerscope/layerscope/agent/mtu"
 	"github.com/layerscope/layerscope/agent/pipeline"
 )
 
-// pathRefresh is how often the workers' path configuration follows the
-// links (MTUs change, pods come and go).
-const pathRefresh = time.Second
+// PathRefresh is the period of the path ticker: the workers' path
+// configuration follows the links (MTUs change, pods come and go), the MTU
+// check runs and the PMTU reports are collected. It also runs at once when
+// the links change or an interface is attached.
+const PathRefresh = time.Second
+
+// followPaths is the path ticker. It runs until ctx is done.
+func (c *Set) followPaths(ctx context.Context) {
+	t := time.NewTicker(PathRefresh)
+	defer t.Stop()
+	changed := c.links.Changed()
+	for {
+		now := time.Now()
+		if ls, ok := c.links.Links(); ok {
+			if c.cfg.MTU != nil {
+				c.cfg.MTU.Observe(ls, now)
+			}
+			c.refreshPaths(ls)
+		}
+		c.collectPMTU()
+		c.forgetGone(now)
+		select {
+		case <-c.kick:
+		case <-changed:
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
 
 // refreshPaths tells each worker of a pod interface where the packets its
 // pod sends go next: off the node through the overlay (the path MTU is the
 // smallest overlay MTU, or the uplink's on a node without overlays), unless
 // their destination is local (the node's addresses, the bridges' pod CIDRs
 // and the node network).
-func (a *Agent) refreshPaths() {
-	ls, err := links.List(links.Config{NetNS: a.ns})
+func (c *Set) refreshPaths(ls []links.Link) {
+	local, err := c.localPrefixes(ls)
 	if err != nil {
-		a.log.Debug("list links for path checks", "err", err)
-		return
-	}
-	a.mtu.observe(ls, time.Now())
-	local, err := a.localPrefixes(ls)
-	if err != nil {
-		a.log.Debug("list addresses for path checks", "err", err)
+		c.log.Debug("list addresses for path checks", "err", err)
 		return
 	}
 	overlay, uplink := 0, 0
@@ -51,7 +73,6 @@ func (a *Agent) refreshPaths() {
 	if path == 0 {
 		path = uplink
 	}
-	c := a.capture
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for idx, lw := range c.live {
@@ -65,13 +86,13 @@ func (a *Agent) refreshPaths() {
 // localPrefixes returns the destinations that do not leave the node: every
 // address of the namespace, and the connected prefixes of its bridges and
 // uplinks (pod CIDRs and the node network).
-func (a *Agent) localPrefixes(ls []links.Link) ([]netip.Prefix, error) {
+func (c *Set) localPrefixes(ls []links.Link) ([]netip.Prefix, error) {
 	role := map[string]flow.Role{}
 	for _, l := range ls {
 		role[l.Name] = l.Role
 	}
 	var out []netip.Prefix
-	err := a.ns.Do(func() error {
+	err := c.cfg.NetNS.Do(func() error {
 		ifs, err := net.Interfaces()
 		if err != nil {
 			return err
@@ -100,24 +121,29 @@ func (a *Agent) localPrefixes(ls []links.Link) ([]netip.Prefix, error) {
 	return out, err
 }
 
-// followPaths refreshes the path configuration, and collects the PMTU
-// reports, until ctx is done; at once when an interface is attached.
-func (a *Agent) followPaths(ctx context.Context) {
-	t := time.NewTicker(pathRefresh)
-	defer t.Stop()
-	for {
-		a.refreshPaths()
-		a.collectPMTU()
-		now := time.Now()
-		if t := a.tracer.Load(); t != nil {
-			t.flush(now, false)
-		}
-		a.capture.forgetGone(now)
-		select {
-		case <-a.capture.kick:
-		case <-ctx.Done():
-			return
-		case <-t.C:
+// collectPMTU reads the workers' new PMTU events and adds each to the PMTU
+// log, attributed through conntrack to its connection's original direction.
+func (c *Set) collectPMTU() {
+	if c.cfg.PMTU == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, lw := range c.live {
+		c.pmtuBuf = lw.w.PMTUEvents(c.pmtuBuf[:0], lw.pmtu)
+		for i := range c.pmtuBuf {
+			ev := &c.pmtuBuf[i]
+			lw.pmtu = ev.Seq
+			r := mtu.PMTUReport{
+				Time: time.Unix(0, ev.Time), Interface: lw.link.Name, Reporter: ev.Reporter,
+				MTU: ev.MTU, Quoted: ev.Inner, Flow: ev.Inner, Count: 1, V6: ev.Family == 6,
+			}
+			if c.cfg.Translate != nil && ev.Quoted && ev.InnerPorts {
+				if tr, ok := c.cfg.Translate.Translate(ev.Inner); ok {
+					r.Flow, r.Attributed, r.Translated = tr.Original, true, tr.DNAT()
+				}
+			}
+			c.cfg.PMTU.Add(r)
 		}
 	}
 }

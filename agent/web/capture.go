@@ -1,6 +1,7 @@
-package agent
+package web
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"path"
@@ -8,11 +9,11 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
+	"github.com/layerscope/layerscope/agent/api"
 	"github.com/layerscope/layerscope/agent/attach"
-	"github.com/layerscope/layerscope/agent/links"
 	"github.com/layerscope/layerscope/agent/ondemand"
+	"github.com/layerscope/layerscope/agent/server"
 )
 
 // OnDemandConfig says whether clients may ask for captures on
@@ -50,14 +51,13 @@ type OnDemandConfig struct {
 const (
 	DefaultCaptureInterfaces = 32
 	DefaultCaptureRingMemory = 32 << 20
-	// captureWriteGrace is how long after its duration a capture may
+	// CaptureWriteGrace is how long after its duration a capture may
 	// still be writing to a slow client before the connection is cut.
-	captureWriteGrace = 5 * time.Second
-	// logFilterLen is how much of a filter expression a log line keeps.
-	logFilterLen = 128
+	CaptureWriteGrace = 5 * time.Second
 )
 
-func checkOnDemand(c *OnDemandConfig) error {
+// check checks c and fills in its defaults.
+func (c *OnDemandConfig) check() error {
 	if l := c.Caps; l.Duration < 0 || l.Packets < 0 || l.Bytes < 0 || l.SnapLen < 0 || c.MaxConcurrent < 0 || c.MaxInterfaces < 0 || c.RingMemory < 0 {
 		return fmt.Errorf("--capture-api-max-duration, --capture-api-max-packets, --capture-api-max-bytes, --capture-api-snaplen, --capture-api-concurrent, --capture-api-max-interfaces and --capture-api-ring-memory must not be negative")
 	}
@@ -79,16 +79,6 @@ func checkOnDemand(c *OnDemandConfig) error {
 	return nil
 }
 
-// Response headers and trailers of /api/v1/capture.
-const (
-	HeaderCaptureLimits     = "Layerscope-Capture-Limits"     // the effective limits
-	HeaderCaptureInterfaces = "Layerscope-Capture-Interfaces" // comma-separated names
-	TrailerCapturePackets   = "Layerscope-Capture-Packets"
-	TrailerCaptureBytes     = "Layerscope-Capture-Bytes"
-	TrailerCaptureDropped   = "Layerscope-Capture-Dropped"
-	TrailerCaptureStop      = "Layerscope-Capture-Stop"
-)
-
 // serveCapture answers GET /api/v1/capture with a pcap stream. Query
 // parameters: filter (tcpdump-style expression), duration (Go duration),
 // max_packets, max_bytes, snaplen, interface (comma-separated globs; default
@@ -98,8 +88,8 @@ const (
 // already runs its maximum of captures, 503 when a ring cannot be opened.
 // Everything a client controls is checked before a capture slot is taken;
 // the filter is compiled after its size and nesting were checked.
-func (a *Agent) serveCapture(w http.ResponseWriter, r *http.Request) {
-	cfg := a.cfg.OnDemand
+func (h *Handlers) serveCapture(w http.ResponseWriter, r *http.Request) {
+	cfg := h.cfg.OnDemand
 	if !cfg.Enabled {
 		http.Error(w, "on-demand capture is disabled on this agent (--capture-api)", http.StatusNotFound)
 		return
@@ -109,76 +99,50 @@ func (a *Agent) serveCapture(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "captures answer GET only", http.StatusMethodNotAllowed)
 		return
 	}
-	who := a.srv.Identify(r)
+	var who server.Identity
+	if id := h.who.Load(); id != nil {
+		who = (*id).Identify(r)
+	}
 	if who.Kind == "" {
 		http.Error(w, "on-demand capture reveals packet payloads and needs an authenticated client: "+
 			"basic auth or a client certificate as the agent's web configuration asks, or the agent's unix socket", http.StatusForbidden)
 		return
 	}
-	q := r.URL.Query()
-	expr := q.Get("filter")
-	if err := ondemand.CheckFilter(expr); err != nil {
-		bad := fmt.Sprintf("--filter %s: %v", quoteShort(expr, logFilterLen), err)
-		http.Error(w, bad, http.StatusBadRequest)
-		return
-	}
-	var req ondemand.Limits
-	var err error
 	bad := func(format string, args ...any) {
 		http.Error(w, fmt.Sprintf(format, args...), http.StatusBadRequest)
 	}
-	if s := q.Get("duration"); s != "" {
-		if req.Duration, err = time.ParseDuration(s); err != nil || req.Duration < 0 {
-			bad("--duration %q: want a positive duration such as 30s", s)
-			return
-		}
+	q := r.URL.Query()
+	cr, perr := api.ParseCaptureRequest(q)
+	expr := cr.Filter
+	if err := ondemand.CheckFilter(expr); err != nil {
+		bad("--filter %s: %v", api.QuoteShort(expr), err)
+		return
 	}
-	for _, p := range []struct {
-		name string
-		dst  *int64
-	}{{"max_packets", &req.Packets}, {"max_bytes", &req.Bytes}} {
-		if s := q.Get(p.name); s != "" {
-			if *p.dst, err = strconv.ParseInt(s, 10, 64); err != nil || *p.dst < 0 {
-				bad("--%s %q: want a non-negative integer", strings.ReplaceAll(p.name, "_", "-"), s)
-				return
-			}
-		}
+	if perr != nil {
+		bad("%v", perr)
+		return
 	}
-	if s := q.Get("snaplen"); s != "" {
-		if req.SnapLen, err = strconv.Atoi(s); err != nil {
-			bad("--snaplen %q: want an integer", s)
-			return
-		}
-	}
+	req := ondemand.Limits{Duration: cr.Duration, Packets: cr.MaxPackets, Bytes: cr.MaxBytes, SnapLen: cr.SnapLen}
 	lim, err := req.Within(cfg.Caps)
 	if err != nil {
 		bad("capture limits: %v", err)
 		return
 	}
-	var globs []string
-	if s := q.Get("interface"); s != "" {
-		globs = strings.Split(s, ",")
-		for _, g := range globs {
-			if _, err := path.Match(g, ""); err != nil {
-				bad("--interface %s: %v", quoteShort(g, logFilterLen), err)
-				return
-			}
-		}
-	}
-	ifcs, err := a.captureInterfaces(globs)
+	ifcs, err := h.captureInterfaces(cr.Interfaces)
 	if err != nil {
 		http.Error(w, fmt.Sprintf("list interfaces: %v", err), http.StatusInternalServerError)
 		return
 	}
+	shown := api.QuoteShort(q.Get(api.KeyInterface))
 	if len(ifcs) == 0 {
-		bad("--interface %s: %v in the agent's namespace", quoteShort(q.Get("interface"), logFilterLen), ondemand.ErrNoInterface)
+		bad("--interface %s: %v in the agent's namespace", shown, ondemand.ErrNoInterface)
 		return
 	}
 	if len(ifcs) > cfg.MaxInterfaces {
-		bad("--interface %s: matches %d interfaces; one capture takes at most %d (--capture-api-max-interfaces)", quoteShort(q.Get("interface"), logFilterLen), len(ifcs), cfg.MaxInterfaces)
+		bad("--interface %s: matches %d interfaces; one capture takes at most %d (--capture-api-max-interfaces)", shown, len(ifcs), cfg.MaxInterfaces)
 		return
 	}
-	release, err := a.ondemand.Acquire()
+	release, err := h.capture.Acquire()
 	if err != nil {
 		w.Header().Set("Retry-After", "5")
 		http.Error(w, err.Error(), http.StatusTooManyRequests)
@@ -187,7 +151,7 @@ func (a *Agent) serveCapture(w http.ResponseWriter, r *http.Request) {
 	defer release()
 	filter, err := ondemand.CompileFilter(expr)
 	if err != nil {
-		bad("--filter %s: %v", quoteShort(expr, logFilterLen), err)
+		bad("--filter %s: %v", api.QuoteShort(expr), err)
 		return
 	}
 
@@ -195,20 +159,20 @@ func (a *Agent) serveCapture(w http.ResponseWriter, r *http.Request) {
 	for i, ifc := range ifcs {
 		names[i] = ifc.Name
 	}
-	h := w.Header()
-	h.Set("Content-Type", "application/vnd.tcpdump.pcap")
-	h.Set(HeaderCaptureLimits, fmt.Sprintf("duration=%s packets=%d bytes=%d snaplen=%d", lim.Duration, lim.Packets, lim.Bytes, lim.SnapLen))
-	h.Set(HeaderCaptureInterfaces, strings.Join(names, ","))
-	h.Set("Trailer", strings.Join([]string{TrailerCapturePackets, TrailerCaptureBytes, TrailerCaptureDropped, TrailerCaptureStop}, ", "))
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/vnd.tcpdump.pcap")
+	hdr.Set(api.HeaderCaptureLimits, fmt.Sprintf("duration=%s packets=%d bytes=%d snaplen=%d", lim.Duration, lim.Packets, lim.Bytes, lim.SnapLen))
+	hdr.Set(api.HeaderCaptureInterfaces, strings.Join(names, ","))
+	hdr.Set("Trailer", strings.Join([]string{api.TrailerCapturePackets, api.TrailerCaptureBytes, api.TrailerCaptureDropped, api.TrailerCaptureStop}, ", "))
 	rc := http.NewResponseController(w)
 	// A client that stops reading loses its capture (and its slot and
-	// rings) at most captureWriteGrace after the capture's duration.
-	_ = rc.SetWriteDeadline(time.Now().Add(lim.Duration + captureWriteGrace))
+	// rings) at most CaptureWriteGrace after the capture's duration.
+	_ = rc.SetWriteDeadline(time.Now().Add(lim.Duration + CaptureWriteGrace))
 	started := false
 	flush := func() { _ = rc.Flush() }
-	log := a.log.With("filter", shorten(filter.Expr, logFilterLen), "interfaces", len(names), "remote", r.RemoteAddr, "client", who.String())
+	log := h.log.With("filter", api.Shorten(filter.Expr, api.MaxQuoted), "interfaces", len(names), "remote", r.RemoteAddr, "client", who.String())
 	res, err := ondemand.Run(r.Context(), w, flush, &ondemand.Request{
-		NetNS:      a.ns,
+		NetNS:      h.cfg.NetNS,
 		Interfaces: ifcs,
 		Filter:     filter,
 		Limits:     lim,
@@ -216,40 +180,27 @@ func (a *Agent) serveCapture(w http.ResponseWriter, r *http.Request) {
 		Ready:      func() { started = true },
 	})
 	if err != nil && !started {
-		h.Del("Trailer")
+		hdr.Del("Trailer")
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		log.Warn("on-demand capture failed", "err", err)
 		return
 	}
-	h.Set(TrailerCapturePackets, strconv.FormatInt(res.Packets, 10))
-	h.Set(TrailerCaptureBytes, strconv.FormatInt(res.Bytes, 10))
-	h.Set(TrailerCaptureDropped, strconv.FormatUint(res.Dropped, 10))
-	h.Set(TrailerCaptureStop, string(res.Stop))
+	hdr.Set(api.TrailerCapturePackets, strconv.FormatInt(res.Packets, 10))
+	hdr.Set(api.TrailerCaptureBytes, strconv.FormatInt(res.Bytes, 10))
+	hdr.Set(api.TrailerCaptureDropped, strconv.FormatUint(res.Dropped, 10))
+	hdr.Set(api.TrailerCaptureStop, string(res.Stop))
 	log.Info("on-demand capture", "packets", res.Packets, "bytes", res.Bytes, "dropped", res.Dropped, "stop", res.Stop)
 }
 
-// shorten returns s cut to n bytes (at a rune boundary) with "…" when cut.
-func shorten(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
-}
-
-// quoteShort quotes s cut to n bytes: a client's input in an error or a
-// log line never costs more than that.
-func quoteShort(s string, n int) string { return strconv.Quote(shorten(s, n)) }
+var errNoLinks = errors.New("the agent's link watch has not listed the interfaces yet")
 
 // captureInterfaces returns the interfaces of the agent's namespace whose
 // name matches one of globs, or, without globs, those of the default
 // capture roles.
-func (a *Agent) captureInterfaces(globs []string) ([]ondemand.Interface, error) {
-	ls, err := links.List(links.Config{NetNS: a.ns})
-	if err != nil {
-		return nil, err
+func (h *Handlers) captureInterfaces(globs []string) ([]ondemand.Interface, error) {
+	ls, ok := h.cfg.Links.Links()
+	if !ok {
+		return nil, errNoLinks
 	}
 	var out []ondemand.Interface
 	for _, l := range ls {

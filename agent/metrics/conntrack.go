@@ -1,8 +1,6 @@
-package agent
+package metrics
 
 import (
-	"context"
-	"fmt"
 	"math"
 	"sort"
 	"strconv"
@@ -13,49 +11,17 @@ import (
 	"github.com/layerscope/layerscope/exporters/prom"
 )
 
-// ConntrackConfig says how the agent watches the conntrack table. The zero
-// value watches it with the watcher's defaults and no opt-in labels.
-type ConntrackConfig struct {
-	// Disabled turns the conntrack watcher off.
-	Disabled bool
-	// TopN, when positive, exports the N sources and destinations holding
-	// the most entries (addresses as label values: opt-in).
-	TopN int
-	// PerCPU adds the cpu label to the conntrack statistics (else they are
-	// summed over CPUs).
-	PerCPU bool
-	// ReadBuffer is the event socket's receive buffer in bytes; 0 means the
-	// watcher's default (16 MiB).
-	ReadBuffer int
-}
-
-// openConntrack starts the watcher of the agent's namespace. It returns nil
-// when conntrack watching is disabled.
-func (a *Agent) openConntrack(ctx context.Context) (*conntrack.Watcher, error) {
-	c := a.cfg.Conntrack
-	if c.Disabled {
-		return nil, nil
-	}
-	topN := c.TopN
-	if topN <= 0 {
-		topN = -1 // no table scan for top holders
-	}
-	w, err := conntrack.Open(ctx, &conntrack.Config{NetNS: a.ns, TopN: topN, ReadBuffer: c.ReadBuffer, Logger: a.cfg.Logger})
-	if err != nil {
-		return nil, fmt.Errorf("conntrack: %w (--no-conntrack runs the agent without it)", err)
-	}
-	return w, nil
-}
-
-// conntrackSource exports the watcher's snapshot: table health against
+// Conntrack exports the watcher's snapshot: table health against
 // nf_conntrack_max, what fills the table, and the watcher's own health.
-func (a *Agent) conntrackSource() prom.Source {
+// watcher returns nil while conntrack is not watched (disabled, not open
+// yet); perCPU adds the cpu label to the statistics.
+func Conntrack(watcher func() *conntrack.Watcher, perCPU bool) prom.Source {
 	return prom.SourceFunc{SourceName: "conntrack", Fn: func(e *prom.Emitter) error {
-		w := a.conntrack.Load()
+		w := watcher()
 		if w == nil {
 			return nil // disabled, or not open yet
 		}
-		emitConntrack(e, w.Snapshot(), a.cfg.Conntrack.PerCPU)
+		emitConntrack(e, w.Snapshot(), perCPU)
 		return nil
 	}}
 }

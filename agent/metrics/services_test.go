@@ -1,4 +1,4 @@
-package agent
+package metrics
 
 import (
 	"net/netip"
@@ -11,10 +11,11 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/layerscope/layerscope/agent/conntrack"
 	"github.com/layerscope/layerscope/agent/correlate"
 	"github.com/layerscope/layerscope/agent/flow"
 	"github.com/layerscope/layerscope/agent/kube"
-	"github.com/layerscope/layerscope/exporters/otlp"
+	"github.com/layerscope/layerscope/agent/workloads"
 	"github.com/layerscope/layerscope/exporters/prom"
 )
 
@@ -64,7 +65,8 @@ func TestServiceLabels(t *testing.T) {
 		Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.42", Selector: map[string]string{"app": "web"},
 			Ports: []corev1.ServicePort{{Protocol: corev1.ProtocolTCP, Port: 8080, NodePort: 30080}}},
 	})
-	a := &Agent{services: correlate.NewServices(correlate.ServicesConfig{}), kube: kube.SourceOf(store)}
+	store = kube.SourceOf(store).Store() // synced
+	services := correlate.NewServices(correlate.ServicesConfig{})
 	now := time.Now().UnixNano()
 	podA := netip.MustParseAddrPort("10.244.0.5:8080")
 	for i, svc := range []string{
@@ -72,9 +74,9 @@ func TestServiceLabels(t *testing.T) {
 		"10.0.0.10:30080", "10.0.0.11:30080", // the NodePort on two node addresses: one series
 		"10.96.0.99:8080", // no such Service: named by its address
 	} {
-		a.services.Add(&correlate.Conn{ID: uint32(i), Service: netip.MustParseAddrPort(svc), Backend: podA, Proto: flow.ProtoTCP, Outcome: flow.OutcomeClosed}, now)
+		services.Add(&correlate.Conn{ID: uint32(i), Service: netip.MustParseAddrPort(svc), Backend: podA, Proto: flow.ProtoTCP, Outcome: flow.OutcomeClosed}, now)
 	}
-	got := gather(t, a.servicesSource())
+	got := gather(t, Services(services, store))
 	for _, want := range []string{
 		`layerscope_service_connections_total{backend="10.244.0.5:8080",namespace="default",outcome="closed",port="8080",protocol="tcp",service="my-service",workload="web"} 2`,
 		`layerscope_service_connections_total{backend="10.244.0.5:8080",namespace="default",outcome="closed",port="30080",protocol="tcp",service="my-service",workload="web"} 2`,
@@ -93,13 +95,17 @@ func TestWorkloadSeriesFollowPods(t *testing.T) {
 	store.SetPod(metaPod("pod-b", "node-1", "10.244.0.8", "web-6d5f7b8c9d", "6d5f7b8c9d"))
 	store.SetPod(metaPod("pod-c", "node-2", "10.244.1.8", "web-6d5f7b8c9d", "6d5f7b8c9d"))
 	for _, podNames := range []bool{false, true} {
-		a := &Agent{cfg: Config{Kube: KubeConfig{PodNames: podNames}}, kube: kube.SourceOf(store), workloads: newWorkloadTally(maxWorkloadSeries)}
+		store = kube.SourceOf(store).Store() // synced
+		tally := workloads.New(store, podNames, workloads.DefaultMax)
+		countWorkloads := func(_ *kube.Store, r *flow.Record, tr *correlate.Translation, c *correlate.Conn) {
+			tally.Consume(&correlate.Enriched{Record: r, NAT: tr, Conn: c}, time.Now())
+		}
 		rec := func(src, dst string) *flow.Record {
 			return &flow.Record{Key: flow.Key{Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst), SrcPort: 1, DstPort: 8080, Proto: flow.ProtoTCP}, End: flow.EndIdle, Outcome: flow.OutcomeClosed}
 		}
-		a.countWorkloads(store, rec("10.244.0.5", "10.244.0.8"), &correlate.Translation{}, nil) // a → b: client and server on this node
-		a.countWorkloads(store, rec("10.244.1.8", "10.244.0.5"), &correlate.Translation{}, nil) // c (node-2) → a
-		got := gather(t, a.workloadSource())
+		countWorkloads(store, rec("10.244.0.5", "10.244.0.8"), &correlate.Translation{}, nil) // a → b: client and server on this node
+		countWorkloads(store, rec("10.244.1.8", "10.244.0.5"), &correlate.Translation{}, nil) // c (node-2) → a
+		got := gather(t, Workloads(tally, store))
 		want := []string{
 			`side="client"`, `side="server"`,
 		}
@@ -122,7 +128,7 @@ func TestWorkloadSeriesFollowPods(t *testing.T) {
 				t.Errorf("pod-c, on node-2, counted on node-1:\n%s", got)
 			}
 			store.DeletePod("default", "pod-b")
-			if got := gather(t, a.workloadSource()); strings.Contains(got, `pod="pod-b"`) || !strings.Contains(got, `pod="pod-a"`) {
+			if got := gather(t, Workloads(tally, store)); strings.Contains(got, `pod="pod-b"`) || !strings.Contains(got, `pod="pod-a"`) {
 				t.Errorf("after pod-b's deletion:\n%s", got)
 			}
 			continue
@@ -146,8 +152,9 @@ func TestKubeSourceEmptyEndpoints(t *testing.T) {
 	store.SetEndpointSlice(&discoveryv1.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "cart-x", Labels: map[string]string{discoveryv1.LabelServiceName: "cart"}},
 	})
-	a := &Agent{kube: kube.SourceOf(store)}
-	got := gather(t, a.kubeSource())
+	store = kube.SourceOf(store).Store() // synced
+	noConntrack := func() *conntrack.Watcher { return nil }
+	got := gather(t, Kube(store, noConntrack))
 	for _, want := range []string{
 		`layerscope_service_endpoints{namespace="shop",service="cart"} 0`,
 		`layerscope_kube_metadata_synced{source="file"} 1`,
@@ -161,32 +168,8 @@ func TestKubeSourceEmptyEndpoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got = gather(t, (&Agent{kube: off}).kubeSource())
+	got = gather(t, Kube(off.Store(), noConntrack))
 	if want := "layerscope_kube_metadata_synced{source=\"off\"} 0\n"; !strings.Contains(got, want) || strings.Count(got, "\nlayerscope_") != 1 {
 		t.Errorf("without metadata:\n%s", got)
-	}
-}
-
-func TestPodMeta(t *testing.T) {
-	store := kube.NewStore(kube.ModeAPI, "node-1")
-	store.SetPod(metaPod("pod-a", "node-1", "10.244.0.5", "web-6d5f7b8c9d", "6d5f7b8c9d"))
-	ready := true
-	node := "node-2"
-	store.SetEndpointSlice(&discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "s", Labels: map[string]string{discoveryv1.LabelServiceName: "my-service"}},
-		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"10.244.1.8"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready},
-			TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: "default", Name: "pod-c"}, NodeName: &node}},
-	})
-	for _, tt := range []struct {
-		addr string
-		want otlp.Pod
-	}{
-		{"10.244.0.5", otlp.Pod{Namespace: "default", Name: "pod-a", WorkloadKind: "Deployment", Workload: "web"}},
-		{"10.244.1.8", otlp.Pod{Namespace: "default", Name: "pod-c"}}, // another node's: from its EndpointSlice
-		{"10.0.0.10", otlp.Pod{}},
-	} {
-		if got := podMeta(store, netip.MustParseAddr(tt.addr)); got != tt.want {
-			t.Errorf("podMeta(%s) = %+v, want %+v", tt.addr, got, tt.want)
-		}
 	}
 }

@@ -1,4 +1,4 @@
-package agent
+package metrics
 
 import (
 	"sync"
@@ -34,17 +34,17 @@ type linkSeen struct {
 // in the sum of its role.
 type linkTotals struct {
 	ns      *nsenter.NS
-	mtu     *mtuCheck
 	mu      sync.Mutex
 	last    map[int]linkSeen
 	retired [flow.NumRoles]l1Counters
 }
 
-// linksSource is the metrics source of layer 1: it lists the namespace's
-// interfaces at scrape time and sums their kernel counters by role.
-// It also runs the MTU configuration check over the same listing.
-func linksSource(ns *nsenter.NS, m *mtuCheck) prom.Source {
-	t := &linkTotals{ns: ns, mtu: m, last: map[int]linkSeen{}}
+// Links is the source of layer 1: it reads the kernel counters of the
+// namespace's interfaces at scrape time (counters change without a link
+// event, so they are read, not taken from the link watch) and sums them by
+// role.
+func Links(ns *nsenter.NS) prom.Source {
+	t := &linkTotals{ns: ns, last: map[int]linkSeen{}}
 	return prom.SourceFunc{SourceName: "links", Fn: t.collect}
 }
 
@@ -102,5 +102,5 @@ func (t *linkTotals) collect(e *prom.Emitter) error {
 		e.Counter(metricdef.L1Drops, float64(s.drops[0]), role, "rx")
 		e.Counter(metricdef.L1Drops, float64(s.drops[1]), role, "tx")
 	}
-	return t.mtu.emit(e, ls)
+	return nil
 }

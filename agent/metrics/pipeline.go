@@ -1,10 +1,9 @@
-package agent
+package metrics
 
 import (
 	"strconv"
 
 	"github.com/layerscope/layerscope/agent/flow"
-	"github.com/layerscope/layerscope/agent/flowtable"
 	"github.com/layerscope/layerscope/agent/pipeline"
 	"github.com/layerscope/layerscope/decoders"
 	"github.com/layerscope/layerscope/exporters/metricdef"
@@ -13,9 +12,9 @@ import (
 
 var dirNames = [pipeline.NumDirs]string{"unknown", "in", "out"}
 
-// PipelineSource returns the metrics source of the per-layer packet counters
+// Pipeline returns the metrics source of the per-layer packet counters
 // summed over the workers of set.
-func PipelineSource(set *pipeline.Set) prom.Source {
+func Pipeline(set *pipeline.Set) prom.Source {
 	return prom.SourceFunc{SourceName: "pipeline", Fn: func(e *prom.Emitter) error {
 		emitCounters(e, set.Sum())
 		return nil
@@ -95,56 +94,4 @@ func emitCounters(e *prom.Emitter, c *pipeline.Counters) {
 		e.Counter(metricdef.L6TLSHandshakes, float64(v), pipeline.TLSVersions[i])
 	}
 	e.Counter(metricdef.L6TLSClientHellos, float64(c.TLSClientHello))
-}
-
-// DNS rcodes with a name of their own; the rest are "other".
-var rcodeNames = [6]string{"noerror", "formerr", "servfail", "nxdomain", "notimp", "refused"}
-
-// httpClasses are the label values of flowtable.CodeClass slots 0..5.
-var httpClasses = [6]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
-
-// emitL7 exports the DNS and HTTP messages the flow table counted, once
-// per message.
-func emitL7(e *prom.Emitter, s *flowtable.Stats) {
-	e.Counter(metricdef.L7DNSQueries, float64(s.Requests[flow.AppDNS]))
-	var other uint64
-	for code, v := range s.Responses[flow.AppDNS] {
-		if code < len(rcodeNames) {
-			e.Counter(metricdef.L7DNSResponses, float64(v), rcodeNames[code])
-		} else {
-			other += v
-		}
-	}
-	e.Counter(metricdef.L7DNSResponses, float64(other), "other")
-	e.Counter(metricdef.L7HTTPRequests, float64(s.Requests[flow.AppHTTP]))
-	for class, name := range httpClasses {
-		e.Counter(metricdef.L7HTTPResponses, float64(s.Responses[flow.AppHTTP][class]), name)
-	}
-}
-
-// FlowTableSource returns the metrics source of the flow table: its size,
-// churn, TCP retransmissions and the latency histograms.
-func FlowTableSource(t *flowtable.Table) prom.Source {
-	return prom.SourceFunc{SourceName: "flowtable", Fn: func(e *prom.Emitter) error {
-		s := t.Stats()
-		e.Gauge(metricdef.FlowEntries, float64(s.Entries))
-		e.Gauge(metricdef.FlowCapacity, float64(s.Capacity))
-		e.Counter(metricdef.FlowInserts, float64(s.Inserts))
-		e.Counter(metricdef.FlowEvictions, float64(s.Evictions))
-		e.Counter(metricdef.FlowRefused, float64(s.Refused))
-		e.Counter(metricdef.FlowExpired, float64(s.Expired))
-		e.Counter(metricdef.L4Retransmits, float64(s.Retransmits))
-		for o, v := range s.Outcomes {
-			e.Counter(metricdef.L4Connections, float64(v), flow.Outcome(o).String())
-		}
-		emitL7(e, &s)
-		histogram(e, metricdef.L4Handshake, &s.HandshakeRTT)
-		histogram(e, metricdef.L7DNSLatency, &s.DNSLatency)
-		histogram(e, metricdef.L7HTTPLatency, &s.HTTPLatency)
-		return nil
-	}}
-}
-
-func histogram(e *prom.Emitter, d metricdef.Def, h *flowtable.Histogram) {
-	e.Histogram(d, flowtable.LatencyBounds, h.Counts[:], h.Sum)
 }

@@ -1,4 +1,6 @@
-package agent
+// Package caps checks, at the agent's start, that the process holds the
+// Linux capabilities its configuration needs, and names each one missing.
+package caps
 
 import (
 	"fmt"
@@ -34,9 +36,10 @@ func (e *ErrPrivileges) Error() string {
 		" (run as root, or grant them: setcap cap_net_raw,cap_net_admin+ep; entering another network namespace also needs CAP_SYS_ADMIN)"
 }
 
-// checkPrivileges returns an *ErrPrivileges naming every capability the
-// configuration needs and the process lacks.
-func checkPrivileges(needNetns bool) error {
+// Check returns an *ErrPrivileges naming every capability the agent needs
+// (CAP_NET_RAW, CAP_NET_ADMIN, and CAP_SYS_ADMIN when needNetns: entering
+// another network namespace) and the process lacks.
+func Check(needNetns bool) error {
 	eff, err := effectiveCaps()
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package agent
+package web
 
 import (
 	"bufio"
@@ -17,22 +17,44 @@ import (
 	"github.com/layerscope/layerscope/agent/correlate"
 	"github.com/layerscope/layerscope/agent/flow"
 	"github.com/layerscope/layerscope/agent/history"
+	"github.com/layerscope/layerscope/agent/links"
 )
 
-// apiOnly is an agent with just what the API handlers read: a history and
-// no capture, served by an httptest server.
-func apiOnly(t *testing.T, cfg APIConfig) (*Agent, *httptest.Server) {
+// apiConfig is what the tests set of the API.
+type apiConfig struct {
+	Node               string
+	HistorySize        int
+	FollowWriteTimeout time.Duration
+}
+
+// noLinks names no interface.
+type noLinks struct{}
+
+func (noLinks) LinkOf(idx int) (links.Link, bool) { return links.Unknown(idx), false }
+
+// apiOnly is the handlers with just what the connections API reads: a
+// history, and no capture, served by an httptest server.
+func apiOnly(t *testing.T, cfg apiConfig) (*testAPI, *httptest.Server) {
 	t.Helper()
-	st, err := newAPIState(Config{API: cfg})
+	ring, err := history.New(&history.Config{Size: cfg.HistorySize})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &Agent{api: st, limits: newAPILimits(), log: slog.New(slog.DiscardHandler), capture: &captureSet{live: map[int]*liveWorker{}, gone: map[int]goneLink{}}}
+	h, err := New(Config{Node: cfg.Node, History: ring, FollowWriteTimeout: cfg.FollowWriteTimeout, Logger: slog.New(slog.DiscardHandler), LinkNames: noLinks{}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	mux := http.NewServeMux()
-	a.registerAPI(mux)
+	h.RegisterAPI(mux)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	return a, srv
+	return &testAPI{h, ring}, srv
+}
+
+// testAPI names the handlers' parts as the tests read them.
+type testAPI struct {
+	*Handlers
+	ring *history.Ring
 }
 
 func tcpRecord(port uint16, o flow.Outcome, syns uint16) flow.Record {
@@ -58,7 +80,7 @@ func dnat(port uint16, id uint32) *correlate.Translation {
 }
 
 func TestConnectionVerdicts(t *testing.T) {
-	a, _ := apiOnly(t, APIConfig{Node: "node-1"})
+	a, _ := apiOnly(t, apiConfig{Node: "node-1"})
 	for _, tt := range []struct {
 		name    string
 		kind    history.Kind
@@ -103,8 +125,8 @@ func TestConnectionVerdicts(t *testing.T) {
 			}
 			// The post view of a DNATed connection: the record's key is the
 			// translated one.
-			a.api.ring.Add(tt.kind, &rec, tt.nat, time.Now().UnixNano())
-			buf, _, _ := a.api.ring.Read(a.api.ring.Next()-1, nil)
+			a.ring.Add(tt.kind, &rec, tt.nat, time.Now().UnixNano())
+			buf, _, _ := a.ring.Read(a.ring.Next()-1, nil)
 			c := a.connection(&buf[0])
 			if c.Summary != tt.summary {
 				t.Errorf("summary %q, want %q", c.Summary, tt.summary)
@@ -162,7 +184,7 @@ func TestL7Names(t *testing.T) {
 }
 
 func TestConnectionsQuery(t *testing.T) {
-	a, srv := apiOnly(t, APIConfig{})
+	a, srv := apiOnly(t, apiConfig{})
 	base := time.Now().Add(-20 * time.Second).UnixNano()
 	for i := range 10 {
 		o := flow.OutcomeClosed
@@ -171,8 +193,8 @@ func TestConnectionsQuery(t *testing.T) {
 		}
 		r := tcpRecord(uint16(41000+i), o, 0)
 		r.Key.Dst, r.Key.SrcPort = netip.MustParseAddr("10.96.0.42"), uint16(41000+i) // pre view
-		a.api.ring.Add(history.KindProgress, &r, dnat(uint16(41000+i), uint32(100+i)), base+int64(2*i)*int64(time.Second))
-		a.api.ring.Add(history.KindFinal, &r, dnat(uint16(41000+i), uint32(100+i)), base+int64(2*i+1)*int64(time.Second))
+		a.ring.Add(history.KindProgress, &r, dnat(uint16(41000+i), uint32(100+i)), base+int64(2*i)*int64(time.Second))
+		a.ring.Add(history.KindFinal, &r, dnat(uint16(41000+i), uint32(100+i)), base+int64(2*i+1)*int64(time.Second))
 	}
 	c, err := api.NewClient(api.ClientConfig{URL: srv.URL})
 	if err != nil {
@@ -222,7 +244,7 @@ func TestConnectionsQuery(t *testing.T) {
 }
 
 func TestFollowStreamsAndFilters(t *testing.T) {
-	a, srv := apiOnly(t, APIConfig{})
+	a, srv := apiOnly(t, apiConfig{})
 	c, _ := api.NewClient(api.ClientConfig{URL: srv.URL})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -234,13 +256,13 @@ func TestFollowStreamsAndFilters(t *testing.T) {
 			return nil
 		})
 	}()
-	for a.api.ring.Stats().Subscribers == 0 {
+	for a.ring.Stats().Subscribers == 0 {
 		time.Sleep(5 * time.Millisecond)
 	}
 	closed, refused := tcpRecord(42000, flow.OutcomeClosed, 0), tcpRecord(42001, flow.OutcomeRefused, 0)
-	a.api.ring.Add(history.KindFinal, &closed, nil, time.Now().UnixNano())
+	a.ring.Add(history.KindFinal, &closed, nil, time.Now().UnixNano())
 	start := time.Now()
-	a.api.ring.Add(history.KindFinal, &refused, nil, time.Now().UnixNano())
+	a.ring.Add(history.KindFinal, &refused, nil, time.Now().UnixNano())
 	select {
 	case cn := <-got:
 		if cn.Client.Port != 42001 || cn.Outcome != "refused" {
@@ -262,7 +284,7 @@ func TestFollowStreamsAndFilters(t *testing.T) {
 // the history down; the events it misses and its disconnection are
 // counted.
 func TestSlowFollowerNeverBlocks(t *testing.T) {
-	a, srv := apiOnly(t, APIConfig{HistorySize: 64, FollowWriteTimeout: 300 * time.Millisecond})
+	a, srv := apiOnly(t, apiConfig{HistorySize: 64, FollowWriteTimeout: 300 * time.Millisecond})
 	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -277,7 +299,7 @@ func TestSlowFollowerNeverBlocks(t *testing.T) {
 	if err != nil || !strings.Contains(line, "200") {
 		t.Fatalf("follow answer %q: %v", line, err)
 	}
-	for a.api.ring.Stats().Subscribers == 0 {
+	for a.ring.Stats().Subscribers == 0 {
 		time.Sleep(5 * time.Millisecond)
 	}
 	// The follower reads nothing from now on.
@@ -285,18 +307,18 @@ func TestSlowFollowerNeverBlocks(t *testing.T) {
 	start := time.Now()
 	var slowest time.Duration
 	deadline := time.Now().Add(20 * time.Second)
-	for i := 0; a.api.dropped.Load() == 0; i++ {
+	for i := 0; a.dropped.Load() == 0; i++ {
 		t0 := time.Now()
-		a.api.ring.Add(history.KindFinal, &rec, nil, t0.UnixNano())
+		a.ring.Add(history.KindFinal, &rec, nil, t0.UnixNano())
 		slowest = max(slowest, time.Since(t0))
 		if i%1000 == 0 {
 			time.Sleep(time.Millisecond) // let the follower's goroutine run
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("follower not dropped after %d events (%+v)", i, a.api.ring.Stats())
+			t.Fatalf("follower not dropped after %d events (%+v)", i, a.ring.Stats())
 		}
 	}
-	st := a.api.ring.Stats()
+	st := a.ring.Stats()
 	t.Logf("dropped after %v, %d events added, slowest Add %v, follower lost %d", time.Since(start), st.Added[history.KindFinal], slowest, st.FollowerLost)
 	if slowest > 50*time.Millisecond {
 		t.Errorf("an Add took %v while a follower was stuck", slowest)
@@ -304,10 +326,10 @@ func TestSlowFollowerNeverBlocks(t *testing.T) {
 	if st.FollowerLost == 0 {
 		t.Errorf("no lost events counted for the stuck follower")
 	}
-	for time.Now().Before(deadline) && a.api.ring.Stats().Subscribers != 0 {
+	for time.Now().Before(deadline) && a.ring.Stats().Subscribers != 0 {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if n := a.api.ring.Stats().Subscribers; n != 0 {
+	if n := a.ring.Stats().Subscribers; n != 0 {
 		t.Errorf("%d subscribers left after the drop", n)
 	}
 }

@@ -1,4 +1,4 @@
-package agent
+package web
 
 import (
 	"encoding/json"
@@ -11,7 +11,6 @@ import (
 	"github.com/layerscope/layerscope/agent/flow"
 	"github.com/layerscope/layerscope/agent/flowtable"
 	"github.com/layerscope/layerscope/agent/history"
-	"github.com/layerscope/layerscope/agent/links"
 )
 
 // Bounds of the status summary's lists.
@@ -20,19 +19,19 @@ const (
 	statusPMTUReports = 10
 )
 
-func (a *Agent) serveStatus(w http.ResponseWriter, _ *http.Request) {
-	s := a.status(time.Now())
+func (h *Handlers) serveStatus(w http.ResponseWriter, _ *http.Request) {
+	s := h.status(time.Now())
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(s)
 }
 
 // status builds the node's one-screen summary.
-func (a *Agent) status(now time.Time) *api.Status {
-	s := &api.Status{Time: now, Node: a.api.node, Version: a.cfg.Version, Ready: a.isReady()}
-	a.captureStatus(&s.Capture)
-	ft := a.capture.table.Stats()
+func (h *Handlers) status(now time.Time) *api.Status {
+	s := &api.Status{Time: now, Node: h.cfg.Node, Version: h.cfg.Version, Ready: h.ready()}
+	h.captureStatus(&s.Capture)
+	ft := h.cfg.Flows.Stats()
 	s.FlowTable = api.FlowTableStatus{Entries: int(ft.Entries), Capacity: ft.Capacity, Evictions: ft.Evictions, Refused: ft.Refused}
-	if w := a.conntrack.Load(); w != nil {
+	if w := h.cfg.Conntrack(); w != nil {
 		snap := w.Snapshot()
 		ct := &api.ConntrackStatus{
 			Entries: snap.Entries, Limit: snap.Limit, Fill: snap.FillRatio, Growth: snap.GrowthRate,
@@ -44,35 +43,27 @@ func (a *Agent) status(now time.Time) *api.Status {
 		}
 		s.Conntrack = ct
 	}
-	a.mtuStatus(&s.MTU)
-	a.servicesStatus(s, now)
-	a.endpointsStatus(s)
+	h.mtuStatus(&s.MTU)
+	h.servicesStatus(s, now)
+	h.endpointsStatus(s)
 	dnsStatus(&s.DNS, &ft)
-	a.historyStatus(s)
+	h.historyStatus(s)
 	return s
 }
 
-func (a *Agent) captureStatus(cs *api.CaptureStatus) {
-	c := a.capture
-	c.mu.Lock()
-	for _, st := range c.retired {
-		cs.Packets += st.Packets
-		cs.Drops += st.Drops
-		cs.Freezes += st.QueueFreezes
-	}
-	c.mu.Unlock()
+func (h *Handlers) captureStatus(cs *api.CaptureStatus) {
+	live, retired := h.cfg.Rings.Captured()
+	cs.Packets, cs.Drops, cs.Freezes = retired.Packets, retired.Drops, retired.QueueFreezes
 	cs.Interfaces = []api.Interface{}
-	if c.manager != nil {
-		for _, at := range c.manager.Attached() {
-			ifc := api.Interface{Name: at.Link.Name, Kind: at.Link.Kind.String(), Role: at.Link.Role.String(), MTU: at.Link.MTU}
-			if st, err := at.Ring.Stats(); err == nil {
-				cs.Packets += st.Packets
-				cs.Drops += st.Drops
-				cs.Freezes += st.QueueFreezes
-				ifc.Drops = st.Drops
-			}
-			cs.Interfaces = append(cs.Interfaces, ifc)
+	for _, at := range live {
+		ifc := api.Interface{Name: at.Link.Name, Kind: at.Link.Kind.String(), Role: at.Link.Role.String(), MTU: at.Link.MTU}
+		if at.OK {
+			cs.Packets += at.Stats.Packets
+			cs.Drops += at.Stats.Drops
+			cs.Freezes += at.Stats.QueueFreezes
+			ifc.Drops = at.Stats.Drops
 		}
+		cs.Interfaces = append(cs.Interfaces, ifc)
 	}
 	sort.Slice(cs.Interfaces, func(i, j int) bool { return cs.Interfaces[i].Name < cs.Interfaces[j].Name })
 	if n := cs.Packets + cs.Drops; n > 0 {
@@ -80,34 +71,41 @@ func (a *Agent) captureStatus(cs *api.CaptureStatus) {
 	}
 }
 
-func (a *Agent) mtuStatus(m *api.MTUStatus) {
+// mtuStatus reads the path ticker's cached results: the MTU mismatches
+// present or recently cleared, the newest PMTU reports and each pod
+// interface's last oversize packet.
+func (h *Handlers) mtuStatus(m *api.MTUStatus) {
 	m.Mismatches, m.Reports, m.Oversize = []api.MTUMismatch{}, []api.PMTUReport{}, []api.OversizeReport{}
-	if ls, err := links.List(links.Config{NetNS: a.ns}); err == nil {
-		a.mtu.observe(ls, time.Now())
-	}
-	m.Mismatches = a.mtu.recent()
-	a.collectPMTU()
-	p := &a.pmtu
-	p.mu.Lock()
-	for i := len(p.reports) - 1; i >= 0 && len(m.Reports) < statusPMTUReports; i-- {
-		m.Reports = append(m.Reports, apiPMTU(&p.reports[i]))
-	}
-	p.mu.Unlock()
-	c := a.capture
-	c.mu.Lock()
-	for _, lw := range c.live {
-		if ev, ok := lw.w.LastOversize(); ok {
-			m.Oversize = append(m.Oversize, api.OversizeReport{
-				Time: time.Unix(0, ev.Time), Interface: lw.link.Name, Source: ev.Src.String(), Dest: ev.Dst.String(),
-				Protocol: flow.ProtoName(ev.Proto), Size: ev.Size, PathMTU: ev.Limit,
-			})
+	if h.cfg.MTU != nil {
+		for _, x := range h.cfg.MTU.Recent() {
+			v := api.MTUMismatch{Interface: x.Interface, Expected: x.Expected, Actual: x.Actual, Reason: x.Reason.String(), Since: x.Since}
+			if !x.Cleared.IsZero() {
+				t := x.Cleared
+				v.Cleared = &t
+			}
+			m.Mismatches = append(m.Mismatches, v)
 		}
 	}
-	c.mu.Unlock()
+	for _, r := range h.cfg.PMTU.Newest(statusPMTUReports) {
+		m.Reports = append(m.Reports, apiPMTU(&r))
+	}
+	m.Oversize = append(m.Oversize, h.oversize()...)
 }
 
-func (a *Agent) servicesStatus(s *api.Status, now time.Time) {
-	backends, _ := a.services.Snapshot(now.UnixNano())
+// oversize returns the last oversize packet of each pod interface.
+func (h *Handlers) oversize() []api.OversizeReport {
+	var out []api.OversizeReport
+	for _, o := range h.cfg.Rings.Oversize() {
+		out = append(out, api.OversizeReport{
+			Time: time.Unix(0, o.Time), Interface: o.Interface, Source: o.Src.String(), Dest: o.Dst.String(),
+			Protocol: flow.ProtoName(o.Proto), Size: o.Size, PathMTU: o.Limit,
+		})
+	}
+	return out
+}
+
+func (h *Handlers) servicesStatus(s *api.Status, now time.Time) {
+	backends, _ := h.cfg.Services.Snapshot(now.UnixNano())
 	sort.SliceStable(backends, func(i, j int) bool {
 		if backends[i].Failed != backends[j].Failed {
 			return backends[i].Failed > backends[j].Failed
@@ -129,11 +127,11 @@ func (a *Agent) servicesStatus(s *api.Status, now time.Time) {
 
 // endpointsStatus lists the ready endpoint count of every Service the
 // Kubernetes metadata knows.
-func (a *Agent) endpointsStatus(s *api.Status) {
-	if a.kube == nil {
+func (h *Handlers) endpointsStatus(s *api.Status) {
+	if h.cfg.Kube == nil {
 		return
 	}
-	for _, e := range a.kube.Store().Endpoints() {
+	for _, e := range h.cfg.Kube.Endpoints() {
 		s.Endpoints = append(s.Endpoints, api.ServiceEndpoints{Namespace: e.Namespace, Service: e.Name, Ready: e.Ready})
 	}
 }
@@ -147,7 +145,7 @@ func dnsStatus(d *api.DNSStatus, ft *flowtable.Stats) {
 		if n == 0 {
 			continue
 		}
-		d.ByRcode[rcodeName(uint16(code))] = n
+		d.ByRcode[flow.Rcode(code).String()] = n
 		d.Responses += n
 		if code != 0 {
 			d.Errors += n
@@ -159,17 +157,17 @@ func dnsStatus(d *api.DNSStatus, ft *flowtable.Stats) {
 }
 
 // historyStatus fills the history's accounting.
-func (a *Agent) historyStatus(s *api.Status) {
-	ring := a.api.ring
+func (h *Handlers) historyStatus(s *api.Status) {
+	ring := h.cfg.History
 	st := ring.Stats()
-	h := &s.History
-	h.Size, h.Len, h.Overwritten, h.Followers = st.Size, st.Len, st.Overwritten, st.Subscribers
-	h.FollowerLost, h.FollowersDropped = st.FollowerLost, a.api.dropped.Load()
+	hs := &s.History
+	hs.Size, hs.Len, hs.Overwritten, hs.Followers = st.Size, st.Len, st.Overwritten, st.Subscribers
+	hs.FollowerLost, hs.FollowersDropped = st.FollowerLost, h.dropped.Load()
 	for _, n := range st.Added {
-		h.Added += n
+		hs.Added += n
 	}
 	if buf, _, _ := ring.Read(0, make([]history.Entry, 0, 1)); len(buf) == 1 {
 		t := time.Unix(0, buf[0].Time)
-		h.Oldest = &t
+		hs.Oldest = &t
 	}
 }

@@ -1,0 +1,37 @@
+package diagnose
+
+import (
+	"fmt"
+
+	"github.com/layerscope/layerscope/agent/api"
+)
+
+func conntrackVerdict(in *Input, conns []conn, failed int, win string) (Verdict, bool) {
+	var lines []string
+	for _, n := range in.Nodes {
+		ct := statusCT(n.Status)
+		if ct == nil {
+			continue
+		}
+		if ct.Drop+ct.InsertFailed+ct.EarlyDrop == 0 && ct.Fill < 0.95 {
+			continue
+		}
+		lines = append(lines, fmt.Sprintf("node %s: conntrack %d of %d entries (%.0f%%), drop %d, insert_failed %d, early_drop %d",
+			n.Node, ct.Entries, ct.Limit, 100*ct.Fill, ct.Drop, ct.InsertFailed, ct.EarlyDrop))
+	}
+	if len(lines) == 0 || failed == 0 {
+		return Verdict{}, false
+	}
+	v := Verdict{Class: Conntrack}
+	v.Summary = fmt.Sprintf("conntrack exhaustion: the table is full or dropping, and %d of %d connections from %s to %s failed in the last %s", failed, len(conns), in.From.Arg, in.To.Arg, win)
+	v.Evidence = append(lines, outcomeLine(conns))
+	v.Next = "conntrack -S (drop, insert_failed per CPU), conntrack -C against sysctl net.netfilter.nf_conntrack_max, and `layerscope status` for who fills the table; raise nf_conntrack_max or shorten the TIME_WAIT timeouts"
+	return v, true
+}
+
+func statusCT(s *api.Status) *api.ConntrackStatus {
+	if s == nil {
+		return nil
+	}
+	return s.Conntrack
+}

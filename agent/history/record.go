@@ -1,0 +1,55 @@
+package history
+
+import (
+	"context"
+	"time"
+
+	"github.com/layerscope/layerscope/agent/correlate"
+	"github.com/layerscope/layerscope/agent/flow"
+)
+
+// Consume adds a final entry for the ended record of e with its conntrack
+// translation (a correlate.Sink).
+func (r *Ring) Consume(e *correlate.Enriched, now time.Time) {
+	r.Add(KindFinal, e.Record, e.NAT, now.UnixNano())
+}
+
+// DefaultProgressInterval is how often RunProgress checks the active flows
+// when not told otherwise.
+const DefaultProgressInterval = time.Second
+
+// RunProgress adds a progress entry to r, every interval until ctx is done,
+// for each active flow whose state changed (see Progress): snapshot fills
+// its argument with the active flows (flowtable.Table.Snapshot), and tr
+// (nil: none) gives each its conntrack translation, looked up once per
+// entry.
+func RunProgress(ctx context.Context, r *Ring, snapshot func([]flow.Record) []flow.Record, tr correlate.Translator, interval time.Duration) {
+	if interval <= 0 {
+		interval = DefaultProgressInterval
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	p := NewProgress()
+	var snap []flow.Record
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		snap = snapshot(snap[:0])
+		now := time.Now().UnixNano()
+		p.Changed(snap, func(rec *flow.Record) {
+			var nat *correlate.Translation
+			if tr != nil {
+				if t, ok := tr.Translate(rec.Key); ok {
+					nat = &t
+				}
+			}
+			r.Add(KindProgress, rec, nat, now)
+		})
+		if cap(snap) > 4*len(snap) && cap(snap) > 1024 {
+			snap = nil // a flood is over: give the memory back
+		}
+	}
+}
