@@ -61,8 +61,10 @@
 //
 // # Concurrency and cost
 //
-// Every method of Store is safe for concurrent use. Explain takes the read
-// lock and, for a flow that no policy denies, does not allocate; the
-// informer handlers take the write lock per object and compile policies
-// there, so evaluation never parses a selector.
+// Every method of Store is safe for concurrent use. Explain and Allowed
+// take the read lock and walk the policies of the two pods' namespaces
+// only; Allowed does not allocate, Explain allocates its answer (the
+// denials, with every rule of the selecting policies, only for a denied
+// flow). The informer handlers take the write lock per object and compile
+// policies there, so evaluation never parses a selector.
 package policy

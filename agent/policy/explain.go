@@ -212,11 +212,11 @@ func (s *Store) Explain(o Observation) Explanation {
 		if dir == Ingress {
 			own, peer, peerAddr = dst, src, f.Src
 		}
-		selected, allowed := s.evaluate(dir, own, peer, peerAddr, dst, f)
+		selected, allowed, by := s.evaluate(dir, own, peer, peerAddr, dst, f)
 		switch {
 		case !selected:
-		case allowed != nil:
-			e.AllowedBy = append(e.AllowedBy, *allowed)
+		case allowed:
+			e.AllowedBy = append(e.AllowedBy, by)
 		default:
 			e.Denials = append(e.Denials, s.deny(dir, own, peer, peerAddr, dst, f))
 		}
@@ -238,23 +238,23 @@ func (s *Store) Allowed(f Flow) (allowed, synced bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	src, dst := s.byIP[f.Src.Unmap()], s.byIP[f.Dst.Unmap()]
-	if sel, ok := s.evaluate(Egress, src, dst, f.Dst, dst, f); sel && ok == nil {
+	if sel, ok, _ := s.evaluate(Egress, src, dst, f.Dst, dst, f); sel && !ok {
 		return false, true
 	}
-	if sel, ok := s.evaluate(Ingress, dst, src, f.Src, dst, f); sel && ok == nil {
+	if sel, ok, _ := s.evaluate(Ingress, dst, src, f.Src, dst, f); sel && !ok {
 		return false, true
 	}
 	return true, true
 }
 
 // evaluate returns whether a policy of dir selects own and, if so, the
-// first rule allowing the peer (nil: none does). dst is the flow's
+// first rule allowing the peer, if one does. dst is the flow's
 // destination pod, whose container ports name ports.
-func (s *Store) evaluate(dir Direction, own, peer *Pod, peerAddr netip.Addr, dst *Pod, f Flow) (selected bool, allowed *RuleRef) {
+func (s *Store) evaluate(dir Direction, own, peer *Pod, peerAddr netip.Addr, dst *Pod, f Flow) (selected, allowed bool, by RuleRef) {
 	if own == nil || own.HostNetwork {
-		return false, nil
+		return false, false, by
 	}
-	for _, c := range s.policies[own.Namespace] {
+	for _, c := range s.inNamespace(own.Namespace) {
 		d := c.dir(dir)
 		if d == nil || !c.selector.Matches(labels.Set(own.Labels)) {
 			continue
@@ -262,18 +262,18 @@ func (s *Store) evaluate(dir Direction, own, peer *Pod, peerAddr netip.Addr, dst
 		selected = true
 		for i, r := range d.rules {
 			if s.portsMatch(r, dst, f) && s.peersMatch(r, c.ref.Namespace, peer, peerAddr) {
-				return true, &RuleRef{Policy: c.ref, Direction: dir, Rule: i}
+				return true, true, RuleRef{Policy: c.ref, Direction: dir, Rule: i}
 			}
 		}
 	}
-	return selected, nil
+	return selected, false, by
 }
 
 // deny builds the Denial of a direction that evaluate found denying.
 func (s *Store) deny(dir Direction, own, peer *Pod, peerAddr netip.Addr, dst *Pod, f Flow) Denial {
 	d := Denial{Direction: dir, Pod: Ref{own.Namespace, own.Name}}
 	half, first := -1, -1
-	for _, c := range sortedPolicies(s.policies[own.Namespace]) {
+	for _, c := range s.inNamespace(own.Namespace) {
 		cd := c.dir(dir)
 		if cd == nil || !c.selector.Matches(labels.Set(own.Labels)) {
 			continue

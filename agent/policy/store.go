@@ -51,7 +51,7 @@ type Stats struct {
 // zero value is not usable: create it with NewStore.
 type Store struct {
 	mu         sync.RWMutex
-	policies   map[string]map[string]*compiled // namespace -> name -> policy
+	policies   map[string]*nsPolicies
 	invalid    map[Ref]error
 	namespaces map[string]labels.Set
 	pods       map[Ref]*Pod
@@ -62,7 +62,7 @@ type Store struct {
 // NewStore returns an empty store, not synced.
 func NewStore() *Store {
 	return &Store{
-		policies:   map[string]map[string]*compiled{},
+		policies:   map[string]*nsPolicies{},
 		invalid:    map[Ref]error{},
 		namespaces: map[string]labels.Set{},
 		pods:       map[Ref]*Pod{},
@@ -83,7 +83,7 @@ func (s *Store) Stats() Stats {
 	defer s.mu.RUnlock()
 	st := Stats{Namespaces: len(s.namespaces), Pods: len(s.pods), Invalid: len(s.invalid)}
 	for _, m := range s.policies {
-		st.Policies += len(m)
+		st.Policies += len(m.sorted)
 	}
 	return st
 }
@@ -103,10 +103,11 @@ func (s *Store) SetPolicy(np *networkingv1.NetworkPolicy) error {
 	delete(s.invalid, ref)
 	m := s.policies[np.Namespace]
 	if m == nil {
-		m = map[string]*compiled{}
+		m = &nsPolicies{byName: map[string]*compiled{}}
 		s.policies[np.Namespace] = m
 	}
-	m[np.Name] = c
+	m.byName[np.Name] = c
+	m.sort()
 	return nil
 }
 
@@ -120,10 +121,12 @@ func (s *Store) DeletePolicy(namespace, name string) {
 }
 
 func (s *Store) deletePolicyLocked(ref Ref) {
-	if m := s.policies[ref.Namespace]; m != nil {
-		delete(m, ref.Name)
-		if len(m) == 0 {
+	if m := s.policies[ref.Namespace]; m != nil && m.byName[ref.Name] != nil {
+		delete(m.byName, ref.Name)
+		if len(m.byName) == 0 {
 			delete(s.policies, ref.Namespace)
+		} else {
+			m.sort()
 		}
 	}
 }
@@ -227,13 +230,25 @@ func (s *Store) PodByIP(addr netip.Addr) (Pod, bool) {
 	return *p, true
 }
 
-// sortedPolicies returns the policies of a namespace in name order, so
-// that explanations are stable.
-func sortedPolicies(m map[string]*compiled) []*compiled {
-	out := make([]*compiled, 0, len(m))
-	for _, c := range m {
-		out = append(out, c)
+// nsPolicies are the policies of a namespace, by name and in name order
+// (so that evaluation walks a slice and explanations are stable).
+type nsPolicies struct {
+	byName map[string]*compiled
+	sorted []*compiled
+}
+
+func (m *nsPolicies) sort() {
+	m.sorted = m.sorted[:0]
+	for _, c := range m.byName {
+		m.sorted = append(m.sorted, c)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ref.Name < out[j].ref.Name })
-	return out
+	sort.Slice(m.sorted, func(i, j int) bool { return m.sorted[i].ref.Name < m.sorted[j].ref.Name })
+}
+
+// inNamespace returns the policies of a namespace in name order.
+func (s *Store) inNamespace(ns string) []*compiled {
+	if m := s.policies[ns]; m != nil {
+		return m.sorted
+	}
+	return nil
 }
