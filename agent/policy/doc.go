@@ -14,6 +14,9 @@
 // each denying direction's namespace, pod, policies and rules),
 // VerdictUnexplained (the policies allow the flow, or none selects its
 // pods), or VerdictUnknown (no complete copy of the policies yet).
+// Store.Allowed is the same evaluation without the explanation. Denied
+// counts explanations for layerscope_policy_denied_connections_total
+// {namespace,policy,direction} (the pod, opt-in, with Denied.ByPod).
 //
 // # Semantics
 //

@@ -216,3 +216,25 @@ func TestWatch(t *testing.T) {
 		t.Fatal(errs)
 	}
 }
+
+func TestDeniedCounts(t *testing.T) {
+	s := testStore(t, np("client-deny-egress", "client", egressOnly, nil, nil), np("deny-all", "", ingressOnly, nil, nil))
+	var d, byPod Denied
+	byPod.ByPod = true
+	for _, f := range []Flow{flow(prodCliIP, backendIP, 8080), flow(webIP, backendIP, 8080), flow(devCliIP, webIP, 80)} {
+		e := s.Explain(Observation{Flow: f})
+		d.Observe(e)
+		byPod.Observe(e)
+	}
+	d.Observe(s.Explain(Observation{Flow: flow(devCliIP, devToolIP, 80)})) // unexplained: not counted
+	got := fmt.Sprint(d.Snapshot())
+	want := "[{{prod client-deny-egress egress } 1} {{prod deny-all ingress } 3}]"
+	if got != want {
+		t.Errorf("counts %s, want %s", got, want)
+	}
+	got = fmt.Sprint(byPod.Snapshot())
+	want = "[{{prod client-deny-egress egress client} 1} {{prod deny-all ingress backend} 2} {{prod deny-all ingress web} 1}]"
+	if got != want {
+		t.Errorf("counts by pod %s, want %s", got, want)
+	}
+}
