@@ -19,8 +19,9 @@ const (
 	Egress  Direction = "egress"
 )
 
-// Flow is a connection attempt as the destination sees it: addresses
-// after DNAT, the protocol and the destination port.
+// Flow is a connection attempt between pods as NetworkPolicies see it:
+// the source before any SNAT, the destination after DNAT (the backend, not
+// the Service), the protocol and the destination port.
 type Flow struct {
 	Src, Dst netip.Addr
 	// Protocol is TCP, UDP or SCTP; empty means TCP. Any other value

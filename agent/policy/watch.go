@@ -10,6 +10,8 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/layerscope/layerscope/internal/informer"
 )
 
 // Watch starts shared informers of client for every NetworkPolicy,
@@ -24,16 +26,16 @@ func Watch(ctx context.Context, client kubernetes.Interface, store *Store, resyn
 	pols := f.Networking().V1().NetworkPolicies().Informer()
 	nss := f.Core().V1().Namespaces().Informer()
 	pods := f.Core().V1().Pods().Informer()
-	_ = pols.SetTransform(trimMeta)
-	_ = nss.SetTransform(trimMeta)
+	_ = pols.SetTransform(informer.TrimMeta)
+	_ = nss.SetTransform(informer.TrimMeta)
 	_ = pods.SetTransform(trimPod)
-	handle(pols, func(o *networkingv1.NetworkPolicy) {
+	informer.Handle(pols, func(o *networkingv1.NetworkPolicy) {
 		if err := store.SetPolicy(o); err != nil && onPolicyError != nil {
 			onPolicyError(o, err)
 		}
 	}, func(o *networkingv1.NetworkPolicy) { store.DeletePolicy(o.Namespace, o.Name) })
-	handle(nss, store.SetNamespace, func(o *corev1.Namespace) { store.DeleteNamespace(o.Name) })
-	handle(pods, store.SetPod, func(o *corev1.Pod) { store.DeletePod(o.Namespace, o.Name) })
+	informer.Handle(nss, store.SetNamespace, func(o *corev1.Namespace) { store.DeleteNamespace(o.Name) })
+	informer.Handle(pods, store.SetPod, func(o *corev1.Pod) { store.DeletePod(o.Namespace, o.Name) })
 	if onError != nil {
 		for _, inf := range []cache.SharedIndexInformer{pols, nss, pods} {
 			_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) { onError(err) })
@@ -48,30 +50,6 @@ func Watch(ctx context.Context, client kubernetes.Interface, store *Store, resyn
 			}
 		}
 	}()
-}
-
-// handle registers typed add/update/delete handlers on inf.
-func handle[T any](inf cache.SharedIndexInformer, set func(*T), del func(*T)) {
-	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: func(o any) {
-			if v, ok := o.(*T); ok {
-				set(v)
-			}
-		},
-		UpdateFunc: func(_, o any) {
-			if v, ok := o.(*T); ok {
-				set(v)
-			}
-		},
-		DeleteFunc: func(o any) {
-			if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
-				o = d.Obj
-			}
-			if v, ok := o.(*T); ok {
-				del(v)
-			}
-		},
-	})
 }
 
 // trimPod keeps of a pod what evaluation uses, so that the informer's
@@ -101,15 +79,4 @@ func trimPod(o any) (any, error) {
 		}
 	}
 	return t, nil
-}
-
-// trimMeta drops the managed fields and annotations (a
-// last-applied-configuration can be the size of the object) before the
-// informer caches an object.
-func trimMeta(o any) (any, error) {
-	if m, ok := o.(metav1.Object); ok {
-		m.SetManagedFields(nil)
-		m.SetAnnotations(nil)
-	}
-	return o, nil
 }
