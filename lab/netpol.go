@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -46,6 +47,9 @@ const (
 	netpolChain = "LAYERSCOPE-NETPOL"
 )
 
+// ErrNoEnforcer: StartNetworkPolicies has no enforcer binary to run.
+var ErrNoEnforcer = errors.New("no NetworkPolicy enforcer binary")
+
 // StartNetworkPolicies starts the NetworkPolicy enforcer bin (empty: the
 // path in $LAYERSCOPE_KUBE_NETWORK_POLICIES) in every node of a Kubernetes
 // lab, as the service account kube-system/kube-network-policies with the
@@ -60,10 +64,10 @@ func (l *Lab) StartNetworkPolicies(ctx context.Context, bin string) error {
 		bin = os.Getenv(KubeNetworkPoliciesEnv)
 	}
 	if bin == "" {
-		return fmt.Errorf("%w: no enforcer binary (set $%s, see .ci/kube-network-policies.sh)", ErrNotFound, KubeNetworkPoliciesEnv)
+		return fmt.Errorf("%w (set $%s or --kube-network-policies; build it with .ci/kube-network-policies.sh)", ErrNoEnforcer, KubeNetworkPoliciesEnv)
 	}
 	if _, err := os.Stat(bin); err != nil {
-		return fmt.Errorf("network policy enforcer: %w", err)
+		return fmt.Errorf("%w: %w", ErrNoEnforcer, err)
 	}
 	secrets, err := k.netpolServiceAccount(ctx)
 	if err != nil {
