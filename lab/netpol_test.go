@@ -49,7 +49,13 @@ func TestStartNetworkPoliciesWithoutKubernetes(t *testing.T) {
 // each time.
 func TestNetworkPolicyEnforcer(t *testing.T) {
 	bin := knpBin(t)
-	l := newKubeLab(t, KubeProxyModes[0])
+	for _, mode := range KubeProxyModes {
+		t.Run(string(mode), func(t *testing.T) { testNetworkPolicyEnforcer(t, bin, mode) })
+	}
+}
+
+func testNetworkPolicyEnforcer(t *testing.T, bin string, mode KubeProxyMode) {
+	l := newKubeLab(t, mode)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	require.NoError(t, l.StartNetworkPolicies(ctx, bin))
@@ -68,6 +74,18 @@ func TestNetworkPolicyEnforcer(t *testing.T) {
 			_ = conn.Close()
 		}
 		return err
+	}
+	// viaService reports whether pod-a connects to the Service (whichever
+	// backend kube-proxy picks: every one is in the default namespace)
+	// within timeout; beyond 1 s the SYN is retransmitted once.
+	viaService := func(timeout time.Duration) bool {
+		conn, err := l.DialTCP(ctx, PodA, ServiceAddr, timeout)
+		if err == nil {
+			_ = conn.Close()
+		} else {
+			t.Logf("pod-a -> %s: %v", ServiceAddr, err)
+		}
+		return err == nil
 	}
 	// connects dials until a connection succeeds (want true) or times out
 	// (want false: the SYN is dropped, not refused), within 5 s.
@@ -110,6 +128,7 @@ func TestNetworkPolicyEnforcer(t *testing.T) {
 	_, err = nps.Create(ctx, deny, metav1.CreateOptions{})
 	require.NoError(t, err)
 	t.Logf("default-deny enforced after %s", connects(false).Round(time.Millisecond))
+	require.False(t, viaService(700*time.Millisecond), "pod-a reached the Service through a default deny")
 	q1, _, err := l.NetworkPolicyQueueStats(ctx, Node1)
 	require.NoError(t, err)
 	require.Greater(t, q1, q0, "the dropped SYNs went through node-1's enforcer")
@@ -139,6 +158,9 @@ func TestNetworkPolicyEnforcer(t *testing.T) {
 	_, err = nps.Create(ctx, allow, metav1.CreateOptions{})
 	require.NoError(t, err)
 	t.Logf("allow enforced after %s", connects(true).Round(time.Millisecond))
+	for range 6 {
+		require.True(t, viaService(3*time.Second), "pod-a, allowed, did not reach the Service")
+	}
 	e = explain(policy.VerdictUnexplained)
 	require.Equal(t, []policy.RuleRef{{Policy: policy.Ref{Namespace: Namespace, Name: "allow-client"}, Direction: policy.Ingress}}, e.AllowedBy)
 
