@@ -116,6 +116,7 @@ func TestExplainSemantics(t *testing.T) {
 	podOnly := np("pod-only", "backend", nil, from(nil, networkingv1.NetworkPolicyPeer{PodSelector: app("client")}), nil)
 	anyNS := np("any-ns-client", "backend", nil, from(nil, networkingv1.NetworkPolicyPeer{NamespaceSelector: &metav1.LabelSelector{}, PodSelector: app("client")}), nil)
 	block := np("block", "backend", nil, from(nil, networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: "10.244.0.0/16", Except: []string{"10.244.1.0/24"}}}), nil)
+	block6 := np("block6", "backend", nil, from(nil, networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: "::/0"}}), nil)
 	namedHTTP := np("named-http", "backend", nil, from(ports(named("http"))), nil)
 	namedDNS := np("named-dns", "backend", nil, from(ports(networkingv1.NetworkPolicyPort{Protocol: &udp, Port: named("dns").Port})), nil)
 	rng := tcp(8000)
@@ -171,6 +172,8 @@ func TestExplainSemantics(t *testing.T) {
 		{name: "ipBlock: inside", policies: ps(block), flow: flow(prodCliIP, backendIP, 80), verdict: VerdictUnexplained, allowedBy: []string{"prod/block spec.ingress[0]"}},
 		{name: "ipBlock: except", policies: ps(block), flow: flow(devCliIP, backendIP, 80), verdict: VerdictPolicy, denials: []string{"ingress prod/backend prod/block"}},
 		{name: "ipBlock: outside", policies: ps(block), flow: flow(externalIP, backendIP, 80), verdict: VerdictPolicy, denials: []string{"ingress prod/backend prod/block"}},
+		{name: "ipBlock of the other family", policies: ps(block6), flow: flow(prodCliIP, backendIP, 80), verdict: VerdictPolicy, denials: []string{"ingress prod/backend prod/block6"}},
+		{name: "ipBlock IPv6", policies: ps(block6), flow: flow("fd00::5", backendIP, 80), verdict: VerdictUnexplained, allowedBy: []string{"prod/block6 spec.ingress[0]"}},
 		{name: "named port", policies: ps(namedHTTP), flow: flow(externalIP, backendIP, 8080), verdict: VerdictUnexplained, allowedBy: []string{"prod/named-http spec.ingress[0]"}},
 		{name: "named port: other number", policies: ps(namedHTTP), flow: flow(externalIP, backendIP, 8081), verdict: VerdictPolicy,
 			denials: []string{"ingress prod/backend prod/named-http"}, change: "prod/named-http spec.ingress[0]"},
