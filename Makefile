@@ -67,6 +67,7 @@ unit:
 	eval "$$(PROMETHEUS_VERSION=$(PROMTOOL_VERSION) .ci/prometheus.sh --env)" && \
 	eval "$$(.ci/k8stools.sh --env)" && \
 	eval "$$(.ci/kubernetes.sh --env)" && \
+	eval "$$(.ci/kube-network-policies.sh --env)" && \
 	LAYERSCOPE_OTELCOL="$$(.ci/otelcol.sh)" && export LAYERSCOPE_OTELCOL && \
 	$(GO) test $(TEST_FLAGS) ./...
 

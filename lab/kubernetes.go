@@ -364,7 +364,7 @@ func dialIn(ctx context.Context, ns *nsenter.NS, network, addr string) (net.Conn
 }
 
 // start runs a component in a namespace with nsenter (which execs it, so
-// the pid is the component's). The component dies with the lab's process.
+// the pid is the component's); bin is a path or a name in k.bin. The component dies with the lab's process.
 func (k *kubeCluster) start(name, netns, bin string, args ...string) error {
 	k.procMu.Lock()
 	defer k.procMu.Unlock()
@@ -376,7 +376,10 @@ func (k *kubeCluster) start(name, netns, bin string, args ...string) error {
 	if err != nil {
 		return fmt.Errorf("start %s: %w", name, err)
 	}
-	cmd := exec.Command("nsenter", append([]string{"--net=" + nsenter.Path(netns), "--", filepath.Join(k.bin, bin)}, args...)...)
+	if !filepath.IsAbs(bin) {
+		bin = filepath.Join(k.bin, bin)
+	}
+	cmd := exec.Command("nsenter", append([]string{"--net=" + nsenter.Path(netns), "--", bin}, args...)...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Dir = k.dir
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}

@@ -46,8 +46,8 @@ work with "ip netns exec". All commands need root.`,
 }
 
 func newLabUpCmd(f *labFlags) *cobra.Command {
-	var wiring, proxyMode, k8sBin string
-	var kube bool
+	var wiring, proxyMode, k8sBin, knpBin string
+	var kube, netpol bool
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Build the lab and serve its pods until interrupted",
@@ -69,10 +69,17 @@ nodes, pods, Service and EndpointSlice are API objects. The binaries come from
 --k8s-bin or $LAYERSCOPE_K8S_BIN (eval "$(.ci/kubernetes.sh --env)"); certificates
 and logs are under STATE-DIR/PREFIX/kubernetes, and kubectl works on the host
 with the admin kubeconfig printed at start (it names a relay on 127.0.0.1 that
-this process serves).`,
+this process serves).
+
+With --network-policies (and --kubernetes) kube-network-policies enforces the
+NetworkPolicies of the API server on each node (--kube-network-policies or
+$LAYERSCOPE_KUBE_NETWORK_POLICIES: eval "$(.ci/kube-network-policies.sh --env)").`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if netpol && !kube {
+				return fmt.Errorf("--network-policies needs --kubernetes")
+			}
 			cfg := f.config()
 			cfg.Wiring = lab.Wiring(wiring)
 			cfg.Kubernetes = kube
@@ -83,6 +90,11 @@ this process serves).`,
 				return labError(err, f.prefix)
 			}
 			defer l.Close()
+			if netpol {
+				if err := l.StartNetworkPolicies(ctx, knpBin); err != nil {
+					return labError(err, f.prefix)
+				}
+			}
 			printLab(cmd.OutOrStdout(), l)
 			fmt.Fprintln(cmd.OutOrStdout(), "serving; Ctrl-C tears the lab down")
 			<-ctx.Done()
@@ -94,6 +106,8 @@ this process serves).`,
 	cmd.Flags().BoolVar(&kube, "kubernetes", false, "run a real control plane and a real kube-proxy per node (see above)")
 	cmd.Flags().StringVar(&proxyMode, "kube-proxy-mode", string(lab.KubeProxyIPTables), "kube-proxy's mode with --kubernetes: iptables or nftables")
 	cmd.Flags().StringVar(&k8sBin, "k8s-bin", "", "directory of the Kubernetes binaries with --kubernetes (default $"+lab.K8sBinEnv+")")
+	cmd.Flags().BoolVar(&netpol, "network-policies", false, "with --kubernetes, enforce NetworkPolicies with kube-network-policies on each node (see above)")
+	cmd.Flags().StringVar(&knpBin, "kube-network-policies", "", "the kube-network-policies binary of --network-policies (default $"+lab.KubeNetworkPoliciesEnv+")")
 	return cmd
 }
 

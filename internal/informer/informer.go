@@ -1,0 +1,47 @@
+// Package informer holds the small pieces every client-go informer of the
+// agent needs: typed event handlers and a transform that keeps managed
+// fields and annotations out of the informer caches. It keeps no state;
+// the handlers run on the informer's goroutine.
+package informer
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
+)
+
+// Handle registers typed add/update/delete handlers on inf: set receives
+// added and updated objects, del deleted ones (also when the informer
+// only knows the final state of a deleted object).
+func Handle[T any](inf cache.SharedIndexInformer, set func(*T), del func(*T)) {
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(o any) {
+			if v, ok := o.(*T); ok {
+				set(v)
+			}
+		},
+		UpdateFunc: func(_, o any) {
+			if v, ok := o.(*T); ok {
+				set(v)
+			}
+		},
+		DeleteFunc: func(o any) {
+			if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
+				o = d.Obj
+			}
+			if v, ok := o.(*T); ok {
+				del(v)
+			}
+		},
+	})
+}
+
+// TrimMeta is an informer transform that drops the managed fields and
+// annotations (a last-applied-configuration can be the size of the
+// object) before the informer caches an object.
+func TrimMeta(o any) (any, error) {
+	if m, ok := o.(metav1.Object); ok {
+		m.SetManagedFields(nil)
+		m.SetAnnotations(nil)
+	}
+	return o, nil
+}
