@@ -141,6 +141,18 @@ func newKubePKI(dir string, apiIP net.IP) (*kubePKI, error) {
 	return p, nil
 }
 
+// addClient issues a client certificate for the user cn in group org and
+// writes its kubeconfig, named name; it returns the kubeconfig's path.
+func (p *kubePKI) addClient(name, cn, org string) (string, error) {
+	crt, key, err := p.issue(&x509.Certificate{Subject: pkix.Name{CommonName: cn, Organization: []string{org}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, time.Now().UnixNano())
+	if err != nil {
+		return "", err
+	}
+	p.clients[name] = [2][]byte{crt, key}
+	return p.kubeconfigPath(name), p.writeKubeconfig(name)
+}
+
 // issue signs tmpl with the CA for a fresh P-256 key and returns the
 // certificate and key in PEM.
 func (p *kubePKI) issue(tmpl *x509.Certificate, serial int64) (crt, key []byte, err error) {

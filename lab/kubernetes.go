@@ -95,6 +95,9 @@ type kubeCluster struct {
 	procMu   sync.Mutex
 	procs    []*kubeProc // in start order
 	stopping bool
+	// cleanups run after the processes stopped, last first (the kubelets'
+	// cgroups and mount namespaces).
+	cleanups []func() error
 }
 
 // kubeProc is one running component.
@@ -283,6 +286,11 @@ func (l *Lab) startKubernetes(ctx context.Context) error {
 		"--bind-address=127.0.0.1", "--secure-port=10259", "--leader-elect=false", "--profiling=false", "--v=1"); err != nil {
 		return err
 	}
+	if l.cfg.Kubelets {
+		if err := k.startKubelets(ctx); err != nil {
+			return err
+		}
+	}
 	if err := k.register(ctx); err != nil {
 		return err
 	}
@@ -366,6 +374,11 @@ func dialIn(ctx context.Context, ns *nsenter.NS, network, addr string) (net.Conn
 // start runs a component in a namespace with nsenter (which execs it, so
 // the pid is the component's). The component dies with the lab's process.
 func (k *kubeCluster) start(name, netns, bin string, args ...string) error {
+	return k.run(name, append([]string{"nsenter", "--net=" + nsenter.Path(netns), "--", filepath.Join(k.bin, bin)}, args...))
+}
+
+// run starts argv as a component named name.
+func (k *kubeCluster) run(name string, argv []string) error {
 	k.procMu.Lock()
 	defer k.procMu.Unlock()
 	if k.stopping {
@@ -376,7 +389,7 @@ func (k *kubeCluster) start(name, netns, bin string, args ...string) error {
 	if err != nil {
 		return fmt.Errorf("start %s: %w", name, err)
 	}
-	cmd := exec.Command("nsenter", append([]string{"--net=" + nsenter.Path(netns), "--", filepath.Join(k.bin, bin)}, args...)...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Dir = k.dir
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
@@ -477,10 +490,14 @@ func (k *kubeCluster) stop() error {
 			<-p.done
 		}
 	}
-	if len(errs) == 0 {
-		k.log.Info("kubernetes down")
+	for _, c := range slices.Backward(k.cleanups) {
+		errs = append(errs, c())
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	k.log.Info("kubernetes down")
+	return nil
 }
 
 // register creates the lab's objects: both Nodes (Ready, with their IPs
@@ -491,6 +508,9 @@ func (k *kubeCluster) stop() error {
 func (k *kubeCluster) register(ctx context.Context) error {
 	c := k.client
 	for _, n := range k.lab.nodes {
+		if k.lab.cfg.Kubelets {
+			break // the kubelets registered them
+		}
 		node := &corev1.Node{
 			ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: map[string]string{
 				"kubernetes.io/hostname": n.Name, "kubernetes.io/os": "linux",
@@ -550,9 +570,22 @@ func (k *kubeCluster) createPod(ctx context.Context, name string) error {
 		no := false
 		pod.Spec.AutomountServiceAccountToken = &no
 		status := pod.Status
+		if k.lab.cfg.Kubelets {
+			// The node's kubelet runs it (a container that only waits) and
+			// reports its status, with the address the lab gave it.
+			zero := int64(1)
+			pod.Spec.TerminationGracePeriodSeconds = &zero
+			for i := range pod.Spec.Containers {
+				pod.Spec.Containers[i].Image = PauseImage
+				pod.Spec.Containers[i].ImagePullPolicy = corev1.PullNever
+			}
+		}
 		created, err := k.client.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{})
 		if err != nil {
 			return fmt.Errorf("create pod %s: %w", name, err)
+		}
+		if k.lab.cfg.Kubelets {
+			return nil
 		}
 		now := metav1.Now()
 		started := true

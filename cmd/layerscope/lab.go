@@ -41,13 +41,13 @@ work with "ip netns exec". All commands need root.`,
 	}
 	cmd.PersistentFlags().StringVar(&f.prefix, "prefix", lab.DefaultPrefix, "namespace name prefix of the lab (1-12 characters of [a-z0-9-])")
 	cmd.PersistentFlags().StringVar(&f.stateDir, "state-dir", lab.DefaultStateDir, "directory for the lab's pid file and saved sysctls")
-	cmd.AddCommand(newLabUpCmd(f), newLabDownCmd(f), newLabStatusCmd(f), newLabTrafficCmd(f))
+	cmd.AddCommand(newLabUpCmd(f), newLabDownCmd(f), newLabStatusCmd(f), newLabTrafficCmd(f), newLabPauseCmd())
 	return cmd
 }
 
 func newLabUpCmd(f *labFlags) *cobra.Command {
 	var wiring, proxyMode, k8sBin string
-	var kube bool
+	var kube, kubelets bool
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Build the lab and serve its pods until interrupted",
@@ -69,7 +69,21 @@ nodes, pods, Service and EndpointSlice are API objects. The binaries come from
 --k8s-bin or $LAYERSCOPE_K8S_BIN (eval "$(.ci/kubernetes.sh --env)"); certificates
 and logs are under STATE-DIR/PREFIX/kubernetes, and kubectl works on the host
 with the admin kubeconfig printed at start (it names a relay on 127.0.0.1 that
-this process serves).`,
+this process serves).
+
+With --kubelets as well, each node also runs a real containerd and kubelet
+(Debian's containerd, runc and CNI plugins): the kubelets register the nodes
+and run the lab's pods (their containers only wait; the lab's servers answer
+at the pods' addresses), and a DaemonSet runs on both nodes. The images
+layerscope.local/layerscope:lab (the agent) and layerscope.local/pause:lab
+are built from this binary (or $LAYERSCOPE_BINARY; it must be static, as
+"make build" makes it) and imported into each node, so that
+
+  helm install layerscope deploy/helm/layerscope -n layerscope --create-namespace \
+    --set image.registry=layerscope.local --set image.repository=layerscope \
+    --set image.tag=lab --set image.pullPolicy=Never
+
+runs the agent in each node, as a user's cluster would.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -78,6 +92,7 @@ this process serves).`,
 			cfg.Kubernetes = kube
 			cfg.KubeProxyMode = lab.KubeProxyMode(proxyMode)
 			cfg.K8sBin = k8sBin
+			cfg.Kubelets = kubelets
 			l, err := lab.New(ctx, cfg)
 			if err != nil {
 				return labError(err, f.prefix)
@@ -94,7 +109,23 @@ this process serves).`,
 	cmd.Flags().BoolVar(&kube, "kubernetes", false, "run a real control plane and a real kube-proxy per node (see above)")
 	cmd.Flags().StringVar(&proxyMode, "kube-proxy-mode", string(lab.KubeProxyIPTables), "kube-proxy's mode with --kubernetes: iptables or nftables")
 	cmd.Flags().StringVar(&k8sBin, "k8s-bin", "", "directory of the Kubernetes binaries with --kubernetes (default $"+lab.K8sBinEnv+")")
+	cmd.Flags().BoolVar(&kubelets, "kubelets", false, "with --kubernetes, also run containerd and a kubelet per node (see above)")
 	return cmd
+}
+
+// newLabPauseCmd is the process of the lab pods' containers and
+// sandboxes with kubelets: it waits until told to stop.
+func newLabPauseCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    "pause",
+		Short:  "Wait for SIGTERM or SIGINT (the lab pods' container process)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			<-cmd.Context().Done()
+			return nil
+		},
+	}
 }
 
 func printLab(w io.Writer, l *lab.Lab) {
@@ -120,6 +151,9 @@ func printLab(w io.Writer, l *lab.Lab) {
 		fmt.Fprintf(w, "  control plane netns %s, API server https://%s:%d, kube-proxy %s mode on each node\n",
 			l.NetNS(lab.ControlPlane), lab.ControlPlaneIP, lab.APIServerPort, mode)
 		fmt.Fprintf(w, "  kubectl --kubeconfig %s get pods -A   (through a relay on 127.0.0.1 served by this process)\n", kc)
+		if l.Kubelets() {
+			fmt.Fprintf(w, "  containerd and kubelet on each node; images %s and %s imported\n", lab.AgentImage, lab.PauseImage)
+		}
 	}
 }
 

@@ -73,6 +73,8 @@ type Spec struct {
 	Source   string    // org.opencontainers.image.source (the repository's URL)
 	Created  time.Time // the config's and the files' time
 	Arch     string    // GOARCH of the binary: amd64, arm64, …
+	// Cmd replaces the default command (Cmd) when set.
+	Cmd []string
 }
 
 // passwd and group name root and nobody: enough for a process to resolve
@@ -139,9 +141,13 @@ func Build(s Spec) (v1.Image, error) {
 	cf.OS, cf.Architecture = "linux", s.Arch
 	cf.Created = v1.Time{Time: s.Created}
 	labels := Labels(s)
+	cmd := Cmd
+	if s.Cmd != nil {
+		cmd = s.Cmd
+	}
 	cf.Config = v1.Config{
 		Entrypoint:   Entrypoint,
-		Cmd:          Cmd,
+		Cmd:          cmd,
 		User:         User,
 		WorkingDir:   "/",
 		Env:          []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "SSL_CERT_FILE=" + CABundlePath},
