@@ -55,7 +55,7 @@ type kubeletNode struct {
 	dir    string
 	mntns  string // the file holding the mount namespace
 	cgroup string // kubelet's cgroupRoot, also the runtime's pids cgroup parent
-	run    string // containerd's sockets: a short path (unix sockets take 104 bytes)
+	run    string // containerd's sockets and kubelet's root: a short path (unix socket paths take 104 bytes)
 }
 
 func (n *kubeletNode) socket() string { return filepath.Join(n.run, "containerd.sock") }
@@ -184,7 +184,7 @@ func buildLabImages(bin, dir string) ([]string, error) {
 
 // startNode starts one node's containerd and kubelet.
 func (k *kubeCluster) startNode(ctx context.Context, n *kubeletNode, images []string) error {
-	for _, d := range []string{"containerd", "run", "netns", "cni/bin", "cni/net.d", "cni/ips", "kubelet", "pod-logs", "sysctl"} {
+	for _, d := range []string{"containerd", "run", "netns", "cni/bin", "cni/net.d", "cni/ips", "pod-logs", "sysctl"} {
 		if err := os.MkdirAll(filepath.Join(n.dir, d), 0o755); err != nil {
 			return err
 		}
@@ -241,7 +241,7 @@ func (k *kubeCluster) startNode(ctx context.Context, n *kubeletNode, images []st
 	return k.run("kubelet-"+n.node.Name, []string{
 		"nsenter", "--mount=" + n.mntns, "--net=" + netnsPath(n.node.NetNS), "--",
 		filepath.Join(k.bin, "kubelet"), "--config=" + cfg, "--kubeconfig=" + kubeconfig,
-		"--root-dir=" + filepath.Join(n.dir, "kubelet"), "--cert-dir=" + filepath.Join(n.dir, "kubelet", "pki"),
+		"--root-dir=" + filepath.Join(n.run, "kubelet"), "--cert-dir=" + filepath.Join(n.run, "kubelet", "pki"),
 		"--hostname-override=" + n.node.Name, "--node-ip=" + n.node.IP.String(), "--v=1",
 	})
 }

@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,34 +15,6 @@ import (
 
 	"github.com/layerscope/layerscope/internal/testns"
 )
-
-var (
-	layerscopeBinOnce sync.Once
-	layerscopeBin     string
-	layerscopeBinErr  error
-)
-
-// testLayerscopeBinary builds the static layerscope binary the lab's
-// images are made of, once per test binary.
-func testLayerscopeBinary(t *testing.T) string {
-	t.Helper()
-	layerscopeBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "lab-layerscope-")
-		if err != nil {
-			layerscopeBinErr = err
-			return
-		}
-		layerscopeBin = filepath.Join(dir, "layerscope")
-		cmd := exec.Command("go", "build", "-trimpath", "-o", layerscopeBin, "./cmd/layerscope")
-		cmd.Dir = ".."
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			layerscopeBinErr = &exec.Error{Name: "go build: " + string(out), Err: err}
-		}
-	})
-	require.NoError(t, layerscopeBinErr)
-	return layerscopeBin
-}
 
 // newKubeletLab builds a Kubernetes lab whose nodes run containerd and a
 // kubelet.
@@ -61,7 +31,7 @@ func newKubeletLab(t *testing.T, mode KubeProxyMode) *Lab {
 	defer cancel()
 	start := time.Now()
 	l, err := New(ctx, &Config{Prefix: prefix, StateDir: t.TempDir(), Kubernetes: true, KubeProxyMode: mode, K8sBin: bin,
-		Kubelets: true, LayerscopeBinary: testLayerscopeBinary(t)})
+		Kubelets: true, LayerscopeBinary: testns.LayerscopeBinary(t)})
 	require.NoError(t, err)
 	t.Logf("kubernetes lab with kubelets (%s) up in %s", mode, time.Since(start).Round(time.Millisecond))
 	t.Cleanup(func() {
