@@ -111,7 +111,19 @@ func newKubePKI(dir string, apiIP net.IP) (*kubePKI, error) {
 	if err := p.write("sa.pub", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})); err != nil {
 		return nil, err
 	}
-	serial := int64(3)
+	// The API server's client certificate at the kubelets.
+	crt, key, err = p.issue(&x509.Certificate{Subject: pkix.Name{CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, 3)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.write("kubelet-client.crt", crt); err != nil {
+		return nil, err
+	}
+	if err := p.write("kubelet-client.key", key); err != nil {
+		return nil, err
+	}
+	serial := int64(4)
 	for name, id := range kubeIdentities {
 		if name == "admin" {
 			// Its kubeconfig names the relay (writeAdminKubeconfig).

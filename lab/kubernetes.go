@@ -98,10 +98,13 @@ type kubeCluster struct {
 	// cleanups run after the processes stopped, last first (the kubelets'
 	// cgroups and mount namespaces).
 	cleanups []func() error
+	// apiserverArgv is the command of the API server StopAPIServer stopped.
+	apiserverArgv []string
 }
 
 // kubeProc is one running component.
 type kubeProc struct {
+	argv []string
 	name string
 	cmd  *exec.Cmd
 	log  string
@@ -257,6 +260,11 @@ func (l *Lab) startKubernetes(ctx context.Context) error {
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-cluster-ip-range="+ServiceCIDR.String(), "--service-node-port-range=30000-32767",
 		"--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
+		// Its client certificate at the kubelets (kubectl logs, exec),
+		// which it reaches at their nodes' lab addresses (never by name:
+		// no resolver is reachable from its namespace).
+		"--kubelet-client-certificate="+p("kubelet-client.crt"), "--kubelet-client-key="+p("kubelet-client.key"),
+		"--kubelet-preferred-address-types=InternalIP",
 		"--allow-privileged=true", "--profiling=false", "--v=1"); err != nil {
 		return err
 	}
@@ -385,7 +393,7 @@ func (k *kubeCluster) run(name string, argv []string) error {
 		return ErrClosed
 	}
 	logPath := filepath.Join(k.dir, name+".log")
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("start %s: %w", name, err)
 	}
@@ -398,7 +406,7 @@ func (k *kubeCluster) run(name string, argv []string) error {
 		f.Close()
 		return fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &kubeProc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	p := &kubeProc{argv: argv, name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		f.Close()

@@ -312,10 +312,13 @@ func checkLeastPrivilege(t *testing.T, l *lab.Lab) {
 	}
 	ctx := context.Background()
 	allowed := map[string]func() error{
-		"list pods":           func() error { _, err := c.CoreV1().Pods("").List(ctx, metav1.ListOptions{Limit: 1}); return err },
-		"list services":       func() error { _, err := c.CoreV1().Services("").List(ctx, metav1.ListOptions{Limit: 1}); return err },
-		"list endpointslices": func() error { _, err := c.DiscoveryV1().EndpointSlices("").List(ctx, metav1.ListOptions{Limit: 1}); return err },
-		"get node":            func() error { _, err := c.CoreV1().Nodes().Get(ctx, lab.Node1, metav1.GetOptions{}); return err },
+		"list pods":     func() error { _, err := c.CoreV1().Pods("").List(ctx, metav1.ListOptions{Limit: 1}); return err },
+		"list services": func() error { _, err := c.CoreV1().Services("").List(ctx, metav1.ListOptions{Limit: 1}); return err },
+		"list endpointslices": func() error {
+			_, err := c.DiscoveryV1().EndpointSlices("").List(ctx, metav1.ListOptions{Limit: 1})
+			return err
+		},
+		"get node": func() error { _, err := c.CoreV1().Nodes().Get(ctx, lab.Node1, metav1.GetOptions{}); return err },
 	}
 	refused := map[string]func() error{
 		"delete a pod": func() error { return c.CoreV1().Pods("default").Delete(ctx, lab.PodA, metav1.DeleteOptions{}) },
