@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/layerscope/layerscope/internal/labk8s"
 	"github.com/layerscope/layerscope/internal/testns"
 	"github.com/layerscope/layerscope/lab"
 )
@@ -32,7 +33,7 @@ type agentScraper struct {
 
 func newAgentScraper(t *testing.T, l *lab.Lab) *agentScraper {
 	t.Helper()
-	u, err := url.Parse(scrapeProxy(t, l))
+	u, err := url.Parse(labk8s.Proxy(t, l))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +194,7 @@ const (
 // API server gone for 30 s gives one clear log line per agent while the
 // packet and conntrack metrics go on, and its return another.
 func TestAgentPodsAndTheAPI(t *testing.T) {
-	l := newKubeletLab(t, lab.KubeProxyNFTables)
+	l := labk8s.KubeletLab(t, lab.KubeProxyNFTables, "a")
 	c, err := l.KubeClient()
 	if err != nil {
 		t.Fatal(err)
@@ -207,7 +208,7 @@ func TestAgentPodsAndTheAPI(t *testing.T) {
 	// Without RBAC.
 	start := time.Now()
 	applyKustomization(t, l, false)
-	waitDaemonSet(t, c, 60*time.Second)
+	labk8s.WaitDaemonSet(t, c, 60*time.Second)
 	t.Logf("kubectl apply -k to the DaemonSet Ready on both nodes: %v", time.Since(start).Round(time.Millisecond))
 	if _, err := l.Traffic(ctx, lab.ScenarioService, lab.TrafficOptions{}); err != nil {
 		t.Fatal(err)

@@ -2,162 +2,27 @@ package labtest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"io"
-	"maps"
-	"net"
-	"net/http"
-	"net/http/httptest"
-	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/layerscope/layerscope/internal/labk8s"
 	"github.com/layerscope/layerscope/internal/promtest"
-	"github.com/layerscope/layerscope/internal/testns"
 	"github.com/layerscope/layerscope/lab"
 )
 
 const (
-	chartDir       = "../helm/layerscope"
 	kustomizeLite  = "../daemonset-without-operator"
-	chartNamespace = "layerscope"
-	chartRelease   = "layerscope"
+	chartNamespace = labk8s.Namespace
+	chartRelease   = labk8s.Release
 	agentAccount   = "system:serviceaccount:" + chartNamespace + ":" + chartRelease
 )
-
-// newKubeletLab builds a Kubernetes lab whose nodes run containerd and a
-// kubelet, with the agent's image imported.
-func newKubeletLab(t *testing.T, mode lab.KubeProxyMode) *lab.Lab {
-	t.Helper()
-	k8sBin := testns.K8sBin(t)
-	if _, err := exec.LookPath("containerd"); err != nil {
-		if os.Getenv("LAYERSCOPE_NO_KUBERNETES") == "1" {
-			t.Skip("containerd not installed and LAYERSCOPE_NO_KUBERNETES=1")
-		}
-		t.Fatal("containerd not installed: run .ci/packages.sh (or set LAYERSCOPE_NO_KUBERNETES=1 to skip)")
-	}
-	var b [3]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	start := time.Now()
-	l, err := lab.New(ctx, &lab.Config{Prefix: "h" + hex.EncodeToString(b[:]) + "-", StateDir: t.TempDir(),
-		Kubernetes: true, KubeProxyMode: mode, K8sBin: k8sBin, Kubelets: true, LayerscopeBinary: testns.LayerscopeBinary(t)})
-	if err != nil {
-		t.Fatalf("kubernetes lab with kubelets: %v", err)
-	}
-	t.Logf("kubernetes lab with kubelets (%s) up in %v", mode, time.Since(start).Round(time.Millisecond))
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Errorf("lab close: %v", err)
-		}
-	})
-	return l
-}
-
-// helmInstall installs the chart into the lab's cluster as a user would,
-// with the lab's image.
-func helmInstall(t *testing.T, kubeconfig string, set ...string) {
-	t.Helper()
-	helm := testns.Tool{Name: "helm", Version: "v3.22.0", Env: "LAYERSCOPE_HELM", Script: ".ci/k8stools.sh", Skip: "LAYERSCOPE_NO_K8STOOLS"}.Path(t)
-	home := t.TempDir()
-	args := []string{"install", chartRelease, chartDir, "--namespace", chartNamespace, "--create-namespace", "--kubeconfig", kubeconfig,
-		"--set", "image.registry=layerscope.local", "--set", "image.repository=layerscope", "--set", "image.tag=lab", "--set", "image.pullPolicy=Never"}
-	for _, s := range set {
-		args = append(args, "--set", s)
-	}
-	cmd := exec.Command(helm, args...)
-	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+filepath.Join(home, "cache"), "HELM_CONFIG_HOME="+filepath.Join(home, "config"), "HELM_DATA_HOME="+filepath.Join(home, "data"))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
-// waitDaemonSet waits until the DaemonSet runs a Ready agent on both
-// nodes.
-func waitDaemonSet(t *testing.T, c kubernetes.Interface, timeout time.Duration) *appsv1.DaemonSet {
-	t.Helper()
-	var ds *appsv1.DaemonSet
-	var err error
-	for deadline := time.Now().Add(timeout); ; time.Sleep(200 * time.Millisecond) {
-		ds, err = c.AppsV1().DaemonSets(chartNamespace).Get(context.Background(), chartRelease, metav1.GetOptions{})
-		if err == nil && ds.Status.DesiredNumberScheduled == 2 && ds.Status.NumberReady == 2 && ds.Status.UpdatedNumberScheduled == 2 {
-			return ds
-		}
-		if time.Now().After(deadline) {
-			break
-		}
-	}
-	pods, _ := c.CoreV1().Pods(chartNamespace).List(context.Background(), metav1.ListOptions{})
-	var st []string
-	if pods != nil {
-		for _, p := range pods.Items {
-			st = append(st, fmt.Sprintf("%s on %s: %s %+v", p.Name, p.Spec.NodeName, p.Status.Phase, p.Status.ContainerStatuses))
-		}
-	}
-	t.Fatalf("the DaemonSet is not Ready on both nodes within %v (%v; status %+v)\npods: %s", timeout, err, ds.Status, strings.Join(st, "\n"))
-	return nil
-}
-
-// scrapeProxy serves an HTTP proxy on the host's loopback through which
-// Prometheus scrapes the agents at their nodes' addresses: it dials from
-// the control plane's namespace (which has no route out of the lab) and
-// refuses any host but the lab's nodes.
-func scrapeProxy(t *testing.T, l *lab.Lab) string {
-	t.Helper()
-	rc, err := l.KubeRESTConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodes := map[string]bool{}
-	for _, n := range l.Nodes() {
-		nodes[n.IP.String()] = true
-	}
-	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		host, _, err := net.SplitHostPort(addr)
-		if err != nil || !nodes[host] {
-			return nil, fmt.Errorf("%s is not a lab node", addr)
-		}
-		return rc.Dial(ctx, network, addr)
-	}}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Host == "" {
-			http.Error(w, "not a proxy request", http.StatusBadRequest)
-			return
-		}
-		out := r.Clone(r.Context())
-		out.RequestURI = ""
-		resp, err := tr.RoundTrip(out)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		defer resp.Body.Close()
-		maps.Copy(w.Header(), resp.Header)
-		w.WriteHeader(resp.StatusCode)
-		_, _ = io.Copy(w, resp.Body)
-	}))
-	t.Cleanup(func() {
-		srv.Close()
-		tr.CloseIdleConnections()
-	})
-	return srv.URL
-}
 
 // chartPrometheusConfig discovers the agents as the chart's ServiceMonitor
 // would have Prometheus do it: the endpoints of the headless Service's
@@ -203,7 +68,7 @@ func TestChartInLabCluster(t *testing.T) {
 
 func testChartInLabCluster(t *testing.T, mode lab.KubeProxyMode) {
 	promBin := promtest.Prometheus(t)
-	l := newKubeletLab(t, mode)
+	l := labk8s.KubeletLab(t, mode, "h")
 	kubeconfig, err := l.Kubeconfig()
 	if err != nil {
 		t.Fatal(err)
@@ -216,8 +81,8 @@ func testChartInLabCluster(t *testing.T, mode lab.KubeProxyMode) {
 	defer cancel()
 
 	start := time.Now()
-	helmInstall(t, kubeconfig, "extraArgs={--conntrack-top-n=5}")
-	ds := waitDaemonSet(t, c, 60*time.Second)
+	labk8s.HelmInstall(t, l, "extraArgs={--conntrack-top-n=5}")
+	ds := labk8s.WaitDaemonSet(t, c, 60*time.Second)
 	t.Logf("helm install to the DaemonSet Ready on both nodes: %v", time.Since(start).Round(time.Millisecond))
 	pods, err := c.CoreV1().Pods(chartNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + chartRelease})
 	if err != nil {
@@ -245,7 +110,7 @@ func testChartInLabCluster(t *testing.T, mode lab.KubeProxyMode) {
 
 	checkLeastPrivilege(t, l)
 
-	proxy := scrapeProxy(t, l)
+	proxy := labk8s.Proxy(t, l)
 	rules, _ := testRules(t)
 	prom := promtest.Start(t, promBin, chartPrometheusConfig(kubeconfig, proxy), map[string]string{"rules.yml": rules})
 	scraped := func() bool {
@@ -260,29 +125,7 @@ func testChartInLabCluster(t *testing.T, mode lab.KubeProxyMode) {
 	}
 	t.Logf("prometheus scrapes both in-pod agents %v after helm install", time.Since(start).Round(time.Millisecond))
 
-	if _, err := l.Traffic(ctx, lab.ScenarioService, lab.TrafficOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.Traffic(ctx, lab.ScenarioDeadBackend, lab.TrafficOptions{Count: 30}); err != nil {
-		t.Fatal(err)
-	}
-	waitAlerts(t, prom, 30*time.Second, "dead backend alert firing", includes("LayerscopeDeadBackend"))
-	dead, err := prom.Query(`max by (service, namespace, backend) (layerscope_service_dead_backend{job="layerscope"}) == 1`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	podC, _ := l.Pod(lab.PodC)
-	want := []string{"backend=" + netip.AddrPortFrom(podC.IP, lab.ServicePort).String() + ",namespace=default,service=my-service"}
-	if got := promtest.Series(dead, "backend", "namespace", "service"); !slices.Equal(got, want) {
-		t.Errorf("dead backends %v, want %v", got, want)
-	}
-	if err := l.DeletePod(ctx, lab.PodC); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.WaitKubeProxy(ctx, lab.PodA, lab.PodB); err != nil {
-		t.Fatal(err)
-	}
-	waitAlerts(t, prom, 20*time.Second, "stale DNAT alert firing after pod-c was deleted", includes("LayerscopeStaleDNATEntries"))
+	deadBackendThenStale(ctx, t, l, prom)
 
 	// What an agent pod costs, as its own process metrics say.
 	for _, q := range []string{`process_resident_memory_bytes{job="layerscope"} / 2^20`, `rate(process_cpu_seconds_total{job="layerscope"}[10s]) * 1000`} {
