@@ -118,8 +118,8 @@ func (k *kubeCluster) startKubelets(ctx context.Context) error {
 		kn := &kubeletNode{
 			node:   n,
 			dir:    filepath.Join(k.dir, "nodes", n.Name),
-			cgroup: "/layerscope-lab-" + k.lab.cfg.Prefix + n.Name,
-			run:    filepath.Join("/run/layerscope", "kubelet-"+k.lab.cfg.Prefix+n.Name),
+			cgroup: kubeletCgroup(k.lab.cfg.Prefix, n.Name),
+			run:    kubeletRunDir(k.lab.cfg.Prefix, n.Name),
 		}
 		if err := k.startNode(ctx, kn, tars); err != nil {
 			return fmt.Errorf("node %s: %w", n.Name, err)
@@ -137,6 +137,37 @@ func (k *kubeCluster) startKubelets(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// kubeletCgroup is the cgroup root of a node's kubelet; the runtime's
+// pids cgroup is its sibling with the suffix "-runtime".
+func kubeletCgroup(prefix, node string) string { return "/layerscope-lab-" + prefix + node }
+
+// kubeletRunDir holds a node's containerd sockets and kubelet root.
+func kubeletRunDir(prefix, node string) string {
+	return filepath.Join("/run/layerscope", "kubelet-"+prefix+node)
+}
+
+// downKubelets removes what the kubelets of a crashed lab process left
+// (Down): the processes still in the nodes' runtime and pod cgroups
+// (containerd's shims and the containers, killed by pid), the cgroups,
+// the mount namespaces' holders and the runtime directories.
+func downKubelets(stateDir, prefix string, nodes []Node) error {
+	var errs []error
+	for _, n := range nodes {
+		root := kubeletCgroup(prefix, n.Name)
+		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup/pids", root+"-runtime")); err == nil {
+			errs = append(errs, killCgroup(filepath.Join("/sys/fs/cgroup/pids", root+"-runtime")))
+		}
+		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup/pids", root)); err == nil {
+			errs = append(errs, removeCgroupRoot(root))
+		}
+		holder := filepath.Join(stateDir, prefix, "kubernetes", "nodes", n.Name, "ns")
+		_ = syscall.Unmount(filepath.Join(holder, "mnt"), syscall.MNT_DETACH)
+		_ = syscall.Unmount(holder, syscall.MNT_DETACH)
+		errs = append(errs, os.RemoveAll(kubeletRunDir(prefix, n.Name)))
+	}
+	return errors.Join(errs...)
 }
 
 func nodeReady(n *corev1.Node) bool {
