@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"os"
@@ -84,8 +85,21 @@ func (c *Config) checkKubelets() error {
 	if c.LayerscopeBinary == "" {
 		return fmt.Errorf("%w: no layerscope binary for the images (Config.LayerscopeBinary, $%s)", ErrNoKubelet, LayerscopeBinEnv)
 	}
-	if _, err := os.Stat(c.LayerscopeBinary); err != nil {
-		return fmt.Errorf("%w: %w", ErrNoKubelet, err)
+	return checkStatic(c.LayerscopeBinary)
+}
+
+// checkStatic refuses a binary that needs an ELF interpreter: the images
+// hold no libc.
+func checkStatic(path string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return fmt.Errorf("%w: layerscope binary for the images: %w", ErrNoKubelet, err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("%w: %s is not static, the images have no libc: build it with CGO_ENABLED=0 (make build)", ErrNoKubelet, path)
+		}
 	}
 	return nil
 }

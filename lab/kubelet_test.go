@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -86,4 +87,22 @@ func TestKubeletsRunTheLab(t *testing.T) {
 	require.NoError(t, l.WaitKubeProxy(ctx, PodA, PodC))
 	require.NoError(t, l.RestorePod(ctx, PodB))
 	require.NoError(t, l.WaitKubeProxy(ctx, PodA, PodB, PodC))
+}
+
+// TestKubeletsConfigErrors: what Config.Kubelets needs is checked before
+// anything is built, with errors that name what is wrong.
+func TestKubeletsConfigErrors(t *testing.T) {
+	_, err := New(context.Background(), &Config{Prefix: "kx-", Kubelets: true})
+	require.ErrorIs(t, err, ErrNoKubelet)
+	require.ErrorContains(t, err, "Config.Kubernetes")
+	dynamic := filepath.Join(t.TempDir(), "dynamic")
+	cmd := exec.Command("go", "build", "-o", dynamic, "./testdata/dynamic")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Skipf("cannot build a dynamic binary: %v %s", err, out)
+	}
+	err = checkStatic(dynamic)
+	require.ErrorIs(t, err, ErrNoKubelet)
+	require.ErrorContains(t, err, "CGO_ENABLED=0")
+	require.NoError(t, checkStatic(testns.LayerscopeBinary(t)))
 }
