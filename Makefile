@@ -2,6 +2,7 @@
 #
 #   sudo make demo    the lab with one agent per node and a live per-layer summary
 #   sudo make test    everything CI runs: formatting, vet, staticcheck, race tests (root-only lab tests included)
+#   make image        the agent's OCI image, offline: bin/layerscope-image.tar (docker-archive) and bin/oci (OCI layout)
 
 GO          ?= go
 BIN         ?= bin/layerscope
@@ -20,12 +21,31 @@ TEST_FLAGS  ?= -race -timeout 20m
 # exceeded", no crasher written; golang/go#75804, fixed in go1.27).
 FUZZTIME    ?= 200000x
 
-.PHONY: all build demo test packages fmt-check vet staticcheck unit fuzz checkmetrics bench docs clean
+# The agent's image: static binary on an empty base (internal/ociimage),
+# named IMAGE, labelled with VERSION and the full commit.
+IMAGE       ?= ghcr.io/layerscope/layerscope:$(VERSION)
+IMAGE_TAR   ?= bin/layerscope-image.tar
+IMAGE_OCI   ?= bin/oci
+GOARCH      ?= $(shell $(GO) env GOARCH)
+
+.PHONY: all build image demo test packages fmt-check vet staticcheck unit fuzz checkmetrics bench docs clean
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/layerscope
+
+# No Docker daemon, no registry: the binary, Debian's CA bundle and LICENSE
+# in one layer; the Dockerfile builds the same image where Docker is.
+# Files and config carry the commit's time (SOURCE_DATE_EPOCH): the same
+# commit gives the same digest.
+image:
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/image/layerscope ./cmd/layerscope
+	rm -rf $(IMAGE_OCI)
+	SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || echo 0)} \
+	$(GO) run ./internal/ociimage/mkimage -binary bin/image/layerscope -arch $(GOARCH) \
+		-version $(VERSION) -revision $$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+		-name $(IMAGE) -o $(IMAGE_TAR) -oci-layout $(IMAGE_OCI)
 
 demo: build
 	./$(BIN) demo

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests use, when missing: the peers and
 # oracles of the lab and kernel tests (iptables, nftables, conntrack,
-# tcpdump, tshark, trafgen, …). Idempotent; needs root to install.
+# tcpdump, tshark, trafgen, …) and the Kubernetes lab's node runtime
+# (containerd, runc, the CNI plugins). Idempotent; needs root to install.
 set -euo pipefail
 
 need=()
-for pkg in iproute2 iptables nftables conntrack tcpdump tshark iperf3 socat netsniff-ng tmux make git curl ca-certificates util-linux; do
+for pkg in iproute2 iptables nftables conntrack tcpdump tshark iperf3 socat netsniff-ng tmux make git curl ca-certificates util-linux containerd runc containernetworking-plugins; do
 	dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -eq 0 ]; then

@@ -17,8 +17,15 @@ const ConntrackMaxPath = "/proc/sys/net/netfilter/nf_conntrack_max"
 
 const (
 	conntrackMaxState = "nf_conntrack_max.orig" // under the lab's state dir
-	conntrackMaxLock  = "nf_conntrack_max.lock" // under the state root, shared by all labs
+	conntrackMaxLock  = "nf_conntrack_max.lock"
 )
+
+// conntrackMaxLockPath is the lock of the global limit, shared by every lab
+// of the machine whatever its state dir: the limit is one for the whole
+// machine, and labs with state dirs of their own (tests) lowering it
+// under locks of their own would save each other's lowered value as the
+// original and restore that.
+var conntrackMaxLockPath = filepath.Join(DefaultStateDir, conntrackMaxLock)
 
 // ReadConntrackMax returns the global nf_conntrack_max.
 func ReadConntrackMax() (int, error) {
@@ -50,7 +57,7 @@ func lowerConntrackMax(stateRoot, prefix string, v int) (restore func() error, o
 	if err := os.MkdirAll(filepath.Join(stateRoot, prefix), 0o755); err != nil {
 		return nil, 0, err
 	}
-	unlock, err := lockFile(filepath.Join(stateRoot, conntrackMaxLock))
+	unlock, err := lockFile(conntrackMaxLockPath)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -93,7 +100,7 @@ func restoreConntrackMax(stateRoot, prefix string) error {
 	if err != nil || v <= 0 {
 		return fmt.Errorf("bad nf_conntrack_max record %s: %q", state, b)
 	}
-	unlock, err := lockFile(filepath.Join(stateRoot, conntrackMaxLock))
+	unlock, err := lockFile(conntrackMaxLockPath)
 	if err != nil {
 		return err
 	}
@@ -110,11 +117,8 @@ func restoreConntrackMax(stateRoot, prefix string) error {
 // that lowers the limit; tests that make many connections outside Traffic
 // hold it too, so that another test's lowered limit cannot drop them.
 func HoldConntrackMax(cfg *Config) (release func(), err error) {
-	c := cfg.withDefaults()
-	if err := os.MkdirAll(c.StateDir, 0o755); err != nil {
-		return nil, err
-	}
-	return flockFile(filepath.Join(c.StateDir, conntrackMaxLock), unix.LOCK_SH)
+	_ = cfg // the lock is the machine's, whatever the lab's state dir
+	return flockFile(conntrackMaxLockPath, unix.LOCK_SH)
 }
 
 // lockFile takes an exclusive flock on path, waiting for other holders.
@@ -125,6 +129,9 @@ func lockFile(path string) (unlock func(), err error) {
 // flockFile takes a flock of kind how (LOCK_SH, LOCK_EX) on path, waiting
 // for conflicting holders.
 func flockFile(path string, how int) (unlock func(), err error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)

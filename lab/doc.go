@@ -66,8 +66,8 @@
 // certificate and kubeconfig per component) are made at start under
 // StateDir/PREFIX/kubernetes, where the components write their logs.
 //
-// The lab registers itself as API objects: the two Nodes (Ready, there is
-// no kubelet), the pods (bound to their nodes, Running and Ready with their
+// The lab registers itself as API objects: the two Nodes (Ready, without
+// Config.Kubelets, as no kubelet runs), the pods (bound to their nodes, Running and Ready with their
 // IPs; the pods stay the lab's namespaces) and the Service my-service with
 // its selector app=web, whose EndpointSlice the controller-manager's
 // endpointslice controller makes from those pods. SetBackends (scale down
@@ -89,7 +89,29 @@
 // The components are child processes of the process that built the lab,
 // each entered into its namespace with nsenter and killed if that process
 // dies; Close stops them (SIGTERM, then SIGKILL after 5 s) before deleting
-// the namespaces.
+// the namespaces. StopAPIServer and StartAPIServer take the API server
+// away and bring it back.
+//
+// # Kubelets
+//
+// With Config.Kubelets each node also runs a real containerd and kubelet:
+// the kubelets register the Nodes (the lab does not write them) and run
+// the lab's pods — a container of PauseImage each, in a sandbox whose
+// address the lab's CNI plugin (lab-ip) reports as the pod's lab address
+// without configuring anything, so the lab's servers in the pod's own
+// namespace keep answering there — and any DaemonSet runs on both nodes.
+// Two kubelets share the machine without changing it: each node has a
+// private mount namespace (slave) in which files holding the values
+// kubelet checks are bind-mounted over six sysctls (protectKernelDefaults:
+// nothing machine-wide is written) and the node's own directories over
+// /run/netns and /run/containerd; its own cgroup root in every v1
+// hierarchy; and containerd with its own root, state and sockets
+// (restrict_oom_score_adj: no CAP_SYS_RESOURCE is needed). The API server
+// reaches the kubelets at the nodes' InternalIPs with a client
+// certificate of its own (kubectl logs works). AgentImage and PauseImage
+// are built from Config.LayerscopeBinary with internal/ociimage and
+// imported with ctr. Close, and Down after a crash, kill what is left in
+// the nodes' cgroups by pid and remove them.
 //
 // # Kubernetes metadata
 //

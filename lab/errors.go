@@ -33,6 +33,10 @@ var (
 	// ErrKubeComponent reports a control plane component or kube-proxy that
 	// exited while the lab needed it.
 	ErrKubeComponent = errors.New("kubernetes component exited")
+	// ErrNoKubelet reports that what Config.Kubelets needs (Kubernetes,
+	// containerd, runc, the CNI plugins, a static layerscope binary) is
+	// missing.
+	ErrNoKubelet = errors.New("cannot run kubelets")
 	// ErrClosed reports use of a Lab after Close.
 	ErrClosed = errors.New("lab closed")
 )

@@ -111,7 +111,19 @@ func newKubePKI(dir string, apiIP net.IP) (*kubePKI, error) {
 	if err := p.write("sa.pub", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})); err != nil {
 		return nil, err
 	}
-	serial := int64(3)
+	// The API server's client certificate at the kubelets.
+	crt, key, err = p.issue(&x509.Certificate{Subject: pkix.Name{CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, 3)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.write("kubelet-client.crt", crt); err != nil {
+		return nil, err
+	}
+	if err := p.write("kubelet-client.key", key); err != nil {
+		return nil, err
+	}
+	serial := int64(4)
 	for name, id := range kubeIdentities {
 		if name == "admin" {
 			// Its kubeconfig names the relay (writeAdminKubeconfig).
@@ -139,6 +151,18 @@ func newKubePKI(dir string, apiIP net.IP) (*kubePKI, error) {
 		}
 	}
 	return p, nil
+}
+
+// addClient issues a client certificate for the user cn in group org and
+// writes its kubeconfig, named name; it returns the kubeconfig's path.
+func (p *kubePKI) addClient(name, cn, org string) (string, error) {
+	crt, key, err := p.issue(&x509.Certificate{Subject: pkix.Name{CommonName: cn, Organization: []string{org}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, time.Now().UnixNano())
+	if err != nil {
+		return "", err
+	}
+	p.clients[name] = [2][]byte{crt, key}
+	return p.kubeconfigPath(name), p.writeKubeconfig(name)
 }
 
 // issue signs tmpl with the CA for a fresh P-256 key and returns the

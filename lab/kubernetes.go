@@ -95,10 +95,16 @@ type kubeCluster struct {
 	procMu   sync.Mutex
 	procs    []*kubeProc // in start order
 	stopping bool
+	// cleanups run after the processes stopped, last first (the kubelets'
+	// cgroups and mount namespaces).
+	cleanups []func() error
+	// apiserverArgv is the command of the API server StopAPIServer stopped.
+	apiserverArgv []string
 }
 
 // kubeProc is one running component.
 type kubeProc struct {
+	argv []string
 	name string
 	cmd  *exec.Cmd
 	log  string
@@ -254,6 +260,11 @@ func (l *Lab) startKubernetes(ctx context.Context) error {
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-cluster-ip-range="+ServiceCIDR.String(), "--service-node-port-range=30000-32767",
 		"--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
+		// Its client certificate at the kubelets (kubectl logs, exec),
+		// which it reaches at their nodes' lab addresses (never by name:
+		// no resolver is reachable from its namespace).
+		"--kubelet-client-certificate="+p("kubelet-client.crt"), "--kubelet-client-key="+p("kubelet-client.key"),
+		"--kubelet-preferred-address-types=InternalIP",
 		"--allow-privileged=true", "--profiling=false", "--v=1"); err != nil {
 		return err
 	}
@@ -282,6 +293,11 @@ func (l *Lab) startKubernetes(ctx context.Context) error {
 		"--authorization-kubeconfig="+pki.kubeconfigPath("kube-scheduler"),
 		"--bind-address=127.0.0.1", "--secure-port=10259", "--leader-elect=false", "--profiling=false", "--v=1"); err != nil {
 		return err
+	}
+	if l.cfg.Kubelets {
+		if err := k.startKubelets(ctx); err != nil {
+			return err
+		}
 	}
 	if err := k.register(ctx); err != nil {
 		return err
@@ -366,20 +382,25 @@ func dialIn(ctx context.Context, ns *nsenter.NS, network, addr string) (net.Conn
 // start runs a component in a namespace with nsenter (which execs it, so
 // the pid is the component's); bin is a path or a name in k.bin. The component dies with the lab's process.
 func (k *kubeCluster) start(name, netns, bin string, args ...string) error {
+	if !filepath.IsAbs(bin) {
+		bin = filepath.Join(k.bin, bin)
+	}
+	return k.run(name, append([]string{"nsenter", "--net=" + nsenter.Path(netns), "--", bin}, args...))
+}
+
+// run starts argv as a component named name.
+func (k *kubeCluster) run(name string, argv []string) error {
 	k.procMu.Lock()
 	defer k.procMu.Unlock()
 	if k.stopping {
 		return ErrClosed
 	}
 	logPath := filepath.Join(k.dir, name+".log")
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("start %s: %w", name, err)
 	}
-	if !filepath.IsAbs(bin) {
-		bin = filepath.Join(k.bin, bin)
-	}
-	cmd := exec.Command("nsenter", append([]string{"--net=" + nsenter.Path(netns), "--", bin}, args...)...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Dir = k.dir
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
@@ -388,7 +409,7 @@ func (k *kubeCluster) start(name, netns, bin string, args ...string) error {
 		f.Close()
 		return fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &kubeProc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	p := &kubeProc{argv: argv, name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		f.Close()
@@ -480,10 +501,14 @@ func (k *kubeCluster) stop() error {
 			<-p.done
 		}
 	}
-	if len(errs) == 0 {
-		k.log.Info("kubernetes down")
+	for _, c := range slices.Backward(k.cleanups) {
+		errs = append(errs, c())
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	k.log.Info("kubernetes down")
+	return nil
 }
 
 // register creates the lab's objects: both Nodes (Ready, with their IPs
@@ -494,6 +519,9 @@ func (k *kubeCluster) stop() error {
 func (k *kubeCluster) register(ctx context.Context) error {
 	c := k.client
 	for _, n := range k.lab.nodes {
+		if k.lab.cfg.Kubelets {
+			break // the kubelets registered them
+		}
 		node := &corev1.Node{
 			ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: map[string]string{
 				"kubernetes.io/hostname": n.Name, "kubernetes.io/os": "linux",
@@ -553,9 +581,22 @@ func (k *kubeCluster) createPod(ctx context.Context, name string) error {
 		no := false
 		pod.Spec.AutomountServiceAccountToken = &no
 		status := pod.Status
+		if k.lab.cfg.Kubelets {
+			// The node's kubelet runs it (a container that only waits) and
+			// reports its status, with the address the lab gave it.
+			zero := int64(1)
+			pod.Spec.TerminationGracePeriodSeconds = &zero
+			for i := range pod.Spec.Containers {
+				pod.Spec.Containers[i].Image = PauseImage
+				pod.Spec.Containers[i].ImagePullPolicy = corev1.PullNever
+			}
+		}
 		created, err := k.client.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{})
 		if err != nil {
 			return fmt.Errorf("create pod %s: %w", name, err)
+		}
+		if k.lab.cfg.Kubelets {
+			return nil
 		}
 		now := metav1.Now()
 		started := true

@@ -48,6 +48,15 @@ type Config struct {
 	// kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy)
 	// with Kubernetes. Zero means $LAYERSCOPE_K8S_BIN.
 	K8sBin string
+	// Kubelets runs, with Kubernetes, a real containerd and kubelet in each
+	// node: the kubelets register the nodes and run the lab's pods (their
+	// addresses are the lab's), and DaemonSets run on both nodes. Needs
+	// containerd, runc and the CNI plugins (.ci/packages.sh).
+	Kubelets bool
+	// LayerscopeBinary is the static layerscope binary the images of a lab
+	// with Kubelets are built from (AgentImage, PauseImage). Zero means
+	// $LAYERSCOPE_BINARY, else the running executable.
+	LayerscopeBinary string
 }
 
 // Wiring is how the lab connects pods to their node.
@@ -93,6 +102,12 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.Kubernetes && out.K8sBin == "" {
 		out.K8sBin = os.Getenv(K8sBinEnv)
+	}
+	if out.Kubelets && out.LayerscopeBinary == "" {
+		out.LayerscopeBinary = os.Getenv(LayerscopeBinEnv)
+		if out.LayerscopeBinary == "" {
+			out.LayerscopeBinary, _ = os.Executable()
+		}
 	}
 	if out.Logger == nil {
 		out.Logger = slog.Default()
@@ -145,6 +160,9 @@ func New(ctx context.Context, cfg *Config) (l *Lab, err error) {
 		return nil, fmt.Errorf("%w %q: want one of %v", ErrBadWiring, c.Wiring, Wirings)
 	}
 	if err := c.checkKubernetes(); err != nil {
+		return nil, err
+	}
+	if err := c.checkKubelets(); err != nil {
 		return nil, err
 	}
 	if os.Geteuid() != 0 {

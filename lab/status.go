@@ -70,6 +70,8 @@ func Down(ctx context.Context, cfg *Config) ([]string, error) {
 		}
 	}
 	errs = append(errs, restoreConntrackMax(c.StateDir, c.Prefix))
+	nodes, _ := topology(c.Prefix)
+	errs = append(errs, downKubelets(c.StateDir, c.Prefix, nodes))
 	var removed []string
 	for _, name := range append(NamespaceNames(c.Prefix), ControlPlaneNetNS(c.Prefix)) {
 		if _, err := os.Stat(nsenter.Path(name)); err != nil {

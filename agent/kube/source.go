@@ -92,6 +92,8 @@ type Source struct {
 
 	mu     sync.Mutex
 	failed bool // the last list or watch failed (logged once per failure streak)
+	// unreachable: the last request got no response (reachability.go).
+	unreachable bool
 }
 
 // Open resolves cfg's mode and prepares the source. A configuration error
@@ -147,6 +149,7 @@ func Open(cfg Config) (*Source, error) {
 			return s, nil
 		}
 		rc.UserAgent = "layerscope-agent"
+		rc.Wrap(s.wrapTransport)
 		if cfg.Node == "" {
 			s.log.Warn("no node name (--node-name, $NODE_NAME): watching the pods of every node")
 		}

@@ -41,13 +41,13 @@ work with "ip netns exec". All commands need root.`,
 	}
 	cmd.PersistentFlags().StringVar(&f.prefix, "prefix", lab.DefaultPrefix, "namespace name prefix of the lab (1-12 characters of [a-z0-9-])")
 	cmd.PersistentFlags().StringVar(&f.stateDir, "state-dir", lab.DefaultStateDir, "directory for the lab's pid file and saved sysctls")
-	cmd.AddCommand(newLabUpCmd(f), newLabDownCmd(f), newLabStatusCmd(f), newLabTrafficCmd(f))
+	cmd.AddCommand(newLabUpCmd(f), newLabDownCmd(f), newLabStatusCmd(f), newLabTrafficCmd(f), newLabPauseCmd())
 	return cmd
 }
 
 func newLabUpCmd(f *labFlags) *cobra.Command {
 	var wiring, proxyMode, k8sBin, knpBin string
-	var kube, netpol bool
+	var kube, kubelets, netpol bool
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Build the lab and serve its pods until interrupted",
@@ -73,7 +73,21 @@ this process serves).
 
 With --network-policies (and --kubernetes) kube-network-policies enforces the
 NetworkPolicies of the API server on each node (--kube-network-policies or
-$LAYERSCOPE_KUBE_NETWORK_POLICIES: eval "$(.ci/kube-network-policies.sh --env)").`,
+$LAYERSCOPE_KUBE_NETWORK_POLICIES: eval "$(.ci/kube-network-policies.sh --env)").
+
+With --kubelets as well, each node also runs a real containerd and kubelet
+(Debian's containerd, runc and CNI plugins): the kubelets register the nodes
+and run the lab's pods (their containers only wait; the lab's servers answer
+at the pods' addresses), and a DaemonSet runs on both nodes. The images
+layerscope.local/layerscope:lab (the agent) and layerscope.local/pause:lab
+are built from this binary (or $LAYERSCOPE_BINARY; it must be static, as
+"make build" makes it) and imported into each node, so that
+
+  helm install layerscope deploy/helm/layerscope -n layerscope --create-namespace \
+    --set image.registry=layerscope.local --set image.repository=layerscope \
+    --set image.tag=lab --set image.pullPolicy=Never
+
+runs the agent in each node, as a user's cluster would.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -85,6 +99,7 @@ $LAYERSCOPE_KUBE_NETWORK_POLICIES: eval "$(.ci/kube-network-policies.sh --env)")
 			cfg.Kubernetes = kube
 			cfg.KubeProxyMode = lab.KubeProxyMode(proxyMode)
 			cfg.K8sBin = k8sBin
+			cfg.Kubelets = kubelets
 			l, err := lab.New(ctx, cfg)
 			if err != nil {
 				return labError(err, f.prefix)
@@ -108,7 +123,23 @@ $LAYERSCOPE_KUBE_NETWORK_POLICIES: eval "$(.ci/kube-network-policies.sh --env)")
 	cmd.Flags().StringVar(&k8sBin, "k8s-bin", "", "directory of the Kubernetes binaries with --kubernetes (default $"+lab.K8sBinEnv+")")
 	cmd.Flags().BoolVar(&netpol, "network-policies", false, "with --kubernetes, enforce NetworkPolicies with kube-network-policies on each node (see above)")
 	cmd.Flags().StringVar(&knpBin, "kube-network-policies", "", "the kube-network-policies binary of --network-policies (default $"+lab.KubeNetworkPoliciesEnv+")")
+	cmd.Flags().BoolVar(&kubelets, "kubelets", false, "with --kubernetes, also run containerd and a kubelet per node (see above)")
 	return cmd
+}
+
+// newLabPauseCmd is the process of the lab pods' containers and
+// sandboxes with kubelets: it waits until told to stop.
+func newLabPauseCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    "pause",
+		Short:  "Wait for SIGTERM or SIGINT (the lab pods' container process)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			<-cmd.Context().Done()
+			return nil
+		},
+	}
 }
 
 func printLab(w io.Writer, l *lab.Lab) {
@@ -134,6 +165,9 @@ func printLab(w io.Writer, l *lab.Lab) {
 		fmt.Fprintf(w, "  control plane netns %s, API server https://%s:%d, kube-proxy %s mode on each node\n",
 			l.NetNS(lab.ControlPlane), lab.ControlPlaneIP, lab.APIServerPort, mode)
 		fmt.Fprintf(w, "  kubectl --kubeconfig %s get pods -A   (through a relay on 127.0.0.1 served by this process)\n", kc)
+		if l.Kubelets() {
+			fmt.Fprintf(w, "  containerd and kubelet on each node; images %s and %s imported\n", lab.AgentImage, lab.PauseImage)
+		}
 	}
 }
 

@@ -605,35 +605,7 @@ func testServiceAlertsUnderKubeProxy(t *testing.T, mode lab.KubeProxyMode) {
 	waitAlerts(t, prom, 10*time.Second, "no service alert at start",
 		excludes("LayerscopeDeadBackend", "LayerscopeStaleDNATEntries", "LayerscopeServiceNoEndpoints"))
 
-	// 30 calls per client make pod-c dead.
-	if _, err := l.Traffic(ctx, lab.ScenarioService, lab.TrafficOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.Traffic(ctx, lab.ScenarioDeadBackend, lab.TrafficOptions{Count: 30}); err != nil {
-		t.Fatal(err)
-	}
-	waitAlerts(t, prom, 30*time.Second, "dead backend alert firing", includes("LayerscopeDeadBackend"))
-	checkAnnotations(t, prom, "LayerscopeDeadBackend")
-	dead, err := prom.Query(`max by (service, namespace, backend) (layerscope_service_dead_backend{job="layerscope"}) == 1`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	podC, _ := l.Pod(lab.PodC)
-	want := []string{"backend=" + netip.AddrPortFrom(podC.IP, lab.ServicePort).String() + ",namespace=default,service=my-service"}
-	if got := promtest.Series(dead, "backend", "namespace", "service"); !slices.Equal(got, want) {
-		t.Errorf("dead backends %v, want %v", got, want)
-	}
-
-	// pod-c deleted through the API: kube-proxy drops it, the earlier
-	// entries DNATed to it stay in conntrack.
-	if err := l.DeletePod(ctx, lab.PodC); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.WaitKubeProxy(ctx, lab.PodA, lab.PodB); err != nil {
-		t.Fatal(err)
-	}
-	waitAlerts(t, prom, 20*time.Second, "stale DNAT alert firing after pod-c was deleted", includes("LayerscopeStaleDNATEntries"))
-	checkAnnotations(t, prom, "LayerscopeStaleDNATEntries")
+	deadBackendThenStale(ctx, t, l, prom)
 	if err := l.RestorePod(ctx, lab.PodC); err != nil {
 		t.Fatal(err)
 	}
@@ -653,4 +625,38 @@ func testServiceAlertsUnderKubeProxy(t *testing.T, mode lab.KubeProxyMode) {
 		t.Errorf("MTU mismatch alert in the Kubernetes lab: %v", states)
 	}
 	t.Logf("done at %v", time.Since(start).Round(time.Millisecond))
+}
+
+// deadBackendThenStale makes pod-c dead (30 calls per client of the
+// dead-backend scenario after the service scenario), waits for the dead
+// backend alert naming it, then deletes pod-c through the API: kube-proxy
+// drops it, the entries DNATed to it earlier stay in conntrack and the
+// stale DNAT alert fires. The agents' annotations are checked on both.
+func deadBackendThenStale(ctx context.Context, t *testing.T, l *lab.Lab, prom *promtest.Server) {
+	t.Helper()
+	if _, err := l.Traffic(ctx, lab.ScenarioService, lab.TrafficOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Traffic(ctx, lab.ScenarioDeadBackend, lab.TrafficOptions{Count: 30}); err != nil {
+		t.Fatal(err)
+	}
+	waitAlerts(t, prom, 30*time.Second, "dead backend alert firing", includes("LayerscopeDeadBackend"))
+	checkAnnotations(t, prom, "LayerscopeDeadBackend")
+	dead, err := prom.Query(`max by (service, namespace, backend) (layerscope_service_dead_backend{job="layerscope"}) == 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	podC, _ := l.Pod(lab.PodC)
+	want := []string{"backend=" + netip.AddrPortFrom(podC.IP, lab.ServicePort).String() + ",namespace=default,service=my-service"}
+	if got := promtest.Series(dead, "backend", "namespace", "service"); !slices.Equal(got, want) {
+		t.Errorf("dead backends %v, want %v", got, want)
+	}
+	if err := l.DeletePod(ctx, lab.PodC); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.WaitKubeProxy(ctx, lab.PodA, lab.PodB); err != nil {
+		t.Fatal(err)
+	}
+	waitAlerts(t, prom, 20*time.Second, "stale DNAT alert firing after pod-c was deleted", includes("LayerscopeStaleDNATEntries"))
+	checkAnnotations(t, prom, "LayerscopeStaleDNATEntries")
 }

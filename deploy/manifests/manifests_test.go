@@ -78,7 +78,25 @@ func one[T any](t *testing.T, objs []object, kind string) T {
 // TestRenderingsAgree checks that kustomize and helm render the same
 // objects, field by field.
 func TestRenderingsAgree(t *testing.T) {
-	r := renderBoth(t)
+	checkAgree(t, renderBoth(t), wantKeys)
+}
+
+// TestRenderingsAgreeWithoutOperator checks the same of
+// deploy/daemonset-without-operator and the chart installed where the
+// Prometheus Operator's CRDs are not served.
+func TestRenderingsAgreeWithoutOperator(t *testing.T) {
+	r := renderings{
+		kustomize: mustDecode(t, "kustomize build "+kustomizeLiteDir, run(t, nil, tool(t, "kustomize", envKustomize, kustomizeVersion), "build", kustomizeLiteDir)),
+		helm:      mustDecode(t, "helm template deploy/helm/layerscope", helmTemplateFor(t)),
+	}
+	want := slices.DeleteFunc(slices.Clone(wantKeys), func(k string) bool {
+		return strings.HasPrefix(k, "ServiceMonitor ") || strings.HasPrefix(k, "PrometheusRule ")
+	})
+	checkAgree(t, r, want)
+}
+
+func checkAgree(t *testing.T, r renderings, wantKeys []string) {
+	t.Helper()
 	dashboards := dashboardFiles(t)
 	want := slices.Clone(wantKeys)
 	for _, d := range dashboards {
@@ -268,6 +286,29 @@ func checkDaemonSet(t *testing.T, ds *appsv1.DaemonSet) {
 		}
 	}
 
+	// The spans' resource: the pod from the downward API, defined before
+	// OTEL_RESOURCE_ATTRIBUTES refers to it, and the agent's version.
+	io, ok := envIndex["OTEL_RESOURCE_ATTRIBUTES"]
+	if !ok {
+		t.Errorf("no OTEL_RESOURCE_ATTRIBUTES: %+v", c.Env)
+	} else {
+		for name, path := range map[string]string{"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace", "POD_UID": "metadata.uid"} {
+			i, ok := envIndex[name]
+			if !ok || c.Env[i].ValueFrom == nil || c.Env[i].ValueFrom.FieldRef == nil || c.Env[i].ValueFrom.FieldRef.FieldPath != path {
+				t.Errorf("%s is not the fieldRef %s: %+v", name, path, c.Env)
+			} else if i > io {
+				t.Errorf("OTEL_RESOURCE_ATTRIBUTES refers to %s, which must come first", name)
+			}
+		}
+		want := map[string]string{
+			"k8s.pod.name": "$(POD_NAME)", "k8s.namespace.name": "$(POD_NAMESPACE)", "k8s.pod.uid": "$(POD_UID)",
+			"service.version": appVersion(t),
+		}
+		if got := resourceAttributes(t, c.Env[io].Value); !maps(got, want) {
+			t.Errorf("OTEL_RESOURCE_ATTRIBUTES %v, want %v", got, want)
+		}
+	}
+
 	// Resources: requests and a memory limit above them.
 	req, lim := c.Resources.Requests, c.Resources.Limits
 	for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
@@ -281,6 +322,24 @@ func checkDaemonSet(t *testing.T, ds *appsv1.DaemonSet) {
 		t.Errorf("memory limit %s below the request %s", m.String(), r.String())
 	}
 	checkSecurityContext(t, c.SecurityContext)
+}
+
+// resourceAttributes parses an OTEL_RESOURCE_ATTRIBUTES value.
+func resourceAttributes(t *testing.T, v string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	for _, kv := range strings.Split(v, ",") {
+		k, val, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			t.Errorf("OTEL_RESOURCE_ATTRIBUTES entry %q is not key=value", kv)
+			continue
+		}
+		if _, dup := m[k]; dup {
+			t.Errorf("OTEL_RESOURCE_ATTRIBUTES sets %s twice", k)
+		}
+		m[k] = val
+	}
+	return m
 }
 
 func checkSecurityContext(t *testing.T, sc *corev1.SecurityContext) {

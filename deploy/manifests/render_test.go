@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"testing"
 
@@ -17,9 +18,11 @@ const (
 	release   = "layerscope"
 
 	kustomizeDir = root + "/deploy/daemonset"
-	chartDir     = root + "/deploy/helm/layerscope"
-	dashboardDir = root + "/deploy/dashboards"
-	rulesFile    = root + "/deploy/daemonset/layerscope-rules.yml"
+	// The kustomization for clusters without the Prometheus Operator.
+	kustomizeLiteDir = root + "/deploy/daemonset-without-operator"
+	chartDir         = root + "/deploy/helm/layerscope"
+	dashboardDir     = root + "/deploy/dashboards"
+	rulesFile        = root + "/deploy/daemonset/layerscope-rules.yml"
 
 	imageRepo = "ghcr.io/layerscope/layerscope"
 
@@ -58,19 +61,39 @@ func kustomizeBuild(t *testing.T) []byte {
 	return run(t, nil, tool(t, "kustomize", envKustomize, kustomizeVersion), "build", kustomizeDir)
 }
 
+// operatorAPIs are the Prometheus Operator's kinds, as a cluster that has
+// its CRDs serves them: the chart renders its ServiceMonitor and
+// PrometheusRule only for such a cluster.
+var operatorAPIs = []string{
+	"--api-versions", "monitoring.coreos.com/v1/ServiceMonitor",
+	"--api-versions", "monitoring.coreos.com/v1/PrometheusRule",
+}
+
 // helmTemplate renders the chart as release "layerscope" in namespace
-// "layerscope", with extra arguments (--set …). Helm's cache, config and
-// data directories are the test's own.
+// "layerscope" for a cluster with the Prometheus Operator's CRDs, with
+// extra arguments (--set …).
 func helmTemplate(t *testing.T, args ...string) []byte {
 	t.Helper()
+	return helmTemplateFor(t, append(slices.Clone(operatorAPIs), args...)...)
+}
+
+// helmTemplateFor renders the chart as helmTemplate does, for a cluster
+// that serves only the built-in kinds unless args say otherwise.
+func helmTemplateFor(t *testing.T, args ...string) []byte {
+	t.Helper()
+	a := append([]string{"template", release, chartDir, "--namespace", namespace}, args...)
+	return run(t, helmEnv(t), tool(t, "helm", envHelm, helmVersion), a...)
+}
+
+// helmEnv gives helm cache, config and data directories of the test's own.
+func helmEnv(t *testing.T) []string {
+	t.Helper()
 	home := t.TempDir()
-	env := []string{
+	return []string{
 		"HELM_CACHE_HOME=" + filepath.Join(home, "cache"),
 		"HELM_CONFIG_HOME=" + filepath.Join(home, "config"),
 		"HELM_DATA_HOME=" + filepath.Join(home, "data"),
 	}
-	a := append([]string{"template", release, chartDir, "--namespace", namespace}, args...)
-	return run(t, env, tool(t, "helm", envHelm, helmVersion), a...)
 }
 
 func mustDecode(t *testing.T, what string, data []byte) []object {

@@ -202,6 +202,59 @@ func TestChartValues(t *testing.T) {
 			},
 		},
 		{
+			name: "image from a mirror, by tag",
+			set:  []string{"image.registry=registry.example:5000/", "image.repository=mirror/layerscope", "image.tag=1.2.3"},
+			check: func(t *testing.T, objs []object) {
+				c := one[*appsv1.DaemonSet](t, objs, "DaemonSet").Spec.Template.Spec.Containers[0]
+				if c.Image != "registry.example:5000/mirror/layerscope:1.2.3" {
+					t.Errorf("image %q, want registry.example:5000/mirror/layerscope:1.2.3", c.Image)
+				}
+				checkResourceAttribute(t, c, "service.version", "1.2.3")
+			},
+		},
+		{
+			name: "image pinned by digest",
+			set:  []string{"image.registry=", "image.repository=mirror.example/layerscope", "image.tag=1.2.3", "image.digest=" + testDigest},
+			check: func(t *testing.T, objs []object) {
+				c := one[*appsv1.DaemonSet](t, objs, "DaemonSet").Spec.Template.Spec.Containers[0]
+				if want := "mirror.example/layerscope@" + testDigest; c.Image != want {
+					t.Errorf("image %q, want %s", c.Image, want)
+				}
+				checkResourceAttribute(t, c, "service.version", "1.2.3")
+			},
+		},
+		{
+			name: "resource attributes",
+			set:  []string{"otel.resourceAttributes.deployment\\.environment\\.name=prod", "otel.resourceAttributes.k8s\\.cluster\\.name=lab"},
+			check: func(t *testing.T, objs []object) {
+				c := one[*appsv1.DaemonSet](t, objs, "DaemonSet").Spec.Template.Spec.Containers[0]
+				checkResourceAttribute(t, c, "deployment.environment.name", "prod")
+				checkResourceAttribute(t, c, "k8s.cluster.name", "lab")
+				checkResourceAttribute(t, c, "k8s.pod.uid", "$(POD_UID)")
+			},
+		},
+		{
+			name: "dashboards for a sidecar elsewhere",
+			set:  []string{"dashboards.namespace=monitoring", "dashboards.sidecarLabel=grafana_dashboard_layerscope", "dashboards.sidecarLabelValue=yes"},
+			check: func(t *testing.T, objs []object) {
+				cms := find[*corev1.ConfigMap](t, objs, "ConfigMap")
+				if len(cms) == 0 {
+					t.Fatal("no dashboard ConfigMaps")
+				}
+				for _, cm := range cms {
+					if cm.Namespace != "monitoring" || cm.Labels["grafana_dashboard_layerscope"] != "yes" {
+						t.Errorf("ConfigMap %s/%s labels %v, want namespace monitoring and grafana_dashboard_layerscope=yes", cm.Namespace, cm.Name, cm.Labels)
+					}
+					if _, ok := cm.Labels["grafana_dashboard"]; ok {
+						t.Errorf("ConfigMap %s keeps the default sidecar label", cm.Name)
+					}
+				}
+				if ds := one[*appsv1.DaemonSet](t, objs, "DaemonSet"); ds.Namespace != namespace {
+					t.Errorf("the DaemonSet moved to %q with the dashboards", ds.Namespace)
+				}
+			},
+		},
+		{
 			name: "release name and overrides",
 			set:  []string{"fullnameOverride=ls"},
 			check: func(t *testing.T, objs []object) {
@@ -236,6 +289,85 @@ func TestChartValues(t *testing.T) {
 				}
 			}
 			tt.check(t, objs)
+		})
+	}
+}
+
+// testDigest is a well-formed image digest.
+const testDigest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+func checkResourceAttribute(t *testing.T, c corev1.Container, key, want string) {
+	t.Helper()
+	for _, e := range c.Env {
+		if e.Name == "OTEL_RESOURCE_ATTRIBUTES" {
+			if got, ok := resourceAttributes(t, e.Value)[key]; !ok || got != want {
+				t.Errorf("OTEL_RESOURCE_ATTRIBUTES %q: %s=%q, want %q", e.Value, key, got, want)
+			}
+			return
+		}
+	}
+	t.Errorf("no OTEL_RESOURCE_ATTRIBUTES in %+v", c.Env)
+}
+
+// TestChartWithoutOperator renders the chart for a cluster without the
+// Prometheus Operator's CRDs, where a ServiceMonitor or a PrometheusRule
+// would fail the whole install: neither is rendered, everything else is.
+// A cluster with only one of the CRDs gets only that object.
+func TestChartWithoutOperator(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		args []string
+		want map[string]bool
+	}{
+		{"no CRDs", nil, map[string]bool{"ServiceMonitor": false, "PrometheusRule": false}},
+		{"ServiceMonitor only", []string{"--api-versions", "monitoring.coreos.com/v1/ServiceMonitor"}, map[string]bool{"ServiceMonitor": true, "PrometheusRule": false}},
+		{"both", operatorAPIs, map[string]bool{"ServiceMonitor": true, "PrometheusRule": true}},
+		{"both, switched off", append(slices.Clone(operatorAPIs), "--set", "serviceMonitor.enabled=false", "--set", "prometheusRule.enabled=false"),
+			map[string]bool{"ServiceMonitor": false, "PrometheusRule": false}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			objs := mustDecode(t, "helm template", helmTemplateFor(t, tt.args...))
+			for kind, want := range tt.want {
+				if n := len(find[any](t, objs, kind)); (n == 1) != want || n > 1 {
+					t.Errorf("%d %s rendered, want %v", n, kind, want)
+				}
+			}
+			for _, kind := range []string{"DaemonSet", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service"} {
+				if n := len(find[any](t, objs, kind)); n != 1 {
+					t.Errorf("%d %s rendered, want 1", n, kind)
+				}
+			}
+		})
+	}
+}
+
+// TestChartSchema checks that values.schema.json refuses wrong values with
+// an error naming the value, before anything reaches a cluster.
+func TestChartSchema(t *testing.T) {
+	bin := tool(t, "helm", envHelm, helmVersion)
+	for _, tt := range []struct{ set, name string }{
+		{"metricsPort=0", "metricsPort"},
+		{"healthPort=70000", "healthPort"},
+		{"logFormat=xml", "logFormat"},
+		{"image.pullPolicy=Sometimes", "pullPolicy"},
+		{"image.digest=latest", "digest"},
+		{"image.repository=", "repository"},
+		{"serviceMonitor.enable=true", "enable"},
+		{"serviceMonitor.interval=often", "interval"},
+		{"extraArgs={traces}", "extraArgs"},
+		{"captureAPI.socket.hostPath=run/layerscope", "hostPath"},
+		{"otel.resourceAttributes.a=b\\,c", "resourceAttributes"},
+	} {
+		t.Run(tt.set, func(t *testing.T) {
+			cmd := exec.Command(bin, "template", release, chartDir, "--namespace", namespace, "--set", tt.set)
+			cmd.Env = append(os.Environ(), helmEnv(t)...)
+			out, err := cmd.CombinedOutput()
+			if err == nil {
+				t.Fatalf("helm template --set %s succeeded", tt.set)
+			}
+			if !strings.Contains(string(out), "schema") || !strings.Contains(string(out), tt.name) {
+				t.Errorf("helm template --set %s: %s\nwant a schema error naming %s", tt.set, out, tt.name)
+			}
 		})
 	}
 }

@@ -46,6 +46,42 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/* The agent's version: image.tag, else the chart's appVersion. */}}
+{{- define "layerscope.version" -}}
+{{- default .Chart.AppVersion .Values.image.tag }}
+{{- end }}
+
+{{/*
+The image reference: [registry/]repository, then @digest when one is set
+(a digest pins the image, the tag is then only informative and dropped),
+else :tag.
+*/}}
 {{- define "layerscope.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- $repo := .Values.image.repository }}
+{{- with .Values.image.registry }}
+{{- $repo = printf "%s/%s" (trimSuffix "/" .) $repo }}
+{{- end }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" $repo .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repo (include "layerscope.version" .) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Whether the Prometheus Operator's CRD of a kind is served: true when the
+cluster serves it (helm install, upgrade) or when helm template was given
+--api-versions monitoring.coreos.com/v1/KIND.
+*/}}
+{{- define "layerscope.hasMonitoringCRD" -}}
+{{- if .root.Capabilities.APIVersions.Has (printf "monitoring.coreos.com/v1/%s" .kind) }}true{{ end }}
+{{- end }}
+
+{{/* The OTEL_RESOURCE_ATTRIBUTES of the agent's spans. */}}
+{{- define "layerscope.resourceAttributes" -}}
+{{- $attrs := list "k8s.pod.name=$(POD_NAME)" "k8s.namespace.name=$(POD_NAMESPACE)" "k8s.pod.uid=$(POD_UID)" (printf "service.version=%s" (include "layerscope.version" .)) }}
+{{- range $k, $v := .Values.otel.resourceAttributes }}
+{{- $attrs = append $attrs (printf "%s=%s" $k $v) }}
+{{- end }}
+{{- join "," $attrs }}
 {{- end }}
