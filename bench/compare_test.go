@@ -10,8 +10,9 @@ import (
 )
 
 // BenchmarkLiveCompare is the live comparison in one command: on one veth
-// pair it runs tcpdump and every agent mode (agentModes) with b.N packets
-// each, alternating, for LAYERSCOPE_LIVE_ROUNDS rounds (default 5; each
+// pair it runs tcpdump and the agent modes of LAYERSCOPE_LIVE_MODES
+// (comma-separated, default compareModes; see BenchmarkLiveAgent) with b.N
+// packets each, alternating, for LAYERSCOPE_LIVE_ROUNDS rounds (default 5; each
 // round starts with the next capturer, so none always runs first), and
 // prints, per capturer, the median and range of cpu-ns/packet, reader-ns and
 // machine-ns, the drops, and the median and range of the per-round ratio
@@ -29,9 +30,18 @@ func BenchmarkLiveCompare(b *testing.B) {
 		}
 		rounds = n
 	}
+	modes := compareModes
+	if v := os.Getenv("LAYERSCOPE_LIVE_MODES"); v != "" {
+		modes = strings.Split(v, ",")
+		for _, m := range modes {
+			if !slices.Contains(agentModes, m) {
+				b.Fatalf("LAYERSCOPE_LIVE_MODES: unknown mode %q (modes: %s)", m, strings.Join(agentModes, ","))
+			}
+		}
+	}
 	p := newVethPair(b)
 	cfg := trafgenConfig(b)
-	capturers := append([]string{"tcpdump"}, agentModes...)
+	capturers := append([]string{"tcpdump"}, modes...)
 	res := map[string][]liveResult{}
 	b.ResetTimer()
 	for round := range rounds {
@@ -47,7 +57,7 @@ func BenchmarkLiveCompare(b *testing.B) {
 	b.StopTimer()
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "%d rounds of %d packets at %d packets/s; median (min–max)\n", rounds, b.N, liveRate)
-	fmt.Fprintf(&sb, "%-8s %-20s %-20s %-20s %-8s %s\n", "", "cpu-ns/pkt", "reader-ns/pkt", "machine-ns/pkt", "drops", "cpu ÷ tcpdump's (per round)")
+	fmt.Fprintf(&sb, "%-13s %-20s %-20s %-20s %-8s %s\n", "", "cpu-ns/pkt", "reader-ns/pkt", "machine-ns/pkt", "drops", "cpu ÷ tcpdump's (per round)")
 	td := res["tcpdump"]
 	for _, c := range capturers {
 		rs := res[c]
@@ -62,14 +72,21 @@ func BenchmarkLiveCompare(b *testing.B) {
 			drops += r.drops
 		}
 		rd := "—"
-		if c != "tcpdump" {
+		if strings.HasSuffix(c, "-locked") {
 			rd = spread(reader, "%.0f")
+		}
+		if c != "tcpdump" {
 			b.ReportMetric(median(ratio), "x-tcpdump-"+c)
 		}
-		fmt.Fprintf(&sb, "%-8s %-20s %-20s %-20s %-8d %s\n", c, spread(cpu, "%.0f"), rd, spread(machine, "%.0f"), drops, spread(ratio, "%.2f"))
+		fmt.Fprintf(&sb, "%-13s %-20s %-20s %-20s %-8d %s\n", c, spread(cpu, "%.0f"), rd, spread(machine, "%.0f"), drops, spread(ratio, "%.2f"))
 	}
 	b.Log("\n" + sb.String())
 }
+
+// compareModes are BenchmarkLiveCompare's agent modes by default: the
+// agent's path as it runs (full), its parts, the batched variant, and the
+// full path on a thread of its own for the reader's share.
+var compareModes = []string{"ring", "decode", "full", "batch", "full-locked"}
 
 func median(v []float64) float64 {
 	s := slices.Sorted(slices.Values(v))

@@ -203,7 +203,10 @@ func rusageSplit() (user, sys time.Duration) {
 // ring → decode L2–L7 → flow table → per-layer counters ("full"), the same
 // with the flow-table updates batched per ring block ("batch",
 // pipeline.Worker.SetBatch), and without the flow table ("decode") or with
-// a handler that only counts ("ring"), to show where the time goes.
+// a handler that only counts ("ring"), to show where the time goes. The
+// reader is a goroutine as in the agent; in the "-locked" modes it is locked
+// to an OS thread, whose own CPU time is then reported as reader-ns/pkt
+// (the locking costs a thread hand-off at every wake-up: see bench/README.md).
 func BenchmarkLiveAgent(b *testing.B) {
 	for _, mode := range agentModes {
 		b.Run(mode, func(b *testing.B) {
@@ -218,7 +221,7 @@ func BenchmarkLiveAgent(b *testing.B) {
 }
 
 // agentModes are the agent's capture paths the live benchmarks measure.
-var agentModes = []string{"ring", "decode", "full", "batch"}
+var agentModes = []string{"ring", "decode", "full", "batch", "ring-locked", "decode-locked", "full-locked"}
 
 // liveResult is one capturer's run of n packets.
 type liveResult struct {
@@ -229,6 +232,7 @@ type liveResult struct {
 	drops, seen, polls uint64
 	retrans            uint64 // flow-table retransmissions (full, batch)
 	agent, table       bool
+	locked             bool // the reader had its own thread: reader is its CPU time
 }
 
 func (r *liveResult) perPkt(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(r.n) }
@@ -243,7 +247,9 @@ func (r *liveResult) report(b *testing.B) {
 	}
 	b.ReportMetric(r.perPkt(r.user), "user-ns/pkt")
 	b.ReportMetric(r.perPkt(r.sys), "sys-ns/pkt")
-	b.ReportMetric(r.perPkt(r.reader), "reader-ns/pkt")
+	if r.locked {
+		b.ReportMetric(r.perPkt(r.reader), "reader-ns/pkt")
+	}
 	b.ReportMetric(float64(r.polls)/float64(r.n), "polls/pkt")
 	if r.table {
 		// The table's work depends on what it sees: a retransmission
@@ -267,6 +273,8 @@ func liveAgent(b *testing.B, p *vethPair, cfg string, mode string, n int) liveRe
 	if err != nil {
 		b.Fatal(err)
 	}
+	locked := strings.HasSuffix(mode, "-locked")
+	mode = strings.TrimSuffix(mode, "-locked")
 	withTable := mode == "full" || mode == "batch"
 	var tbl pipeline.Table = table
 	if !withTable {
@@ -288,8 +296,10 @@ func liveAgent(b *testing.B, p *vethPair, cfg string, mode string, n int) liveRe
 		defer close(done)
 		// One thread for the reader, so its CPU time can be read apart
 		// from the runtime's and this benchmark's other threads.
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
+		if locked {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+		}
 		tidc <- unix.Gettid()
 		m := pipeline.Meta{Role: flow.RolePod, LinkType: decoders.LinkEthernet, IfIndex: int32(p.dstIndex)}
 		_ = ring.Run(ctx, func(frame []byte, cm *capture.Meta) {
@@ -320,7 +330,7 @@ func liveAgent(b *testing.B, p *vethPair, cfg string, mode string, n int) liveRe
 	time.Sleep(200 * time.Millisecond)
 	rd := threadRuntime(b, tid) - rd0
 	u1, s1 := rusageSplit()
-	r := liveResult{n: n, agent: true, table: withTable, machine: machineBusy(b) - m0,
+	r := liveResult{n: n, agent: true, locked: locked, table: withTable, machine: machineBusy(b) - m0,
 		reader: rd, user: u1 - u0, sys: s1 - s0, cpu: u1 - u0 + s1 - s0}
 	cancel()
 	<-done
