@@ -107,30 +107,42 @@ func newVethPair(b *testing.B) *vethPair {
 // retransmissions, each touching the flow entry's cold counters.
 func trafgenConfig(b *testing.B) string {
 	b.Helper()
+	return writeTrafgen(b, "frame.cfg", podFrame(b, 8080), map[int]string{
+		14 + 20 + 1: "dinc(0, 255)", // low byte of the TCP source port: 256 flows
+		14 + 20 + 4: "dinc(0, 254)", // top byte of the sequence number: data moves on
+	})
+}
+
+// podFrame returns an Ethernet/IPv4/TCP frame from 10.244.0.5:40000 to
+// 10.244.1.8:dport with 100 bytes of payload.
+func podFrame(b *testing.B, dport uint16) []byte {
+	b.Helper()
 	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv4}
 	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: net.IP{10, 244, 0, 5}, DstIP: net.IP{10, 244, 1, 8}, Flags: layers.IPv4DontFragment}
-	tcp := &layers.TCP{SrcPort: 40000, DstPort: 8080, Seq: 1, Ack: 1, ACK: true, PSH: true, Window: 502}
+	tcp := &layers.TCP{SrcPort: 40000, DstPort: layers.TCPPort(dport), Seq: 1, Ack: 1, ACK: true, PSH: true, Window: 502}
 	_ = tcp.SetNetworkLayerForChecksum(ip)
 	buf := gopacket.NewSerializeBuffer()
 	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, tcp, gopacket.Payload(bytes.Repeat([]byte{'x'}, 100))); err != nil {
 		b.Fatal(err)
 	}
-	frame := buf.Bytes()
+	return buf.Bytes()
+}
+
+// writeTrafgen writes a trafgen packet config of frame, with the bytes at
+// the offsets of counters replaced by those trafgen functions.
+func writeTrafgen(b *testing.B, name string, frame []byte, counters map[int]string) string {
+	b.Helper()
 	var sb strings.Builder
 	sb.WriteString("{ ")
 	for i, c := range frame {
-		switch i {
-		case 14 + 20 + 1: // low byte of the TCP source port: 256 flows
-			sb.WriteString("dinc(0, 255), ")
-			continue
-		case 14 + 20 + 4: // top byte of the sequence number: data moves on
-			sb.WriteString("dinc(0, 254), ")
+		if f, ok := counters[i]; ok {
+			sb.WriteString(f + ", ")
 			continue
 		}
 		fmt.Fprintf(&sb, "0x%02x, ", c)
 	}
 	sb.WriteString("}\n")
-	path := filepath.Join(b.TempDir(), "frame.cfg")
+	path := filepath.Join(b.TempDir(), name)
 	if err := os.WriteFile(path, []byte(sb.String()), 0o644); err != nil {
 		b.Fatal(err)
 	}
@@ -140,10 +152,17 @@ func trafgenConfig(b *testing.B) string {
 // offer sends n frames at liveRate from the source namespace.
 func (p *vethPair) offer(b *testing.B, cfg string, n int) {
 	b.Helper()
-	out, err := exec.Command("ip", "netns", "exec", p.srcNS, "trafgen", "--dev", p.srcIf, "--conf", cfg,
-		"--num", strconv.Itoa(n), "--rate", strconv.Itoa(liveRate)+"pps", "--cpus", "1", "--no-sock-mem", "-q").CombinedOutput()
+	offer(b, p.srcNS, p.srcIf, cfg, n, liveRate)
+}
+
+// offer sends n frames of trafgen config cfg at rate packets/s on device
+// dev of namespace ns.
+func offer(b *testing.B, ns, dev, cfg string, n, rate int) {
+	b.Helper()
+	out, err := exec.Command("ip", "netns", "exec", ns, "trafgen", "--dev", dev, "--conf", cfg,
+		"--num", strconv.Itoa(n), "--rate", strconv.Itoa(rate)+"pps", "--cpus", "1", "--no-sock-mem", "-q").CombinedOutput()
 	if err != nil {
-		b.Fatalf("trafgen: %v\n%s", err, out)
+		b.Errorf("trafgen on %s: %v\n%s", dev, err, out)
 	}
 }
 
@@ -186,11 +205,6 @@ func BenchmarkLiveBaseline(b *testing.B) {
 	p.offer(b, cfg, b.N)
 	time.Sleep(200 * time.Millisecond)
 	reportMachine(b, machineBusy(b)-m0)
-}
-
-func rusageSelf() time.Duration {
-	u, s := rusageSplit()
-	return u + s
 }
 
 func rusageSplit() (user, sys time.Duration) {
