@@ -172,6 +172,12 @@ func BenchmarkLiveMulti(b *testing.B) {
 		}
 	}
 	b.Logf("TCP flows by number of hops: %v", hops)
+	var perRing []string
+	for i, r := range rings {
+		st, _ := r.Stats()
+		perRing = append(perRing, fmt.Sprintf("%s %d/%d", links[i].cap, st.Drops, st.Packets))
+	}
+	b.Logf("drops/packets by ring: %v", perRing)
 	runtime.KeepAlive(table)
 }
 
