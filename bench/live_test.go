@@ -107,30 +107,42 @@ func newVethPair(b *testing.B) *vethPair {
 // retransmissions, each touching the flow entry's cold counters.
 func trafgenConfig(b *testing.B) string {
 	b.Helper()
+	return writeTrafgen(b, "frame.cfg", podFrame(b, 8080), map[int]string{
+		14 + 20 + 1: "dinc(0, 255)", // low byte of the TCP source port: 256 flows
+		14 + 20 + 4: "dinc(0, 254)", // top byte of the sequence number: data moves on
+	})
+}
+
+// podFrame returns an Ethernet/IPv4/TCP frame from 10.244.0.5:40000 to
+// 10.244.1.8:dport with 100 bytes of payload.
+func podFrame(b *testing.B, dport uint16) []byte {
+	b.Helper()
 	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv4}
 	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: net.IP{10, 244, 0, 5}, DstIP: net.IP{10, 244, 1, 8}, Flags: layers.IPv4DontFragment}
-	tcp := &layers.TCP{SrcPort: 40000, DstPort: 8080, Seq: 1, Ack: 1, ACK: true, PSH: true, Window: 502}
+	tcp := &layers.TCP{SrcPort: 40000, DstPort: layers.TCPPort(dport), Seq: 1, Ack: 1, ACK: true, PSH: true, Window: 502}
 	_ = tcp.SetNetworkLayerForChecksum(ip)
 	buf := gopacket.NewSerializeBuffer()
 	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, tcp, gopacket.Payload(bytes.Repeat([]byte{'x'}, 100))); err != nil {
 		b.Fatal(err)
 	}
-	frame := buf.Bytes()
+	return buf.Bytes()
+}
+
+// writeTrafgen writes a trafgen packet config of frame, with the bytes at
+// the offsets of counters replaced by those trafgen functions.
+func writeTrafgen(b *testing.B, name string, frame []byte, counters map[int]string) string {
+	b.Helper()
 	var sb strings.Builder
 	sb.WriteString("{ ")
 	for i, c := range frame {
-		switch i {
-		case 14 + 20 + 1: // low byte of the TCP source port: 256 flows
-			sb.WriteString("dinc(0, 255), ")
-			continue
-		case 14 + 20 + 4: // top byte of the sequence number: data moves on
-			sb.WriteString("dinc(0, 254), ")
+		if f, ok := counters[i]; ok {
+			sb.WriteString(f + ", ")
 			continue
 		}
 		fmt.Fprintf(&sb, "0x%02x, ", c)
 	}
 	sb.WriteString("}\n")
-	path := filepath.Join(b.TempDir(), "frame.cfg")
+	path := filepath.Join(b.TempDir(), name)
 	if err := os.WriteFile(path, []byte(sb.String()), 0o644); err != nil {
 		b.Fatal(err)
 	}
@@ -140,10 +152,17 @@ func trafgenConfig(b *testing.B) string {
 // offer sends n frames at liveRate from the source namespace.
 func (p *vethPair) offer(b *testing.B, cfg string, n int) {
 	b.Helper()
-	out, err := exec.Command("ip", "netns", "exec", p.srcNS, "trafgen", "--dev", p.srcIf, "--conf", cfg,
-		"--num", strconv.Itoa(n), "--rate", strconv.Itoa(liveRate)+"pps", "--cpus", "1", "--no-sock-mem", "-q").CombinedOutput()
+	offer(b, p.srcNS, p.srcIf, cfg, n, liveRate)
+}
+
+// offer sends n frames of trafgen config cfg at rate packets/s on device
+// dev of namespace ns.
+func offer(b *testing.B, ns, dev, cfg string, n, rate int) {
+	b.Helper()
+	out, err := exec.Command("ip", "netns", "exec", ns, "trafgen", "--dev", dev, "--conf", cfg,
+		"--num", strconv.Itoa(n), "--rate", strconv.Itoa(rate)+"pps", "--cpus", "1", "--no-sock-mem", "-q").CombinedOutput()
 	if err != nil {
-		b.Fatalf("trafgen: %v\n%s", err, out)
+		b.Errorf("trafgen on %s: %v\n%s", dev, err, out)
 	}
 }
 
@@ -188,11 +207,6 @@ func BenchmarkLiveBaseline(b *testing.B) {
 	reportMachine(b, machineBusy(b)-m0)
 }
 
-func rusageSelf() time.Duration {
-	u, s := rusageSplit()
-	return u + s
-}
-
 func rusageSplit() (user, sys time.Duration) {
 	var ru unix.Rusage
 	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru)
@@ -200,18 +214,65 @@ func rusageSplit() (user, sys time.Duration) {
 }
 
 // BenchmarkLiveAgent captures with the agent's per-ring path: TPACKET_V3
-// ring → decode L2–L7 → flow table → per-layer counters ("full"), and
-// without the flow table ("decode") or with a handler that only counts
-// ("ring"), to show where the time goes.
+// ring → decode L2–L7 → flow table → per-layer counters ("full"), the same
+// with the flow-table updates batched per ring block ("batch",
+// pipeline.Worker.SetBatch), and without the flow table ("decode") or with
+// a handler that only counts ("ring"), to show where the time goes. The
+// reader is a goroutine as in the agent; in the "-locked" modes it is locked
+// to an OS thread, whose own CPU time is then reported as reader-ns/pkt
+// (the locking costs a thread hand-off at every wake-up: see bench/README.md).
 func BenchmarkLiveAgent(b *testing.B) {
-	for _, mode := range []string{"ring", "decode", "full"} {
-		b.Run(mode, func(b *testing.B) { liveAgent(b, mode) })
+	for _, mode := range agentModes {
+		b.Run(mode, func(b *testing.B) {
+			p := newVethPair(b)
+			cfg := trafgenConfig(b)
+			b.ResetTimer()
+			r := liveAgent(b, p, cfg, mode, b.N)
+			b.StopTimer()
+			r.report(b)
+		})
 	}
 }
 
-func liveAgent(b *testing.B, mode string) {
-	p := newVethPair(b)
-	cfg := trafgenConfig(b)
+// agentModes are the agent's capture paths the live benchmarks measure.
+var agentModes = []string{"ring", "decode", "full", "batch", "ring-locked", "decode-locked", "full-locked"}
+
+// liveResult is one capturer's run of n packets.
+type liveResult struct {
+	n                  int
+	cpu, reader        time.Duration // the capturer's process; its reading thread (agent only)
+	user, sys          time.Duration // the agent's process
+	machine            time.Duration
+	drops, seen, polls uint64
+	retrans            uint64 // flow-table retransmissions (full, batch)
+	agent, table       bool
+	locked             bool // the reader had its own thread: reader is its CPU time
+}
+
+func (r *liveResult) perPkt(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(r.n) }
+
+func (r *liveResult) report(b *testing.B) {
+	b.ReportMetric(r.perPkt(r.machine), "machine-ns/pkt")
+	b.ReportMetric(r.perPkt(r.cpu), "cpu-ns/pkt")
+	b.ReportMetric(float64(r.drops), "drops")
+	b.ReportMetric(float64(r.seen)/float64(r.n)*100, "%seen")
+	if !r.agent {
+		return
+	}
+	b.ReportMetric(r.perPkt(r.user), "user-ns/pkt")
+	b.ReportMetric(r.perPkt(r.sys), "sys-ns/pkt")
+	if r.locked {
+		b.ReportMetric(r.perPkt(r.reader), "reader-ns/pkt")
+	}
+	b.ReportMetric(float64(r.polls)/float64(r.n), "polls/pkt")
+	if r.table {
+		// The table's work depends on what it sees: a retransmission
+		// touches the entry's cold counters.
+		b.ReportMetric(float64(r.retrans)/float64(r.n), "retrans/pkt")
+	}
+}
+
+func liveAgent(b *testing.B, p *vethPair, cfg string, mode string, n int) liveResult {
 	ns, err := nsenter.Open(p.dstNS)
 	if err != nil {
 		b.Fatal(err)
@@ -226,13 +287,20 @@ func liveAgent(b *testing.B, mode string) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	locked := strings.HasSuffix(mode, "-locked")
+	mode = strings.TrimSuffix(mode, "-locked")
+	withTable := mode == "full" || mode == "batch"
 	var tbl pipeline.Table = table
-	if mode != "full" {
+	if !withTable {
 		tbl = nil
 	}
 	w, err := pipeline.NewWorker(parser.Config{}, tbl)
 	if err != nil {
 		b.Fatal(err)
+	}
+	batch := mode == "batch"
+	if batch {
+		w.SetBatch(flowtable.MaxBatch)
 	}
 	var seen atomic.Int64
 	ctx, cancel := context.WithCancel(context.Background())
@@ -242,60 +310,54 @@ func liveAgent(b *testing.B, mode string) {
 		defer close(done)
 		// One thread for the reader, so its CPU time can be read apart
 		// from the runtime's and this benchmark's other threads.
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
+		if locked {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+		}
 		tidc <- unix.Gettid()
 		m := pipeline.Meta{Role: flow.RolePod, LinkType: decoders.LinkEthernet, IfIndex: int32(p.dstIndex)}
 		_ = ring.Run(ctx, func(frame []byte, cm *capture.Meta) {
 			if mode != "ring" {
 				m.Time, m.Len, m.Dir = cm.Timestamp.UnixNano(), uint32(cm.Length), cm.Direction
 				w.Handle(frame, &m)
+				if batch && cm.BlockEnd {
+					w.Flush()
+				}
 			}
 			seen.Add(1)
 		})
 	}()
 	tid := <-tidc
 	before, _ := ring.Stats()
-	b.ResetTimer()
 	rd0 := threadRuntime(b, tid)
-	cpu0 := rusageSelf()
 	u0, s0 := rusageSplit()
 	m0 := machineBusy(b)
-	p.offer(b, cfg, b.N)
+	p.offer(b, cfg, n)
 	deadline := time.Now().Add(5 * time.Second)
-	for seen.Load() < int64(b.N) && time.Now().Before(deadline) {
+	for seen.Load() < int64(n) && time.Now().Before(deadline) {
 		after, _ := ring.Stats()
-		if int64(after.Packets-before.Packets) >= int64(b.N) && seen.Load()+int64(after.Drops-before.Drops) >= int64(b.N) {
+		if int64(after.Packets-before.Packets) >= int64(n) && seen.Load()+int64(after.Drops-before.Drops) >= int64(n) {
 			break
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	time.Sleep(200 * time.Millisecond)
-	cpu := rusageSelf() - cpu0
 	rd := threadRuntime(b, tid) - rd0
 	u1, s1 := rusageSplit()
-	reportMachine(b, machineBusy(b)-m0)
-	b.ReportMetric(float64((u1-u0).Nanoseconds())/float64(b.N), "user-ns/pkt")
-	b.ReportMetric(float64((s1-s0).Nanoseconds())/float64(b.N), "sys-ns/pkt")
-	b.StopTimer()
+	r := liveResult{n: n, agent: true, locked: locked, table: withTable, machine: machineBusy(b) - m0,
+		reader: rd, user: u1 - u0, sys: s1 - s0, cpu: u1 - u0 + s1 - s0}
 	cancel()
 	<-done
 	after, _ := ring.Stats()
-	drops := after.Drops - before.Drops
-	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/pkt")
-	b.ReportMetric(float64(rd.Nanoseconds())/float64(b.N), "reader-ns/pkt")
-	b.ReportMetric(float64(drops), "drops")
-	b.ReportMetric(float64(seen.Load())/float64(b.N)*100, "%seen")
-	b.ReportMetric(float64(after.Polls-before.Polls)/float64(b.N), "polls/pkt")
-	if mode == "full" {
-		// The table's work depends on what it sees: a retransmission
-		// touches the entry's cold counters.
-		b.ReportMetric(float64(table.Stats().Retransmits)/float64(b.N), "retrans/pkt")
-	}
-	if got := seen.Load() + int64(drops); got < int64(b.N) {
-		b.Logf("offered %d, captured %d, dropped %d: the rest never reached the ring", b.N, seen.Load(), drops)
+	r.drops = after.Drops - before.Drops
+	r.seen = uint64(seen.Load())
+	r.polls = after.Polls - before.Polls
+	r.retrans = table.Stats().Retransmits
+	if got := seen.Load() + int64(r.drops); got < int64(n) {
+		b.Logf("%s: offered %d, captured %d, dropped %d: the rest never reached the ring", mode, n, seen.Load(), r.drops)
 	}
 	runtime.KeepAlive(w)
+	return r
 }
 
 // threadRuntime returns the time thread tid of this process has run on a
@@ -318,6 +380,13 @@ var tcpdumpStats = regexp.MustCompile(`(\d+) packets captured[\s\S]*?(\d+) packe
 func BenchmarkLiveTcpdump(b *testing.B) {
 	p := newVethPair(b)
 	cfg := trafgenConfig(b)
+	b.ResetTimer()
+	r := liveTcpdump(b, p, cfg, b.N)
+	b.StopTimer()
+	r.report(b)
+}
+
+func liveTcpdump(b *testing.B, p *vethPair, cfg string, n int) liveResult {
 	cmd := exec.Command("ip", "netns", "exec", p.dstNS, "tcpdump", "-i", p.dstIf, "-s", strconv.Itoa(liveSnapLen),
 		"-B", "16384", "-w", "/dev/null", "-n")
 	stderr, err := cmd.StderrPipe()
@@ -334,13 +403,10 @@ func BenchmarkLiveTcpdump(b *testing.B) {
 		b.Fatalf("tcpdump did not start: %q %v", line, err)
 	}
 	cpu0 := procCPU(b, cmd.Process.Pid)
-	b.ResetTimer()
 	m0 := machineBusy(b)
-	p.offer(b, cfg, b.N)
+	p.offer(b, cfg, n)
 	time.Sleep(200 * time.Millisecond) // let tcpdump drain its ring
-	cpu := procCPU(b, cmd.Process.Pid) - cpu0
-	reportMachine(b, machineBusy(b)-m0)
-	b.StopTimer()
+	r := liveResult{n: n, cpu: procCPU(b, cmd.Process.Pid) - cpu0, machine: machineBusy(b) - m0}
 	_ = cmd.Process.Signal(syscall.SIGINT)
 	rest := new(bytes.Buffer)
 	_, _ = rest.ReadFrom(rd)
@@ -351,9 +417,8 @@ func BenchmarkLiveTcpdump(b *testing.B) {
 	}
 	captured, _ := strconv.Atoi(m[1])
 	drops, _ := strconv.Atoi(m[2])
-	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/pkt")
-	b.ReportMetric(float64(drops), "drops")
-	b.ReportMetric(float64(captured)/float64(b.N)*100, "%seen")
+	r.seen, r.drops = uint64(captured), uint64(drops)
+	return r
 }
 
 // procCPU returns the user+system CPU time of a process (10 ms ticks).

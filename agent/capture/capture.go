@@ -26,6 +26,11 @@ type Meta struct {
 	// (VLAN offload) and that it was put back into the frame; VLAN is its TCI.
 	VLANValid bool
 	VLAN      uint16
+	// BlockEnd reports that the frame is the last the ring holds for now
+	// (the last of its block): the handler's next frame comes from a block
+	// the kernel may not have handed over yet. A handler that defers work
+	// does it here.
+	BlockEnd bool
 }
 
 // Packet types of sockaddr_ll (linux/if_packet.h).

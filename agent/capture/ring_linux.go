@@ -308,6 +308,7 @@ func (r *Ring) deliver(fn Handler) {
 		m.Length += 4
 	}
 	m.CaptureLength = len(frame)
+	m.BlockEnd = r.left == 1
 	if h.nextOffset != 0 {
 		// Two frames ahead (frames of a stream have similar lengths),
 		// so the lines arrive while this frame and the next are handled.

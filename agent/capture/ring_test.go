@@ -35,6 +35,8 @@ type collector struct {
 	counts map[[2]int]int // {port, direction}
 	lens   map[int][2]int // port -> {Length, CaptureLength} of the last frame
 	other  int
+	ended  bool // BlockEnd of the last frame delivered
+	ends   int  // frames delivered with BlockEnd
 	done   chan error
 	cancel context.CancelFunc
 }
@@ -48,6 +50,10 @@ func collect(t testing.TB, r *Ring) *collector {
 			defer c.mu.Unlock()
 			if len(frame) != m.CaptureLength || m.IfIndex != r.IfIndex() {
 				c.other = -1 << 20 // poison: metadata disagrees with the frame
+			}
+			c.ended = m.BlockEnd
+			if m.BlockEnd {
+				c.ends++
 			}
 			if p, ok := udpDstPort(frame); ok {
 				c.counts[[2]int{p, int(m.Direction)}]++
@@ -101,6 +107,9 @@ func TestRingDirectionAndCounts(t *testing.T) {
 	c.mu.Lock()
 	require.GreaterOrEqual(t, c.other, 0, "a frame's Meta disagreed with the frame")
 	require.Equal(t, [2]int{14 + 20 + 8 + 100, 14 + 20 + 8 + 100}, c.lens[7001])
+	// Every frame so far has been delivered: the last one ended its block.
+	require.True(t, c.ended, "the last frame delivered did not end its block")
+	require.Positive(t, c.ends)
 	c.mu.Unlock()
 
 	st, err := r.Stats()

@@ -69,6 +69,32 @@ func BenchmarkUpdateExistingHinted(b *testing.B) {
 	}
 }
 
+// BenchmarkUpdateExistingBatch is BenchmarkUpdateExistingHinted through
+// UpdateBatch, MaxBatch packets at a time (the packets are not copied).
+func BenchmarkUpdateExistingBatch(b *testing.B) {
+	for _, n := range []int{256, 4096} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			tab, _ := newTable(b, Config{})
+			ps := benchPackets(n)
+			var h Hints
+			tab.UpdateBatch(ps, &h)
+			b.ReportAllocs()
+			ct := startCPU(b)
+			defer ct.stop()
+			b.ResetTimer()
+			for i := 0; i < b.N; i += MaxBatch {
+				j := i % n
+				batch := ps[j:min(j+MaxBatch, n, j+b.N-i)]
+				for k := range batch {
+					batch[k].Seq += 1448
+					batch[k].Time += 1000
+				}
+				tab.UpdateBatch(batch, &h)
+			}
+		})
+	}
+}
+
 // BenchmarkUpdateExisting256 is BenchmarkUpdateExisting with 256 flows, to
 // compare with BenchmarkUpdateExistingHinted/256.
 func BenchmarkUpdateExisting256(b *testing.B) {
@@ -305,18 +331,15 @@ func hasPointers(t reflect.Type) bool {
 // 8 MiB, twice this machine's L2), as the rest of the machine does while the
 // reader sleeps. ns/pkt is the batches' own time per packet.
 func BenchmarkUpdateColdBatches(b *testing.B) {
-	for _, hinted := range []bool{false, true} {
-		name := "update"
-		if hinted {
-			name = "hinted"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, mode := range []string{"update", "hinted", "batch"} {
+		b.Run(mode, func(b *testing.B) {
 			tab, _ := newTable(b, Config{MaxEntries: 65536})
 			ps := benchPackets(256)
 			var h Hints
 			for i := range ps {
 				tab.UpdateHinted(&ps[i], &h)
 			}
+			batch := make([]flow.Packet, 0, 256)
 			junk := make([]byte, 8<<20)
 			b.ReportAllocs()
 			var busy time.Duration
@@ -328,11 +351,23 @@ func BenchmarkUpdateColdBatches(b *testing.B) {
 					p := &ps[(i+j)&255]
 					p.Seq += 1448
 					p.Time += 1000
-					if hinted {
-						tab.UpdateHinted(p, &h)
-					} else {
+					switch mode {
+					case "update":
 						tab.Update(p)
+					case "hinted":
+						tab.UpdateHinted(p, &h)
+					default:
+						// The worker's way: the packet is built in the batch.
+						batch = append(batch, *p)
+						if len(batch) == cap(batch) {
+							tab.UpdateBatch(batch, &h)
+							batch = batch[:0]
+						}
 					}
+				}
+				if len(batch) > 0 {
+					tab.UpdateBatch(batch, &h)
+					batch = batch[:0]
 				}
 				busy += time.Since(t0)
 				i += n

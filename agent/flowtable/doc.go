@@ -102,7 +102,11 @@
 // flows' entries are, so the update goes to the entry without probing the
 // shard's index (the hint is checked against the entry's key under the
 // lock). Flows seen on several interfaces are updated by several workers,
-// so the shard lock stays. Sweeps lock one shard at a time and never call
+// so the shard lock stays. UpdateBatch takes a writer's packets in a batch
+// and locks each shard once per batch rather than once per packet (the
+// packets grouped by shard, in order within each); it gives the same
+// result as UpdateHinted on each packet, and costs about the same (its
+// grouping passes cost what the locks it saves did; see bench/README.md). Sweeps lock one shard at a time and never call
 // OnRecords while holding a lock; one sweep runs at a time. Stats takes no
 // lock and reads per-shard atomic counters.
 //

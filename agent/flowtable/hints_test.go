@@ -20,6 +20,50 @@ func TestUpdateHintedEqualsUpdate(t *testing.T) {
 	b, cb := newTable(t, cfg)
 	b.seed = a.seed
 	var hints Hints
+	compareRandomTraffic(t, a, ca, b, cb, func(p *flow.Packet) bool { return b.UpdateHinted(p, &hints) }, nil)
+}
+
+// UpdateBatch gives exactly what Update gives, with batches of every size
+// (split above MaxBatch), through evictions (a full shard evicts within a
+// batch), sweeps between batches and stale hints, with more shards than
+// UpdateBatch has groups (shards sharing a group) and with fewer.
+func TestUpdateBatchEqualsUpdate(t *testing.T) {
+	for _, shards := range []int{4, 128} {
+		cfg := Config{MaxEntries: 2048, Shards: shards, IdleTimeout: 50 * time.Millisecond, EvictProtect: -1}
+		if shards < batchBuckets {
+			cfg.MaxEntries = 512
+		}
+		a, ca := newTable(t, cfg)
+		b, cb := newTable(t, cfg)
+		b.seed = a.seed
+		var hints Hints
+		var batch []flow.Packet
+		size := 1
+		rng := rand.New(rand.NewPCG(5, 6))
+		flush := func() {
+			b.UpdateBatch(batch, &hints)
+			batch = batch[:0]
+			size = 1 + rng.IntN(2*MaxBatch)
+		}
+		compareRandomTraffic(t, a, ca, b, cb, func(p *flow.Packet) bool {
+			batch = append(batch, *p)
+			if len(batch) >= size {
+				flush()
+			}
+			return true
+		}, flush)
+	}
+}
+
+// compareRandomTraffic feeds a with Update and b through update (which
+// reports Update's result, or true when it defers the packet to flush) the
+// same random packets, sweeping both every 5000, and checks that they end
+// with the same counters, flows and records.
+func compareRandomTraffic(t *testing.T, a *Table, ca *collector, b *Table, cb *collector, update func(*flow.Packet) bool, flush func()) {
+	t.Helper()
+	if flush == nil {
+		flush = func() {}
+	}
 	rng := rand.New(rand.NewPCG(3, 4))
 	flags := []uint8{syn, synack, ack, psh, psh, psh, finack, rstack}
 	now := int64(1e9)
@@ -40,12 +84,16 @@ func TestUpdateHintedEqualsUpdate(t *testing.T) {
 		p := flow.Packet{Key: k, Time: now, Len: uint32(60 + rng.IntN(1400)), IfIndex: int32(1 + rng.IntN(3)),
 			Role: flow.RolePod, Dir: flow.DirOut, TCPFlags: flags[rng.IntN(len(flags))], Seq: rng.Uint32(),
 			PayloadLen: uint16(rng.IntN(1448)), Window: uint16(rng.IntN(3))}
-		require.Equal(t, a.Update(&p), b.UpdateHinted(&p, &hints))
+		if ok := a.Update(&p); !update(&p) {
+			require.False(t, ok)
+		}
 		if i%5000 == 4999 {
+			flush()
 			a.Sweep(now)
 			b.Sweep(now)
 		}
 	}
+	flush()
 	require.Equal(t, a.Stats(), b.Stats())
 	require.Equal(t, a.Snapshot(nil), b.Snapshot(nil))
 	a.Flush()

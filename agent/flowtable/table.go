@@ -125,7 +125,8 @@ const hintSlots = 1024
 // A Hints is owned by one goroutine (a capture worker); its zero value is
 // ready to use, for one Table at a time.
 type Hints struct {
-	slot [hintSlots]uint64 // hash>>32 << 32 | entry index+1; 0 empty
+	slot  [hintSlots]uint64 // hash>>32 << 32 | entry index+1; 0 empty
+	batch batchScratch      // UpdateBatch's working space
 }
 
 // UpdateHinted is Update for a writer that keeps Hints: it looks for the
@@ -135,23 +136,30 @@ func (t *Table) UpdateHinted(p *flow.Packet, hs *Hints) bool {
 	rev := ck.set(&p.Key)
 	h := t.hash(&ck)
 	sh := &t.shards[h>>t.shardShift]
+	sh.mu.Lock()
+	ok := sh.updateHinted(t, p, &ck, h, rev, hs)
+	sh.mu.Unlock()
+	return ok
+}
+
+// updateHinted accounts p (canonical key ck, hash h) to its entry in sh,
+// found through hs or the index, or to a new entry. sh.mu must be held.
+func (sh *shard) updateHinted(t *Table, p *flow.Packet, ck *ikey, h uint64, rev bool, hs *Hints) bool {
 	pair := (*[2]uint64)(hs.slot[h&(hintSlots-2):])
 	hint := pair[0]
 	if hint>>32 != h>>32 {
 		hint = pair[1]
 	}
-	sh.mu.Lock()
 	idx := int32(-1)
-	if i := int32(uint32(hint)) - 1; hint>>32 == h>>32 && i >= 0 && i < sh.n && sh.entries[i].k.equal(&ck) {
+	if i := int32(uint32(hint)) - 1; hint>>32 == h>>32 && i >= 0 && i < sh.n && sh.entries[i].k.equal(ck) {
 		idx = i
 	}
 	if idx < 0 {
 		var pos uint64
-		idx, pos = sh.find(&ck, h)
+		idx, pos = sh.find(ck, h)
 		if idx < 0 {
-			idx = sh.insert(t, &ck, h, pos, p, rev)
+			idx = sh.insert(t, ck, h, pos, p, rev)
 			if idx < 0 {
-				sh.mu.Unlock()
 				return false
 			}
 		}
@@ -162,7 +170,6 @@ func (t *Table) UpdateHinted(p *flow.Packet, hs *Hints) bool {
 		pair[0] = nh
 	}
 	sh.update(&sh.entries[idx], p, rev)
-	sh.mu.Unlock()
 	return true
 }
 

@@ -274,14 +274,27 @@ func TestConcurrentUpdates(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// Worker 0 calls Update, worker 1 UpdateHinted, the others
+			// UpdateBatch, a round's packets at a time.
+			var hints Hints
+			var batch []flow.Packet
 			for i := range rounds {
 				for f := range flows {
 					// Every worker updates every flow, from both sides,
 					// on its own interface.
 					s := step{at: time.Duration(i) * us, ifIndex: int32(w + 1), srv: i%2 == 1, len: 100}
 					p := s.packet(udpKey(uint16(20000+f), 53))
-					tab.Update(&p)
+					switch w {
+					case 0:
+						tab.Update(&p)
+					case 1:
+						tab.UpdateHinted(&p, &hints)
+					default:
+						batch = append(batch, p)
+					}
 				}
+				tab.UpdateBatch(batch, &hints)
+				batch = batch[:0]
 			}
 		}()
 	}

@@ -21,6 +21,7 @@ type Table interface {
 // (*flowtable.Table).
 type hintedTable interface {
 	UpdateHinted(p *flow.Packet, h *flowtable.Hints) bool
+	UpdateBatch(ps []flow.Packet, h *flowtable.Hints) int
 }
 
 // Meta describes one captured frame: where, when and how long it was.
@@ -48,6 +49,8 @@ type Worker struct {
 	p      flow.Packet
 	c      Counters
 	dirty  bool
+	batch  []flow.Packet // SetBatch's packets, built in place: batch[:nb] wait
+	nb     int
 
 	frags    fragTracker
 	path     atomic.Pointer[PathConfig] // nil: path checks off
@@ -78,6 +81,31 @@ func NewWorker(cfg parser.Config, table Table) (*Worker, error) {
 		w.hinted, w.hints = ht, new(flowtable.Hints)
 	}
 	return w, nil
+}
+
+// SetBatch makes the worker hand its packets to the flow table n at a time
+// (flowtable.Table.UpdateBatch) instead of one by one: the packets wait in
+// the worker until n have been handled or Flush is called. The caller
+// calls Flush where its source pauses (at the end of each ring block);
+// Publish flushes too. n <= 1, or a table that is not a
+// *flowtable.Table, means no batches (the default); n is capped at
+// flowtable.MaxBatch. It flushes the packets waiting first.
+func (w *Worker) SetBatch(n int) {
+	w.Flush()
+	n = min(n, flowtable.MaxBatch)
+	if n <= 1 || w.hinted == nil {
+		w.batch = nil
+		return
+	}
+	w.batch = make([]flow.Packet, n)
+}
+
+// Flush hands the packets waiting in the worker's batch to the flow table.
+func (w *Worker) Flush() {
+	if w.nb > 0 {
+		w.hinted.UpdateBatch(w.batch[:w.nb], w.hints)
+		w.nb = 0
+	}
 }
 
 // Summary returns the worker's last decoded frame. It is overwritten by the
@@ -168,6 +196,9 @@ func (w *Worker) Handle(frame []byte, m *Meta) {
 	}
 
 	p := &w.p
+	if w.batch != nil {
+		p = &w.batch[w.nb]
+	}
 	p.Key.Src, p.Key.Dst = s.IP.Src, s.IP.Dst
 	p.Key.Proto = s.IP.Proto
 	p.Key.SrcPort, p.Key.DstPort = 0, 0
@@ -202,9 +233,14 @@ func (w *Worker) Handle(frame []byte, m *Meta) {
 	// A non-first fragment carries no transport header: it would make a
 	// port-less flow of its own.
 	if w.table != nil && (L&decoders.LayerFragment == 0 || s.IP.FragOffset == 0) {
-		if w.hinted != nil {
+		switch {
+		case w.batch != nil:
+			if w.nb++; w.nb == len(w.batch) {
+				w.Flush()
+			}
+		case w.hinted != nil:
 			w.hinted.UpdateHinted(p, w.hints)
-		} else {
+		default:
 			w.table.Update(p)
 		}
 	}
@@ -249,6 +285,7 @@ func (w *Worker) app(s *decoders.Summary, p *flow.Packet) {
 // it from its own goroutine: periodically, and when its source is idle. It
 // copies only when something changed since the last call.
 func (w *Worker) Publish() {
+	w.Flush()
 	w.expireIdle()
 	if !w.dirty {
 		return

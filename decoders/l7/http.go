@@ -85,12 +85,21 @@ const maxMethodLen = 32
 // captured payload).
 func otherRequest(p []byte, s *decoders.Summary) bool {
 	line := p[:min(len(p), maxLineScan)]
-	i := 0
-	for i < len(line) && i <= maxMethodLen && tchar[line[i]] {
-		i++
-	}
-	if i == 0 || i > maxMethodLen || i == len(line) || line[i] != ' ' {
+	if len(line) == 0 || !tchar[line[0]] {
 		return false
+	}
+	// The method ends at the first space, within maxMethodLen+1 bytes:
+	// found a word at a time, so a payload that is no request line (a
+	// body segment of an HTTP flow) is rejected without a loop over its
+	// bytes; then the method's characters are checked.
+	i := bytes.IndexByte(line[:min(len(line), maxMethodLen+1)], ' ')
+	if i <= 0 {
+		return false
+	}
+	for _, c := range line[1:i] {
+		if !tchar[c] {
+			return false
+		}
 	}
 	t := i + 1 // request-target: up to the next space, no control characters
 	j := t

@@ -195,6 +195,19 @@ func BenchmarkHTTPOtherMethod(b *testing.B) {
 	}
 }
 
+// BenchmarkHTTPBodySegment is the detector on a segment of an HTTP flow
+// that starts no message: text without a space in its first 33 bytes.
+func BenchmarkHTTPBodySegment(b *testing.B) {
+	p := bytes.Repeat([]byte("x"), 100)
+	var s decoders.Summary
+	b.ReportAllocs()
+	for b.Loop() {
+		if HTTP(p, &s) {
+			b.Fatal("taken for a message")
+		}
+	}
+}
+
 func FuzzDNS(f *testing.F) {
 	f.Add(query(f, "kubernetes.default.svc.cluster.local", dns.TypeA))
 	f.Add(response(f, "web.default.svc", dns.RcodeNameError, 2))
