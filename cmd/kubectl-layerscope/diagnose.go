@@ -42,6 +42,9 @@ func (cl *cluster) resolveTarget(ctx context.Context, arg string) (*target, erro
 			ns, name = a, b
 		}
 	}
+	// The verdict names a pod or service namespace/name, as the agents'
+	// events and the node-level command do.
+	qualified := ns + "/" + name
 	switch {
 	case ok && (kind == "pod" || kind == "pods" || kind == "po"):
 		p, err := cl.kube.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
@@ -51,7 +54,7 @@ func (cl *cluster) resolveTarget(ctx context.Context, arg string) (*target, erro
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", arg, err)
 		}
-		ep := diagnose.Endpoint{Arg: arg}
+		ep := diagnose.Endpoint{Arg: qualified}
 		for _, ip := range p.Status.PodIPs {
 			if a, err := netip.ParseAddr(ip.IP); err == nil {
 				ep.Addrs = append(ep.Addrs, a.Unmap())
@@ -73,20 +76,20 @@ func (cl *cluster) resolveTarget(ctx context.Context, arg string) (*target, erro
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", arg, err)
 		}
-		ep := diagnose.Endpoint{Arg: arg, Service: true}
+		ep := diagnose.Endpoint{Arg: qualified, Service: true}
 		for _, ip := range s.Spec.ClusterIPs {
 			if a, err := netip.ParseAddr(ip); err == nil {
 				ep.Addrs = append(ep.Addrs, a.Unmap())
 			}
 		}
-		slices_, err := cl.kube.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=" + name})
+		sls, err := cl.kube.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=" + name})
 		if apierrors.IsForbidden(err) {
 			return nil, forbidden("list", "endpointslices.discovery.k8s.io", ns, err)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s's EndpointSlices: %w", arg, err)
 		}
-		for _, sl := range slices_.Items {
+		for _, sl := range sls.Items {
 			for _, e := range sl.Endpoints {
 				if e.NodeName != nil && !slices.Contains(t.nodes, *e.NodeName) {
 					t.nodes = append(t.nodes, *e.NodeName)
@@ -237,4 +240,49 @@ server, 12 no agent on a node involved.`,
 	}
 	cmd.Flags().DurationVar(&since, "since", 5*time.Minute, "look at the observations of this last period")
 	return cmd
+}
+
+// serviceBackends reads the Service nsName (namespace/name) and its
+// EndpointSlices from the API: its ClusterIPs and its endpoints' ip:port.
+func (cl *cluster) serviceBackends(ctx context.Context, nsName string) (*serviceAddrs, error) {
+	ns, name, ok := strings.Cut(nsName, "/")
+	if !ok {
+		return nil, fmt.Errorf("%q is not namespace/name", nsName)
+	}
+	if err := cl.init(); err != nil {
+		return nil, err
+	}
+	s, err := cl.kube.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsForbidden(err) {
+		return nil, forbidden("get", "services", ns, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := &serviceAddrs{namespace: ns, name: name, ips: map[string]bool{}, backends: map[string]bool{}}
+	for _, ip := range s.Spec.ClusterIPs {
+		out.ips[ip] = true
+	}
+	sls, err := cl.kube.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=" + name})
+	if apierrors.IsForbidden(err) {
+		return nil, forbidden("list", "endpointslices.discovery.k8s.io", ns, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, sl := range sls.Items {
+		for _, p := range sl.Ports {
+			if p.Port == nil {
+				continue
+			}
+			for _, e := range sl.Endpoints {
+				for _, a := range e.Addresses {
+					if ip, err := netip.ParseAddr(a); err == nil {
+						out.backends[netip.AddrPortFrom(ip, uint16(*p.Port)).String()] = true
+					}
+				}
+			}
+		}
+	}
+	return out, nil
 }

@@ -21,6 +21,22 @@ import (
 // the backend or the service.
 type direction struct {
 	fromPod, toPod, fromNS, toNS string
+	// toService, when set, is the service whose connections to keep: to
+	// its addresses, or to its endpoints.
+	toService *serviceAddrs
+}
+
+// serviceAddrs are a Service's name and the addresses its connections go
+// to.
+type serviceAddrs struct {
+	namespace, name string
+	// ips are its ClusterIPs; backends its endpoints' ip:port.
+	ips, backends map[string]bool
+}
+
+func (s *serviceAddrs) match(c *api.Connection) bool {
+	named := func(e *api.Endpoint) bool { return e.Service == s.name && e.Namespace == s.namespace }
+	return c.Service != nil && (named(c.Service) || s.ips[c.Service.IP]) || named(&c.Backend) || s.backends[c.Backend.Addr]
 }
 
 // qualify makes a pod name namespace/name (with ns when it has none).
@@ -34,6 +50,9 @@ func qualify(name, ns string) string {
 func (d *direction) match(c *api.Connection) bool {
 	podIs := func(e *api.Endpoint, want string) bool {
 		return e != nil && e.Pod != "" && e.Namespace+"/"+e.Pod == want
+	}
+	if d.toService != nil && !d.toService.match(c) {
+		return false
 	}
 	if d.fromPod != "" && !podIs(&c.Client, d.fromPod) {
 		return false
@@ -91,6 +110,15 @@ agent/api/SCHEMA.md), -o yaml one YAML document per event.`,
 			q.Service = toSvc
 			if !strings.Contains(toSvc, "/") && !strings.ContainsAny(toSvc, ".:") {
 				q.Service = ns + "/" + toSvc
+			}
+			// A connection DNATed on another node reaches the backend's
+			// node as a plain connection to the backend: the service's
+			// endpoints, from the API, find it there too.
+			if svc, err := cl.serviceBackends(cmd.Context(), q.Service); err == nil {
+				d.toService = svc
+				q.Service = ""
+			} else if code := exitCode(err); code == exitForbidden {
+				return err
 			}
 		}
 		// The agents filter by either end; the direction is checked here.
