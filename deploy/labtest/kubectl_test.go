@@ -69,10 +69,11 @@ func clientRun(t *testing.T, bin, kubeconfig, user string, args ...string) (stri
 // namespace with only the lab's kubeconfig against the in-pod agents of
 // the lab's real cluster: it finds them through the API and reaches them
 // through the API server's pod proxy, as an operator bound to the chart's
-// operator roles; its diagnosis of pod/pod-a → svc/my-service matches the
-// node-level command's (the same evidence, read from the agents directly)
-// for a healthy service and a dead backend; a user without get on
-// pods/proxy is refused naming it.
+// operator roles; its diagnoses (pod/pod-a → svc/my-service healthy and
+// with a dead backend, pod/pod-a → a wrong DNS name, pod/pod-b → pod/pod-c
+// over a path with a smaller MTU) match the node-level command's (the
+// same verdict, summary, evidence and hops, read from the agents
+// directly); a user without get on pods/proxy is refused naming it.
 func TestKubectlLayerscopeInLabCluster(t *testing.T) {
 	mode := lab.KubeProxyModes[0]
 	bin := kubectlLayerscope(t)
@@ -149,13 +150,16 @@ func TestKubectlLayerscopeInLabCluster(t *testing.T) {
 		}
 		direct = append(direct, cl)
 	}
-	compare := func(t *testing.T, start time.Time, want diagnose.Class) {
+	// compare runs kubectl layerscope diagnose FROM TO and the node-level
+	// diagnosis of nodeFrom nodeTo (the names the agents' events carry)
+	// over the same window.
+	compare := func(t *testing.T, start time.Time, from, to, nodeFrom, nodeTo string, want diagnose.Class, nodes ...string) {
 		t.Helper()
 		var got, node diagnose.Verdict
 		deadline := time.Now().Add(20 * time.Second)
 		for {
 			since := time.Since(start).Truncate(time.Second) + 2*time.Second
-			out, stderr, code := run("diagnose", "pod/"+lab.PodA, "svc/my-service", "-n", "default", "--since", since.String(), "-o", "json")
+			out, stderr, code := run("diagnose", from, to, "-n", "default", "--since", since.String(), "-o", "json")
 			got = diagnose.Verdict{}
 			if err := json.Unmarshal([]byte(out), &got); err != nil {
 				t.Fatalf("diagnose: exit %d, %v: %s %s", code, err, out, stderr)
@@ -163,7 +167,7 @@ func TestKubectlLayerscopeInLabCluster(t *testing.T) {
 			if code != got.ExitCode {
 				t.Errorf("exit code %d, verdict's %d", code, got.ExitCode)
 			}
-			if node, err = fleet.Diagnose(ctx, direct, "default/"+lab.PodA, "default/my-service", since); err != nil {
+			if node, err = fleet.Diagnose(ctx, direct, nodeFrom, nodeTo, since); err != nil {
 				t.Fatal(err)
 			}
 			if got.Class == want && node.Class == want && slices.Equal(got.Evidence, node.Evidence) || time.Now().After(deadline) {
@@ -184,8 +188,8 @@ func TestKubectlLayerscopeInLabCluster(t *testing.T) {
 			asked = append(asked, s.Node)
 		}
 		slices.Sort(asked)
-		if !slices.Equal(asked, []string{lab.Node1, lab.Node2}) {
-			t.Errorf("asked the agents of %v, want pod-a's node and my-service's backends' nodes %v", asked, []string{lab.Node1, lab.Node2})
+		if !slices.Equal(asked, nodes) {
+			t.Errorf("asked the agents of %v, want those of the nodes involved %v", asked, nodes)
 		}
 	}
 
@@ -194,7 +198,7 @@ func TestKubectlLayerscopeInLabCluster(t *testing.T) {
 		if _, err := l.Traffic(ctx, lab.ScenarioService, lab.TrafficOptions{Count: 15}); err != nil {
 			t.Fatal(err)
 		}
-		compare(t, start, diagnose.Healthy)
+		compare(t, start, "pod/"+lab.PodA, "svc/my-service", "default/"+lab.PodA, "default/my-service", diagnose.Healthy, lab.Node1, lab.Node2)
 
 		// Each agent records a connection's events within about a second.
 		var seen map[string]int
@@ -255,7 +259,26 @@ func TestKubectlLayerscopeInLabCluster(t *testing.T) {
 		if _, err := l.Traffic(ctx, lab.ScenarioDeadBackend, lab.TrafficOptions{Count: 30}); err != nil {
 			t.Fatal(err)
 		}
-		compare(t, start, diagnose.Backend)
+		compare(t, start, "pod/"+lab.PodA, "svc/my-service", "default/"+lab.PodA, "default/my-service", diagnose.Backend, lab.Node1, lab.Node2)
+	})
+
+	t.Run("dns", func(t *testing.T) {
+		time.Sleep(2 * time.Second)
+		start := time.Now()
+		if _, err := l.Traffic(ctx, lab.ScenarioDNS, lab.TrafficOptions{DNSMix: [3]int{3, 3, 0}}); err != nil {
+			t.Fatal(err)
+		}
+		// A DNS name names no node: every node's agent is asked.
+		compare(t, start, "pod/"+lab.PodA, "no-such-svc-1", "default/"+lab.PodA, "no-such-svc-1", diagnose.DNSNXDomain, lab.Node1, lab.Node2)
+	})
+
+	t.Run("mtu", func(t *testing.T) {
+		time.Sleep(2 * time.Second)
+		start := time.Now()
+		if _, err := l.Traffic(ctx, lab.ScenarioMTU, lab.TrafficOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		compare(t, start, "pod/"+lab.PodB, "pod/"+lab.PodC, "default/"+lab.PodB, "default/"+lab.PodC, diagnose.MTU, lab.Node1, lab.Node2)
 	})
 
 	t.Run("forbidden without pods/proxy", func(t *testing.T) {
