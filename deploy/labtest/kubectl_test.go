@@ -30,6 +30,8 @@ import (
 const (
 	operatorUser = "ops@example.test"
 	viewerUser   = "viewer@example.test"
+	// forwarderUser may port-forward to the agents' pods, not proxy.
+	forwarderUser = "forwarder@example.test"
 )
 
 // kubectlLayerscope builds the operator's client.
@@ -102,6 +104,20 @@ func TestKubectlLayerscopeInLabCluster(t *testing.T) {
 		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "viewer"},
 		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: viewerUser}}}
 	if _, err := c.RbacV1().RoleBindings(chartNamespace).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// A forwarder may port-forward to the agents, not use the pod proxy.
+	fwRole := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "forwarder", Namespace: chartNamespace},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list"}},
+			{APIGroups: []string{""}, Resources: []string{"pods/portforward"}, Verbs: []string{"create", "get"}}}}
+	if _, err := c.RbacV1().Roles(chartNamespace).Create(ctx, fwRole, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fwb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "forwarder", Namespace: chartNamespace},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "forwarder"},
+		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: forwarderUser}}}
+	if _, err := c.RbacV1().RoleBindings(chartNamespace).Create(ctx, fwb, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -279,6 +295,25 @@ func TestKubectlLayerscopeInLabCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		compare(t, start, "pod/"+lab.PodB, "pod/"+lab.PodC, "default/"+lab.PodB, "default/"+lab.PodC, diagnose.MTU, lab.Node1, lab.Node2)
+	})
+
+	t.Run("port-forward where the proxy is refused", func(t *testing.T) {
+		out, stderr, code := clientRun(t, bin, kubeconfig, forwarderUser, "status", "--all-nodes", "-o", "json")
+		var lines []fleet.NodeStatus
+		if err := json.Unmarshal([]byte(out), &lines); err != nil || code != 0 {
+			t.Fatalf("as %s (pods/portforward, no pods/proxy): exit %d %v %s\n%s", forwarderUser, code, err, stderr, out)
+		}
+		var nodes []string
+		for _, n := range lines {
+			if n.Error != "" || !n.Ready {
+				t.Errorf("through a port-forward, node %s: %q", n.Node, n.Error)
+			}
+			nodes = append(nodes, n.Node)
+		}
+		slices.Sort(nodes)
+		if !slices.Equal(nodes, []string{lab.Node1, lab.Node2}) {
+			t.Errorf("through port-forwards: nodes %v", nodes)
+		}
 	})
 
 	t.Run("forbidden without pods/proxy", func(t *testing.T) {
