@@ -2,15 +2,13 @@ package main
 
 import (
 	"errors"
-	"fmt"
-	"io"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/layerscope/layerscope/agent/api"
+	"github.com/layerscope/layerscope/internal/render"
 )
 
 func newCaptureCmd(cl *cluster) *cobra.Command {
@@ -51,34 +49,7 @@ authenticated (the chart's captureAPI).`,
 			if err != nil {
 				return err
 			}
-			defer st.Body.Close()
-			stderr := cmd.ErrOrStderr()
-			fmt.Fprintf(stderr, "capturing on %s: %s (%s)\n", agents[0].Node, st.Interfaces, st.Limits)
-			var w io.Writer = cmd.OutOrStdout()
-			var f *os.File
-			if outFile != "-" {
-				if f, err = os.Create(outFile); err != nil {
-					return fmt.Errorf("-w: %w", err)
-				}
-				defer f.Close()
-				w = f
-			}
-			n, err := io.Copy(w, st.Body)
-			if err != nil && cmd.Context().Err() == nil {
-				return fmt.Errorf("capture stream after %d bytes: %w", n, err)
-			}
-			if f != nil {
-				if err := f.Close(); err != nil {
-					return fmt.Errorf("-w: %w", err)
-				}
-			}
-			res := st.Result()
-			if res.Stop == "" {
-				fmt.Fprintf(stderr, "%d bytes written; the capture was interrupted (or the proxy dropped the agent's trailers)\n", n)
-				return nil
-			}
-			fmt.Fprintf(stderr, "%s packets, %s bytes written to %s; %s dropped; stopped by %s\n", res.Packets, res.Bytes, outFile, res.Dropped, res.Stop)
-			return nil
+			return render.SaveCapture(cmd.Context(), st, outFile, agents[0].Node, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
