@@ -38,6 +38,10 @@ type cluster struct {
 	agentScheme    string
 	nodes          []string
 	allNodes       bool
+	// agentUser and agentPasswordFile are the agents' basic auth (their
+	// web config), for captures: sent only through port-forwards, as the
+	// API server consumes the Authorization header of a proxied request.
+	agentUser, agentPasswordFile string
 
 	once    sync.Once
 	rc      *rest.Config
@@ -56,6 +60,8 @@ func (c *cluster) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&c.agentScheme, "agent-scheme", "http", "http, or https when the agents serve TLS (the chart's webConfig)")
 	f.StringSliceVar(&c.nodes, "node", nil, "ask the agents of these nodes (repeat or comma-separate)")
 	f.BoolVar(&c.allNodes, "all-nodes", false, "ask the agents of every node")
+	f.StringVar(&c.agentUser, "agent-user", "", "the agents' basic auth user (their web config; captures need it): the agents are then reached through port-forwards")
+	f.StringVar(&c.agentPasswordFile, "agent-password-file", "", "file holding --agent-user's password")
 }
 
 func (c *cluster) init() error {
@@ -163,16 +169,25 @@ func (c *cluster) agents(ctx context.Context, pods map[string]*corev1.Pod, nodes
 	if len(missing) > 0 {
 		return nil, &codeError{code: exitNoAgent, err: fmt.Errorf("no running agent pod on node %s (%s in namespace %s)", strings.Join(missing, ", "), c.agentSelector, c.agentNamespace)}
 	}
-	proxy, err := c.allowed(ctx, "get", "pods", "proxy", c.agentNamespace)
-	if err != nil {
-		return nil, fmt.Errorf("asking the API server what you may do: %w", err)
+	if (c.agentUser == "") != (c.agentPasswordFile == "") {
+		return nil, errors.New("--agent-user and --agent-password-file go together")
+	}
+	proxy := false
+	var err error
+	if c.agentUser == "" {
+		if proxy, err = c.allowed(ctx, "get", "pods", "proxy", c.agentNamespace); err != nil {
+			return nil, fmt.Errorf("asking the API server what you may do: %w", err)
+		}
 	}
 	forward := false
 	if !proxy {
 		if forward, err = c.allowed(ctx, "create", "pods", "portforward", c.agentNamespace); err != nil {
 			return nil, fmt.Errorf("asking the API server what you may do: %w", err)
 		}
-		if !forward {
+		switch {
+		case !forward && c.agentUser != "":
+			return nil, forbidden("create", "pods/portforward (the agents' basic auth goes through port-forwards only)", c.agentNamespace, nil)
+		case !forward:
 			return nil, forbidden("get", "pods/proxy (nor create pods/portforward)", c.agentNamespace, nil)
 		}
 	}
@@ -256,7 +271,8 @@ func (c *cluster) forwardClient(p *corev1.Pod) (*api.Client, error) {
 	if err != nil || len(ports) == 0 {
 		return nil, fmt.Errorf("port-forward to %s/%s: no local port (%v)", p.Namespace, p.Name, err)
 	}
-	return api.NewClient(api.ClientConfig{URL: fmt.Sprintf("http://127.0.0.1:%d", ports[0].Local)})
+	return api.NewClient(api.ClientConfig{URL: fmt.Sprintf("http://127.0.0.1:%d", ports[0].Local),
+		Username: c.agentUser, PasswordFile: c.agentPasswordFile})
 }
 
 // close ends the command's port-forwards.
