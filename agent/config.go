@@ -110,6 +110,14 @@ type KubeConfig struct {
 	// PodNames adds the pod label to the workload metrics (opt-in: one
 	// series per pod).
 	PodNames bool
+	// PolicyPodNames adds the pod label to
+	// layerscope_policy_denied_connections_total (opt-in: one series per
+	// isolated pod).
+	PolicyPodNames bool
+	// NoPolicies turns off the NetworkPolicy evaluation of failed
+	// connections (with the API, the agent watches every NetworkPolicy,
+	// Namespace and Pod for it).
+	NoPolicies bool
 	// ReloadInterval is how often a metadata file is checked for changes;
 	// zero means kube.DefaultReloadInterval.
 	ReloadInterval time.Duration

@@ -9,9 +9,27 @@ import (
 )
 
 // Consume adds a final entry for the ended record of e with its conntrack
-// translation (a correlate.Sink).
+// translation and its policy explanation (a correlate.Sink).
 func (r *Ring) Consume(e *correlate.Enriched, now time.Time) {
-	r.Add(KindFinal, e.Record, e.NAT, now.UnixNano())
+	r.AddExplained(KindFinal, e.Record, e.NAT, e.Policy, now.UnixNano())
+}
+
+// Explain gives the NetworkPolicies' explanation of a connection (see
+// correlate.Fanout.Policy).
+type Explain func(r *flow.Record, nat *correlate.Translation) *correlate.Policy
+
+// Unanswered is how long a SYN may stay unanswered, without a
+// retransmission, before RunProgress asks for the explanation of its
+// connection.
+const Unanswered = time.Second
+
+// unanswered reports whether rec is a TCP connection whose SYN stays
+// unanswered after a retransmission or for Unanswered.
+func unanswered(rec *flow.Record, now int64) bool {
+	if rec.Outcome != flow.OutcomeSynSent {
+		return false
+	}
+	return rec.TCP.SYNRetransmits > 0 || now-rec.First >= int64(Unanswered)
 }
 
 // DefaultProgressInterval is how often RunProgress checks the active flows
@@ -22,8 +40,10 @@ const DefaultProgressInterval = time.Second
 // for each active flow whose state changed (see Progress): snapshot fills
 // its argument with the active flows (flowtable.Table.Snapshot), and tr
 // (nil: none) gives each its conntrack translation, looked up once per
-// entry.
-func RunProgress(ctx context.Context, r *Ring, snapshot func([]flow.Record) []flow.Record, tr correlate.Translator, interval time.Duration) {
+// entry. explain (nil: none) explains the entries of connections whose SYN
+// stays unanswered (after a retransmission or for Unanswered), so that a
+// NetworkPolicy shows before the connection times out.
+func RunProgress(ctx context.Context, r *Ring, snapshot func([]flow.Record) []flow.Record, tr correlate.Translator, explain Explain, interval time.Duration) {
 	if interval <= 0 {
 		interval = DefaultProgressInterval
 	}
@@ -46,7 +66,11 @@ func RunProgress(ctx context.Context, r *Ring, snapshot func([]flow.Record) []fl
 					nat = &t
 				}
 			}
-			r.Add(KindProgress, rec, nat, now)
+			var pol *correlate.Policy
+			if explain != nil && unanswered(rec, now) {
+				pol = explain(rec, nat)
+			}
+			r.AddExplained(KindProgress, rec, nat, pol, now)
 		})
 		if cap(snap) > 4*len(snap) && cap(snap) > 1024 {
 			snap = nil // a flood is over: give the memory back
