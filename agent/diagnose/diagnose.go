@@ -27,10 +27,14 @@ const (
 	Backend                  // L4: one or more backends refuse, reset or do not answer
 	Path                     // packets leave one hop and never reach the next
 	App                      // L7: the application answers with errors
+	// Policy: NetworkPolicies deny the failed connections. It is walked
+	// before Backend; it comes last here so that the other exit codes
+	// stay what they were.
+	Policy
 	numClasses
 )
 
-var classNames = [numClasses]string{"healthy", "no-traffic", "dns-nxdomain", "dns-servfail", "conntrack", "no-dnat", "mtu", "backend", "path", "app"}
+var classNames = [numClasses]string{"healthy", "no-traffic", "dns-nxdomain", "dns-servfail", "conntrack", "no-dnat", "mtu", "backend", "path", "app", "policy"}
 
 // String returns the class's name as printed and in JSON.
 func (c Class) String() string {
@@ -82,6 +86,8 @@ func (c Class) Layer() string {
 		return "L7"
 	case NoTraffic:
 		return "source"
+	case Policy:
+		return "policy"
 	}
 	return ""
 }
@@ -190,8 +196,8 @@ type conn struct {
 
 // Diagnose walks the layers in order over the evidence and returns the
 // first broken one: DNS (when TO is a name), traffic from FROM to TO at
-// all, conntrack, L3 MTU, the service's DNAT, L4 backends, the path
-// between hops, L7; else Healthy.
+// all, conntrack, L3 MTU, the service's DNAT, NetworkPolicies, L4
+// backends, the path between hops, L7; else Healthy.
 func Diagnose(in *Input) Verdict {
 	v := diagnose(in)
 	v.Layer = v.Class.Layer()
@@ -232,6 +238,9 @@ func diagnose(in *Input) Verdict {
 	}
 	if dv, ok := dnatVerdict(in, conns, win); ok {
 		return merge(v, dv)
+	}
+	if pv, ok := policyVerdict(in, conns, views, win); ok {
+		return merge(v, pv)
 	}
 	if bv, ok := backendVerdict(in, conns, views, win); ok {
 		return merge(v, bv)

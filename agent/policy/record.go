@@ -2,6 +2,7 @@ package policy
 
 import (
 	"net/netip"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -17,16 +18,42 @@ type Records struct {
 	Store *Store
 	// Denied, when not nil, counts the denials of Final.
 	Denied *Denied
+
+	mu      sync.Mutex
+	counted map[uint32]struct{} // conntrack IDs of connections counted lately
 }
 
-// Final explains an ended failed connection and counts its denials: one
-// call per connection (the fan-out calls it for failed outcomes only).
+// maxCounted bounds Records.counted; past it the set starts over (a view
+// of an older connection may then be counted a second time).
+const maxCounted = 4096
+
+// Final explains an ended failed connection and counts its denials. A
+// DNATed connection ends once per view (before and after the DNAT): it is
+// counted once, by its conntrack ID.
 func (x *Records) Final(r *flowrec.Record, nat *correlate.Translation) *correlate.Policy {
 	e := x.Store.Explain(ObservationOf(r, nat))
-	if x.Denied != nil {
+	if x.Denied != nil && e.Verdict == VerdictPolicy && x.first(nat) {
 		x.Denied.Observe(e)
 	}
 	return Layer(e)
+}
+
+// first reports whether the connection of nat is counted for the first
+// time (always true without conntrack).
+func (x *Records) first(nat *correlate.Translation) bool {
+	if nat == nil || nat.ID == 0 {
+		return true
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if _, ok := x.counted[nat.ID]; ok {
+		return false
+	}
+	if x.counted == nil || len(x.counted) >= maxCounted {
+		x.counted = make(map[uint32]struct{}, 64)
+	}
+	x.counted[nat.ID] = struct{}{}
+	return true
 }
 
 // Active explains a connection still unanswered, without counting it (it
