@@ -18,20 +18,6 @@ func (r *Ring) Consume(e *correlate.Enriched, now time.Time) {
 // correlate.Fanout.Policy).
 type Explain func(r *flow.Record, nat *correlate.Translation) *correlate.Policy
 
-// Unanswered is how long a SYN may stay unanswered, without a
-// retransmission, before RunProgress asks for the explanation of its
-// connection.
-const Unanswered = time.Second
-
-// unanswered reports whether rec is a TCP connection whose SYN stays
-// unanswered after a retransmission or for Unanswered.
-func unanswered(rec *flow.Record, now int64) bool {
-	if rec.Outcome != flow.OutcomeSynSent {
-		return false
-	}
-	return rec.TCP.SYNRetransmits > 0 || now-rec.First >= int64(Unanswered)
-}
-
 // DefaultProgressInterval is how often RunProgress checks the active flows
 // when not told otherwise.
 const DefaultProgressInterval = time.Second
@@ -40,9 +26,13 @@ const DefaultProgressInterval = time.Second
 // for each active flow whose state changed (see Progress): snapshot fills
 // its argument with the active flows (flowtable.Table.Snapshot), and tr
 // (nil: none) gives each its conntrack translation, looked up once per
-// entry. explain (nil: none) explains the entries of connections whose SYN
-// stays unanswered (after a retransmission or for Unanswered), so that a
-// NetworkPolicy shows before the connection times out.
+// entry. explain (nil: none) explains the entries of TCP connections whose
+// SYN is still unanswered when the progress loop looks (a handshake takes
+// a round trip: those are the slow and the dropped ones), so that a
+// NetworkPolicy shows before the connection times out; a connection's
+// entries change, and are explained again, only when its state does (a
+// SYN retransmitted), so a dropped connection is evaluated a few times at
+// most, never per packet.
 func RunProgress(ctx context.Context, r *Ring, snapshot func([]flow.Record) []flow.Record, tr correlate.Translator, explain Explain, interval time.Duration) {
 	if interval <= 0 {
 		interval = DefaultProgressInterval
@@ -67,7 +57,7 @@ func RunProgress(ctx context.Context, r *Ring, snapshot func([]flow.Record) []fl
 				}
 			}
 			var pol *correlate.Policy
-			if explain != nil && unanswered(rec, now) {
+			if explain != nil && rec.Outcome == flow.OutcomeSynSent {
 				pol = explain(rec, nat)
 			}
 			r.AddExplained(KindProgress, rec, nat, pol, now)
