@@ -165,7 +165,7 @@ func (a *Agent) construct() error {
 	a.workloads = workloads.New(store, cfg.Kube.PodNames, workloads.DefaultMax)
 	a.fanout = &correlate.Fanout{Translator: lookup}
 	if a.kube.Client() != nil && !cfg.Kube.NoPolicies {
-		a.policies = &policy.Records{Store: policy.NewStore(), Denied: &policy.Denied{ByPod: cfg.Kube.PolicyPodNames}}
+		a.policies = &policy.Records{Store: policy.NewStore(), Denied: &policy.Denied{ByPod: cfg.Kube.PolicyPodNames}, Backends: store.Backends}
 		a.fanout.Policy = a.policies.Final
 	}
 	if a.workers, err = workers.New(workers.Config{Capture: cfg.Capture, NetNS: a.ns, Logger: log, OnRecords: a.fanout.OnRecords,

@@ -365,7 +365,7 @@ func TestDiagnose(t *testing.T) {
 			name: "drop no policy explains", from: podA, to: vip,
 			nodes: []NodeEvidence{node("node-1", healthyStatus(), explained(allowed, 2)...)},
 			class: Backend, summary: []string{"does not answer"},
-			evidence: []string{"NetworkPolicies do not explain the drop (shop/allow-a spec.ingress[0]×2): the CNI or the node dropped them"},
+			evidence:   []string{"NetworkPolicies do not explain the drop (shop/allow-a spec.ingress[0]×2): the CNI or the node dropped them"},
 			noEvidence: []string{"denied"},
 		},
 	}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -619,4 +620,28 @@ func BenchmarkLookups(b *testing.B) {
 			}
 		})
 	})
+}
+
+// TestBackends lists a Service port's ready endpoints with their target
+// port, from every slice of the Service, by the port's name and protocol.
+func TestBackends(t *testing.T) {
+	s := NewStore(ModeAPI, "")
+	s.SetService(service("default", "web", vip.String(), 30080))
+	s.SetEndpointSlice(slice("default", "web-1", "web", ep{"10.244.0.5", "a", "n1", true}, ep{"10.244.0.8", "b", "n1", false}))
+	sl := slice("default", "web-2", "web", ep{"10.244.1.8", "c", "n2", true})
+	sl.Ports[0].Port = ptr(int32(9090))
+	s.SetEndpointSlice(sl)
+	s.SetEndpointSlice(slice("default", "other-1", "other", ep{"10.244.1.9", "d", "n2", true}))
+	got := s.Backends(netip.AddrPortFrom(vip, 8080), 6, nil)
+	slices.SortFunc(got, func(a, b netip.AddrPort) int { return a.Compare(b) })
+	want := []netip.AddrPort{netip.MustParseAddrPort("10.244.0.5:8080"), netip.MustParseAddrPort("10.244.1.8:9090")}
+	if !slices.Equal(got, want) {
+		t.Errorf("backends %v, want %v", got, want)
+	}
+	if got := s.Backends(netip.AddrPortFrom(vip, 8080), 17, nil); len(got) != 0 {
+		t.Errorf("udp port (no slice port of that name): %v", got)
+	}
+	if got := s.Backends(netip.AddrPortFrom(ipA, 8080), 6, nil); len(got) != 0 {
+		t.Errorf("not a service: %v", got)
+	}
 }

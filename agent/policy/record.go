@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"net/netip"
 	"sync"
 	"time"
@@ -18,6 +19,13 @@ type Records struct {
 	Store *Store
 	// Denied, when not nil, counts the denials of Final.
 	Denied *Denied
+	// Backends, when not nil, appends to dst the endpoints (address and
+	// target port) of the Service at svc over proto, none when svc is not
+	// a Service (kube.Store.Backends). A connection conntrack does not
+	// know, although it went to a Service, is evaluated against each of
+	// them: a packet dropped before conntrack confirmed its entry (as an
+	// enforcer in the netfilter hooks does) leaves no DNAT to read.
+	Backends func(svc netip.AddrPort, proto uint8, dst []netip.AddrPort) []netip.AddrPort
 
 	mu      sync.Mutex
 	counted map[uint32]struct{} // conntrack IDs of connections counted lately
@@ -31,11 +39,11 @@ const maxCounted = 4096
 // DNATed connection ends once per view (before and after the DNAT): it is
 // counted once, by its conntrack ID.
 func (x *Records) Final(r *flowrec.Record, nat *correlate.Translation) *correlate.Policy {
-	e := x.Store.Explain(ObservationOf(r, nat))
+	e, detail := x.explain(r, nat)
 	if x.Denied != nil && e.Verdict == VerdictPolicy && x.first(nat) {
 		x.Denied.Observe(e)
 	}
-	return Layer(e)
+	return layer(e, detail)
 }
 
 // first reports whether the connection of nat is counted for the first
@@ -59,7 +67,71 @@ func (x *Records) first(nat *correlate.Translation) bool {
 // Active explains a connection still unanswered, without counting it (it
 // is counted once, when it ends).
 func (x *Records) Active(r *flowrec.Record, nat *correlate.Translation) *correlate.Policy {
-	return Layer(x.Store.Explain(ObservationOf(r, nat)))
+	return layer(x.explain(r, nat))
+}
+
+// explain explains the connection of r; without a translation, when its
+// destination is a Service, against each backend (see Records.Backends):
+// the denials of the backends that deny it, else the rules that allow it.
+// detail, when not empty, is the explanation's line.
+func (x *Records) explain(r *flowrec.Record, nat *correlate.Translation) (Explanation, string) {
+	o := ObservationOf(r, nat)
+	if nat != nil || x.Backends == nil {
+		return x.Store.Explain(o), ""
+	}
+	var buf [16]netip.AddrPort
+	bs := x.Backends(netip.AddrPortFrom(o.Dst, o.Port), r.Key.Proto, buf[:0])
+	if len(bs) == 0 {
+		return x.Store.Explain(o), ""
+	}
+	var (
+		out    Explanation
+		denied int
+		seen   = map[RuleRef]bool{}
+	)
+	for i, b := range bs {
+		ob := o
+		ob.Dst, ob.Port = b.Addr(), b.Port()
+		e := x.Store.Explain(ob)
+		switch {
+		case i == 0:
+			out = e
+			out.Denials, out.AllowedBy = nil, nil
+		case e.Verdict == VerdictUnknown:
+			out.Verdict = VerdictUnknown
+		case e.Verdict == VerdictPolicy && out.Verdict != VerdictUnknown:
+			out.Verdict = VerdictPolicy
+		}
+		if e.Verdict == VerdictPolicy {
+			denied++
+			if out.Dst == (Ref{}) {
+				out.Dst = e.Dst
+			}
+			for _, d := range e.Denials {
+				k := RuleRef{Policy: d.Blame(), Direction: d.Direction}
+				if d.Direction == Ingress {
+					k.Policy.Name += "/" + d.Pod.Name // one denial per backend pod
+				}
+				if !seen[k] {
+					seen[k] = true
+					out.Denials = append(out.Denials, d)
+				}
+			}
+		}
+		for _, a := range e.AllowedBy {
+			if !seen[a] {
+				seen[a] = true
+				out.AllowedBy = append(out.AllowedBy, a)
+			}
+		}
+	}
+	if out.Verdict == VerdictPolicy {
+		out.AllowedBy = nil
+	}
+	if out.Verdict != VerdictPolicy {
+		return out, ""
+	}
+	return out, fmt.Sprintf("service %s, %d of %d backends denied: %s", netip.AddrPortFrom(o.Dst, o.Port), denied, len(bs), out)
 }
 
 // ObservationOf is the observation of a flow record: the client and the
@@ -91,8 +163,14 @@ func protocol(p uint8) corev1.Protocol {
 }
 
 // Layer converts an explanation to the form the agent's sinks carry.
-func Layer(e Explanation) *correlate.Policy {
-	p := &correlate.Policy{Detail: e.String()}
+func Layer(e Explanation) *correlate.Policy { return layer(e, "") }
+
+// layer is Layer with detail, when not empty, as the line.
+func layer(e Explanation, detail string) *correlate.Policy {
+	if detail == "" {
+		detail = e.String()
+	}
+	p := &correlate.Policy{Detail: detail}
 	switch e.Verdict {
 	case VerdictPolicy:
 		p.Verdict = correlate.PolicyDenied
