@@ -21,6 +21,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
+
+	"github.com/layerscope/layerscope/internal/informer"
 )
 
 // Mode selects where the metadata comes from.
@@ -230,11 +232,11 @@ func Watch(ctx context.Context, client kubernetes.Interface, store *Store, resyn
 	svcs := all.Core().V1().Services().Informer()
 	slices := all.Discovery().V1().EndpointSlices().Informer()
 	_ = pods.SetTransform(trimPod)
-	_ = svcs.SetTransform(trimMeta)
-	_ = slices.SetTransform(trimMeta)
-	handle(pods, func(o *corev1.Pod) { store.SetPod(o) }, func(o *corev1.Pod) { store.DeletePod(o.Namespace, o.Name) })
-	handle(svcs, func(o *corev1.Service) { store.SetService(o) }, func(o *corev1.Service) { store.DeleteService(o.Namespace, o.Name) })
-	handle(slices, func(o *discoveryv1.EndpointSlice) { store.SetEndpointSlice(o) },
+	_ = svcs.SetTransform(informer.TrimMeta)
+	_ = slices.SetTransform(informer.TrimMeta)
+	informer.Handle(pods, func(o *corev1.Pod) { store.SetPod(o) }, func(o *corev1.Pod) { store.DeletePod(o.Namespace, o.Name) })
+	informer.Handle(svcs, func(o *corev1.Service) { store.SetService(o) }, func(o *corev1.Service) { store.DeleteService(o.Namespace, o.Name) })
+	informer.Handle(slices, func(o *discoveryv1.EndpointSlice) { store.SetEndpointSlice(o) },
 		func(o *discoveryv1.EndpointSlice) { store.DeleteEndpointSlice(o.Namespace, o.Name) })
 	if onError != nil {
 		for _, inf := range []cache.SharedIndexInformer{pods, svcs, slices} {
@@ -254,30 +256,6 @@ func Watch(ctx context.Context, client kubernetes.Interface, store *Store, resyn
 }
 
 var klogOnce sync.Once
-
-// handle registers typed add/update/delete handlers on inf.
-func handle[T any](inf cache.SharedIndexInformer, set func(*T), del func(*T)) {
-	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: func(o any) {
-			if v, ok := o.(*T); ok {
-				set(v)
-			}
-		},
-		UpdateFunc: func(_, o any) {
-			if v, ok := o.(*T); ok {
-				set(v)
-			}
-		},
-		DeleteFunc: func(o any) {
-			if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
-				o = d.Obj
-			}
-			if v, ok := o.(*T); ok {
-				del(v)
-			}
-		},
-	})
-}
 
 // trimPod keeps of a pod what the store uses, so that the informer's
 // cache stays small.
@@ -299,17 +277,6 @@ func trimPod(o any) (any, error) {
 		t.Labels = map[string]string{"pod-template-hash": h}
 	}
 	return t, nil
-}
-
-// trimMeta drops the managed fields and annotations (a
-// last-applied-configuration can be the size of the object) before the
-// informer caches an object.
-func trimMeta(o any) (any, error) {
-	if m, ok := o.(metav1.Object); ok {
-		m.SetManagedFields(nil)
-		m.SetAnnotations(nil)
-	}
-	return o, nil
 }
 
 // onWatchError logs the first error of a failure streak and the recovery.
