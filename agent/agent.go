@@ -56,6 +56,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 	"golang.org/x/sync/errgroup"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/layerscope/layerscope/agent/conntrack"
 	"github.com/layerscope/layerscope/agent/correlate"
@@ -164,9 +165,10 @@ func (a *Agent) construct() error {
 	a.mtu, a.pmtu = mtu.NewMonitor(a.ns, log), mtu.NewPMTULog(log)
 	a.workloads = workloads.New(store, cfg.Kube.PodNames, workloads.DefaultMax)
 	a.fanout = &correlate.Fanout{Translator: lookup}
-	if a.kube.Client() != nil && !cfg.Kube.NoPolicies {
+	if (a.kube.Client() != nil || a.kube.File()) && !cfg.Kube.NoPolicies {
 		a.policies = &policy.Records{Store: policy.NewStore(), Denied: &policy.Denied{ByPod: cfg.Kube.PolicyPodNames}, Backends: store.Backends}
 		a.fanout.Policy = a.policies.Final
+		a.kube.OnFile(a.filePolicies)
 	}
 	if a.workers, err = workers.New(workers.Config{Capture: cfg.Capture, NetNS: a.ns, Logger: log, OnRecords: a.fanout.OnRecords,
 		Translate: lookup, MTU: a.mtu, PMTU: a.pmtu, CompileFilter: ondemand.CompileBPF}); err != nil {
@@ -256,6 +258,14 @@ func (a *Agent) watchPolicies(ctx context.Context) {
 	<-ctx.Done()
 }
 
+// filePolicies replaces the policy store's content with the metadata
+// file's NetworkPolicies, Namespaces and Pods.
+func (a *Agent) filePolicies(objs []runtime.Object) {
+	for ref, err := range a.policies.Store.Replace(objs) {
+		a.log.Warn("NetworkPolicy of the metadata file left out of the evaluation", "file", a.cfg.Kube.File, "policy", ref.String(), "err", err)
+	}
+}
+
 // translator is the conntrack watcher once Run opened it.
 func (a *Agent) translator() correlate.Translator {
 	if w := a.conntrack.Load(); w != nil {
@@ -323,7 +333,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	g.Go(func() error { a.kube.Run(runCtx); return nil })
-	if a.policies != nil {
+	if a.policies != nil && a.kube.Client() != nil {
 		g.Go(func() error { a.watchPolicies(runCtx); return nil })
 	}
 	g.Go(func() error {

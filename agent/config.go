@@ -101,7 +101,8 @@ type ConntrackConfig struct {
 type KubeConfig struct {
 	// Mode is auto, api, file or off; "" means auto.
 	Mode kube.Mode
-	// File is the static metadata file (Pods, Services, EndpointSlices as
+	// File is the static metadata file (Pods, Services, EndpointSlices,
+	// Namespaces and NetworkPolicies as
 	// `kubectl get -o yaml` prints them).
 	File string
 	// Kubeconfig is a kubeconfig file for the API; empty means the

@@ -91,6 +91,7 @@ type Source struct {
 	store  *Store
 	client kubernetes.Interface
 	file   *fileState // ModeFile: the file's content applied last
+	onFile func([]runtime.Object)
 
 	mu     sync.Mutex
 	failed bool // the last list or watch failed (logged once per failure streak)
@@ -164,6 +165,14 @@ func Open(cfg Config) (*Source, error) {
 
 // Store returns the store the source feeds.
 func (s *Source) Store() *Store { return s.store }
+
+// File reports whether the source serves a metadata file (ModeFile).
+func (s *Source) File() bool { return s.file != nil }
+
+// OnFile has fn receive every object of the metadata file each time Run
+// applies it (at start and after each change), NetworkPolicies and
+// Namespaces included, which the store does not keep. Call it before Run.
+func (s *Source) OnFile(fn func([]runtime.Object)) { s.onFile = fn }
 
 // Client returns the clientset the informers read; nil without the API
 // (ModeFile, ModeOff, or not in a pod).

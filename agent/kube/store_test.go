@@ -380,6 +380,10 @@ func TestDecodeStrict(t *testing.T) {
 		{"kubectl list", kubectlList, 3, ""},
 		{"stream with comments", "# generated\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: default}\n---\n", 1, ""},
 		{"typed list", "apiVersion: v1\nkind: PodList\nitems:\n- metadata: {name: p}\n", 1, ""},
+		{"policies and namespaces", "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: shop}\nspec: {podSelector: {}}\n---\n" +
+			"apiVersion: v1\nkind: NamespaceList\nitems:\n- metadata: {name: shop, labels: {team: a}}\n---\n" +
+			"apiVersion: networking.k8s.io/v1\nkind: NetworkPolicyList\nitems:\n- metadata: {name: allow, namespace: shop}\n  spec: {podSelector: {}, ingress: [{}]}\n", 3, ""},
+		{"unknown policy field", "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny}\nspec: {podSelectr: {}}\n", 0, `unknown field "podSelectr"`},
 		{"unknown field", "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {nodeNmae: x}\n", 0, `unknown field "nodeNmae"`},
 		{"unknown field in a list item", strings.Replace(kubectlList, "nodeName: node-1\n    containers", "nodeName: node-1\n    bogus: 1\n    containers", 1), 0, "item 0"},
 		{"unknown kind", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n", 0, "Deployment"},
