@@ -224,13 +224,18 @@ func diagnose(in *Input) Verdict {
 		return noTraffic(in, win)
 	}
 	v := Verdict{Connections: len(conns), Hops: hops(views), paths: pathLines(views)}
+	// A connection a NetworkPolicy denied is no evidence of a dropping
+	// conntrack table.
 	failed := 0
 	for _, c := range conns {
-		if c.failed {
+		if c.failed && (c.c.Policy == nil || c.c.Policy.Verdict != api.PolicyDenied) {
 			failed++
 		}
 	}
 	if cv, ok := conntrackVerdict(in, conns, failed, win); ok {
+		if note, ok := unexplainedNote(views, ""); ok {
+			cv.Evidence = append(cv.Evidence, note)
+		}
 		return merge(v, cv)
 	}
 	if mv, ok := mtuVerdict(in, conns, win); ok {

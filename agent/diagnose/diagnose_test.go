@@ -356,6 +356,17 @@ func TestDiagnose(t *testing.T) {
 				"SYN×6 in 2 connections", "seen on node-1/veth-pod-a (pod, in)×2", "never on the backend's pod interface"},
 		},
 		{
+			// The node's conntrack counted a drop: the failures a policy
+			// explains do not make it a conntrack verdict.
+			name: "policy beside conntrack drops", from: podA, to: vip,
+			nodes: []NodeEvidence{node("node-1", func() *api.Status {
+				st := healthyStatus()
+				st.Conntrack.Drop, st.Conntrack.InsertFailed = 1, 1
+				return st
+			}(), explained(ingress, 2)...)},
+			class: Policy, summary: []string{"denied by NetworkPolicy shop/default-deny"},
+		},
+		{
 			name: "egress policy", from: podA, to: vip,
 			nodes: []NodeEvidence{node("node-1", healthyStatus(), explained(egress, 1)...)},
 			class: Policy, summary: []string{"egress of front/pod-a denied by NetworkPolicy front/deny-out"},

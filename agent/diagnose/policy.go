@@ -134,7 +134,8 @@ func dropEvidence(views []conn) string {
 }
 
 // unexplainedNote says, when the agents evaluated the NetworkPolicies of
-// the failed connections to addr and none denies them, that the drop is
+// the failed connections to addr (any backend when addr is empty) and
+// none denies them, that the drop is
 // not a policy's; ok is false when nothing was evaluated or a policy does
 // deny them.
 func unexplainedNote(views []conn, addr string) (string, bool) {
@@ -142,7 +143,7 @@ func unexplainedNote(views []conn, addr string) (string, bool) {
 	n := 0
 	for _, c := range views {
 		p := c.c.Policy
-		if c.c.Backend.Addr != addr || !c.failed || p == nil {
+		if addr != "" && c.c.Backend.Addr != addr || !c.failed || p == nil {
 			continue
 		}
 		switch p.Verdict {
