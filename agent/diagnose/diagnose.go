@@ -196,7 +196,7 @@ type conn struct {
 
 // Diagnose walks the layers in order over the evidence and returns the
 // first broken one: DNS (when TO is a name), traffic from FROM to TO at
-// all, conntrack, L3 MTU, the service's DNAT, NetworkPolicies, L4
+// all, conntrack, L3 MTU, NetworkPolicies, the service's DNAT, L4
 // backends, the path between hops, L7; else Healthy.
 func Diagnose(in *Input) Verdict {
 	v := diagnose(in)
@@ -241,11 +241,13 @@ func diagnose(in *Input) Verdict {
 	if mv, ok := mtuVerdict(in, conns, win); ok {
 		return merge(v, mv)
 	}
-	if dv, ok := dnatVerdict(in, conns, win); ok {
-		return merge(v, dv)
-	}
+	// Before the DNAT: a SYN an enforcer drops in the netfilter hooks
+	// leaves no conntrack entry, so its connection looks never DNATed.
 	if pv, ok := policyVerdict(in, conns, views, win); ok {
 		return merge(v, pv)
+	}
+	if dv, ok := dnatVerdict(in, conns, win); ok {
+		return merge(v, dv)
 	}
 	if bv, ok := backendVerdict(in, conns, views, win); ok {
 		return merge(v, bv)

@@ -15,7 +15,7 @@
 //
 // # Layers, in order
 //
-// One file per layer: dns.go, traffic.go, conntrack.go, mtu.go, dnat.go, policy.go,
+// One file per layer: dns.go, traffic.go, conntrack.go, mtu.go, policy.go, dnat.go,
 // backend.go (L4 backends and the path hop by hop), app.go (L7);
 // diagnose.go walks them in this order, evidence.go writes the evidence
 // lines they share.
@@ -37,9 +37,7 @@
 //  4. L3 MTU: ICMP frag-needed / packet-too-big reports about FROM's
 //     connections, interfaces whose MTU exceeds their path, oversize
 //     packets FROM sent (MTU; the summary names the reported MTU).
-//  5. Service: connections to TO that conntrack never DNATed and nobody
-//     answered: a Service without endpoints, or not a service (NoDNAT).
-//  6. NetworkPolicies: the failed connections whose policy explanation
+//  5. NetworkPolicies: the failed connections whose policy explanation
 //     (evaluated by the agents, see agent/policy) is a denial: the
 //     direction (egress of the client, ingress of the backend), the
 //     namespace/policy, the rule that would have to change, and the
@@ -47,6 +45,12 @@
 //     reached the backend's pod interface) (Policy). When the agents found
 //     that the policies allow the connections, the L4 or path verdict
 //     below says that the CNI or the node dropped them, never a policy.
+//     It comes before the DNAT: an enforcer that drops a SYN in the
+//     netfilter hooks drops it before conntrack confirms its entry, so
+//     the connection shows no DNAT. Failures a policy explains do not
+//     count for the conntrack verdict either.
+//  6. Service: connections to TO that conntrack never DNATed and nobody
+//     answered: a Service without endpoints, or not a service (NoDNAT).
 //  7. L4 backends: per backend (the DNAT target, or TO itself) the
 //     connections and their outcomes: refused (RST), reset, timeout (SYN
 //     without SYN-ACK). The backend with the most failures is named, with

@@ -30,9 +30,9 @@ func newDiagnoseCmd() *cobra.Command {
 and the next check to run by hand:
 
   DNS (when TO is a name) → traffic from FROM to TO → conntrack full or
-  dropping → L3 MTU (frag-needed, MTU mismatch) → the service's DNAT →
-  NetworkPolicies (the agents name the policy that denies the failed
-  connections) → L4 backends (SYN-ACK, RST, silence) → L7 errors
+  dropping → L3 MTU (frag-needed, MTU mismatch) → NetworkPolicies (the
+  agents name the policy that denies the failed connections) → the
+  service's DNAT → L4 backends (SYN-ACK, RST, silence) → L7 errors
 
 A drop the agents found no NetworkPolicy to explain is never blamed on one:
 it stays an L4 or path verdict that says the CNI or the node dropped it.
