@@ -20,7 +20,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/klog/v2"
 
 	"github.com/layerscope/layerscope/internal/informer"
 )
@@ -229,7 +228,7 @@ var errNotSynced = errors.New("no complete copy of pods, services and endpointsl
 // client-go's own logging (klog) is discarded: the errors that matter
 // reach onError.
 func Watch(ctx context.Context, client kubernetes.Interface, store *Store, resync time.Duration, onError func(error)) {
-	klogOnce.Do(func() { klog.SetSlogLogger(slog.New(slog.DiscardHandler)) })
+	informer.Quiet()
 	all := informers.NewSharedInformerFactory(client, resync)
 	local := all
 	if store.node != "" {
@@ -263,8 +262,6 @@ func Watch(ctx context.Context, client kubernetes.Interface, store *Store, resyn
 		}
 	}()
 }
-
-var klogOnce sync.Once
 
 // trimPod keeps of a pod what the store uses, so that the informer's
 // cache stays small.
