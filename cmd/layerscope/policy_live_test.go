@@ -163,6 +163,13 @@ func testDiagnoseNetworkPolicy(t *testing.T, l *lab.Lab, urls []string, bin stri
 	if strings.Contains(v.Summary, "egress") {
 		t.Errorf("summary blames an egress policy: %s", v.Summary)
 	}
+	// The same by name: the pod and the Service as the agents' events
+	// name them.
+	pod, svc := lab.Namespace+"/"+lab.PodA, lab.Namespace+"/my-service"
+	if code, nv := diagnoseJSON(t, urls, time.Since(start)+time.Millisecond, pod, svc); code != diagnose.Policy.ExitCode() ||
+		!strings.Contains(nv.Summary, "denied by NetworkPolicy "+lab.Namespace+"/default-deny") {
+		t.Errorf("diagnose %s %s: exit %d: %s", pod, svc, code, nv.Summary)
+	}
 	stop()
 
 	// Fixing the policy through the API: pod-a becomes the other app.
