@@ -18,8 +18,11 @@
 //	server      the listeners, their bounds and client identity
 //
 // Beside them: conntrack (the kernel table over netlink), kube (Kubernetes
-// names), policy (whether NetworkPolicies explain a failed connection), mtu (the MTU check and the PMTU log), ondemand (tcpdump filters
-// and bounded captures) and netstat (the kernel's own counters).
+// names), policy (whether NetworkPolicies explain a failed connection:
+// the fan-out asks it for each failed connection, the history's progress
+// loop for each unanswered one), mtu (the MTU check and the PMTU log),
+// ondemand (tcpdump filters and bounded captures) and netstat (the
+// kernel's own counters).
 //
 // # Namespaces
 //
