@@ -82,7 +82,9 @@ type Connection struct {
 	// were evaluated (Policy).
 	Layers []Layer `json:"layers"`
 	// Summary is Layers and the DNAT in one line, as observe prints it:
-	// "L3 ok · L4 SYN×3 no SYN-ACK · DNAT 10.96.0.42:8080→10.244.1.8:8080".
+	// "L3 ok · L4 SYN×3 no SYN-ACK · DNAT 10.96.0.42:8080→10.244.1.8:8080";
+	// the policy layer only when it failed ("POLICY ingress denied by
+	// default/default-deny").
 	Summary string `json:"summary"`
 	// Start and Last are the times of the first and last packet seen.
 	Start time.Time `json:"start"`

@@ -341,6 +341,9 @@ func fmtSeconds(s float64) string {
 func summary(c *api.Connection) string {
 	parts := make([]string, 0, 4)
 	for _, l := range c.Layers {
+		if l.Layer == "policy" && l.Status != api.StatusFail {
+			continue // only a denial is worth the line's room
+		}
 		s := strings.ToUpper(l.Layer) + " "
 		switch {
 		case l.Layer == "l7" || l.Status != api.StatusOK:

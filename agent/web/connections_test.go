@@ -164,9 +164,9 @@ func TestPolicyLayer(t *testing.T) {
 		{denied, api.Layer{Layer: "policy", Status: api.StatusFail, Detail: "ingress denied by default/default-deny"},
 			"L3 no reply · L4 SYN×2 no SYN-ACK · POLICY ingress denied by default/default-deny"},
 		{&correlate.Policy{Verdict: correlate.PolicyUnexplained, AllowedBy: []string{"default/allow spec.ingress[0]"}},
-			api.Layer{Layer: "policy", Status: api.StatusOK, Detail: "no NetworkPolicy denies it"}, "L3 no reply · L4 SYN×2 no SYN-ACK · POLICY ok"},
+			api.Layer{Layer: "policy", Status: api.StatusOK, Detail: "no NetworkPolicy denies it"}, "L3 no reply · L4 SYN×2 no SYN-ACK"},
 		{&correlate.Policy{Verdict: correlate.PolicyUnknown},
-			api.Layer{Layer: "policy", Status: api.StatusUnknown, Detail: "NetworkPolicies not synced"}, "L3 no reply · L4 SYN×2 no SYN-ACK · POLICY NetworkPolicies not synced"},
+			api.Layer{Layer: "policy", Status: api.StatusUnknown, Detail: "NetworkPolicies not synced"}, "L3 no reply · L4 SYN×2 no SYN-ACK"},
 	} {
 		rec := tcpRecord(40100, flow.OutcomeTimeout, 1)
 		a.ring.AddExplained(history.KindFinal, &rec, nil, tt.pol, time.Now().UnixNano())
