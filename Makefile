@@ -111,7 +111,7 @@ unit:
 # (netlink conntrack messages, /proc/net/snmp) and of the capture filter
 # compiler; the corpus in testdata/fuzz is
 # also replayed by `unit`.
-FUZZ_PKGS   ?= ./decoders/... ./agent/conntrack ./agent/netstat ./agent/ondemand
+FUZZ_PKGS   ?= ./decoders/... ./agent/conntrack ./agent/netstat ./agent/ondemand ./agent/policy
 fuzz:
 	@for pkg in $$($(GO) list $(FUZZ_PKGS)); do \
 		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \

@@ -18,8 +18,11 @@
 //	server      the listeners, their bounds and client identity
 //
 // Beside them: conntrack (the kernel table over netlink), kube (Kubernetes
-// names), mtu (the MTU check and the PMTU log), ondemand (tcpdump filters
-// and bounded captures) and netstat (the kernel's own counters).
+// names), policy (whether NetworkPolicies explain a failed connection:
+// the fan-out asks it for each failed connection, the history's progress
+// loop for each unanswered one), mtu (the MTU check and the PMTU log),
+// ondemand (tcpdump filters and bounded captures) and netstat (the
+// kernel's own counters).
 //
 // # Namespaces
 //
@@ -55,6 +58,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/exporter-toolkit/web"
 	"golang.org/x/sync/errgroup"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/layerscope/layerscope/agent/conntrack"
 	"github.com/layerscope/layerscope/agent/correlate"
@@ -63,6 +68,7 @@ import (
 	"github.com/layerscope/layerscope/agent/metrics"
 	"github.com/layerscope/layerscope/agent/mtu"
 	"github.com/layerscope/layerscope/agent/ondemand"
+	"github.com/layerscope/layerscope/agent/policy"
 	"github.com/layerscope/layerscope/agent/server"
 	"github.com/layerscope/layerscope/agent/tracing"
 	agentweb "github.com/layerscope/layerscope/agent/web"
@@ -80,6 +86,7 @@ type Agent struct {
 	ns        *nsenter.NS
 	node      string
 	kube      *kube.Source
+	policies  *policy.Records // nil: failed connections are not explained
 	history   *history.Ring
 	services  *correlate.Services
 	workloads *workloads.Tally
@@ -161,6 +168,11 @@ func (a *Agent) construct() error {
 	a.mtu, a.pmtu = mtu.NewMonitor(a.ns, log), mtu.NewPMTULog(log)
 	a.workloads = workloads.New(store, cfg.Kube.PodNames, workloads.DefaultMax)
 	a.fanout = &correlate.Fanout{Translator: lookup}
+	if (a.kube.Client() != nil || a.kube.File()) && !cfg.Kube.NoPolicies {
+		a.policies = &policy.Records{Store: policy.NewStore(), Denied: &policy.Denied{ByPod: cfg.Kube.PolicyPodNames}, Backends: store.Backends}
+		a.fanout.Policy = a.policies.Final
+		a.kube.OnFile(a.filePolicies)
+	}
 	if a.workers, err = workers.New(workers.Config{Capture: cfg.Capture, NetNS: a.ns, Logger: log, OnRecords: a.fanout.OnRecords,
 		Translate: lookup, MTU: a.mtu, PMTU: a.pmtu, CompileFilter: ondemand.CompileBPF}); err != nil {
 		return err
@@ -192,6 +204,7 @@ func (a *Agent) construct() error {
 		metrics.API(a.history, a.handlers),
 		metrics.Kube(store, a.conntrack.Load),
 		metrics.Workloads(a.workloads, store),
+		metrics.Policy(a.denied()),
 		metrics.OTLP(a.tracer.Exporter),
 	)
 	if err != nil {
@@ -214,6 +227,49 @@ func (a *Agent) construct() error {
 			"add --web-config-file with basic_auth_users or verified client certificates, or --api-socket")
 	}
 	return nil
+}
+
+// denied is the denial count of the policy evaluation, nil without one.
+func (a *Agent) denied() *policy.Denied {
+	if a.policies == nil {
+		return nil
+	}
+	return a.policies.Denied
+}
+
+// explainActive explains unanswered active connections, nil without a
+// policy evaluation.
+func (a *Agent) explainActive() history.Explain {
+	if a.policies == nil {
+		return nil
+	}
+	return a.policies.Active
+}
+
+// watchPolicies feeds the policy store from the API until ctx is done,
+// logging list errors once per failure streak and each policy left out.
+func (a *Agent) watchPolicies(ctx context.Context) {
+	log := a.log.With("component", "policy")
+	var failing atomic.Bool
+	policy.Watch(ctx, a.kube.Client(), a.policies.Store, kube.DefaultResync, func(err error) {
+		switch {
+		case err == nil && failing.Swap(false):
+			log.Info("NetworkPolicies, namespaces and pods listed again")
+		case err != nil && !failing.Swap(true):
+			log.Warn("cannot list NetworkPolicies, namespaces or pods (RBAC: the agent needs list and watch on networking.k8s.io networkpolicies, namespaces and pods): failed connections are not explained by policy until it can", "err", err)
+		}
+	}, func(p *networkingv1.NetworkPolicy, err error) {
+		log.Warn("NetworkPolicy left out of the evaluation", "namespace", p.Namespace, "name", p.Name, "err", err)
+	})
+	<-ctx.Done()
+}
+
+// filePolicies replaces the policy store's content with the metadata
+// file's NetworkPolicies, Namespaces and Pods.
+func (a *Agent) filePolicies(objs []runtime.Object) {
+	for ref, err := range a.policies.Store.Replace(objs) {
+		a.log.Warn("NetworkPolicy of the metadata file left out of the evaluation", "file", a.cfg.Kube.File, "policy", ref.String(), "err", err)
+	}
 }
 
 // translator is the conntrack watcher once Run opened it.
@@ -283,6 +339,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	g.Go(func() error { a.kube.Run(runCtx); return nil })
+	if a.policies != nil && a.kube.Client() != nil {
+		g.Go(func() error { a.watchPolicies(runCtx); return nil })
+	}
 	g.Go(func() error {
 		if err := a.workers.Run(runCtx); err != nil {
 			return fmt.Errorf("capture: %w", err)
@@ -290,7 +349,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error {
-		history.RunProgress(runCtx, a.history, a.workers.Table().Snapshot, correlate.Lazy(a.translator), a.cfg.API.ProgressInterval)
+		history.RunProgress(runCtx, a.history, a.workers.Table().Snapshot, correlate.Lazy(a.translator), a.explainActive(), a.cfg.API.ProgressInterval)
 		return nil
 	})
 	g.Go(func() error { a.tracer.Run(runCtx); return nil })

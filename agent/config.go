@@ -101,7 +101,8 @@ type ConntrackConfig struct {
 type KubeConfig struct {
 	// Mode is auto, api, file or off; "" means auto.
 	Mode kube.Mode
-	// File is the static metadata file (Pods, Services, EndpointSlices as
+	// File is the static metadata file (Pods, Services, EndpointSlices,
+	// Namespaces and NetworkPolicies as
 	// `kubectl get -o yaml` prints them).
 	File string
 	// Kubeconfig is a kubeconfig file for the API; empty means the
@@ -110,6 +111,14 @@ type KubeConfig struct {
 	// PodNames adds the pod label to the workload metrics (opt-in: one
 	// series per pod).
 	PodNames bool
+	// PolicyPodNames adds the pod label to
+	// layerscope_policy_denied_connections_total (opt-in: one series per
+	// isolated pod).
+	PolicyPodNames bool
+	// NoPolicies turns off the NetworkPolicy evaluation of failed
+	// connections (with the API, the agent watches every NetworkPolicy,
+	// Namespace and Pod for it).
+	NoPolicies bool
 	// ReloadInterval is how often a metadata file is checked for changes;
 	// zero means kube.DefaultReloadInterval.
 	ReloadInterval time.Duration

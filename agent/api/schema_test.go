@@ -30,6 +30,10 @@ func full() Connection {
 			Exchanges: []Exchange{{Time: t, Latency: 0.002, ID: 9, Rcode: "NXDOMAIN", Status: 0, Failed: true,
 				Name: "my-servic.default.svc.cluster.local", NameTruncated: true}}},
 		PMTU: []PMTUReport{{Time: t, Interface: "vxlan0", Reporter: "10.244.0.1", MTU: 1450, Quoted: "q", Flow: "f", Count: 1}},
+		Policy: &Policy{Verdict: PolicyDenied, Detail: "ingress of default/b denied by default/deny-all",
+			Denials: []PolicyDenial{{Direction: "ingress", Namespace: "default", Pod: "b", Policy: "deny-all", Policies: []string{"deny-all", "allow-x"},
+				Rule: "default/allow-x spec.ingress[0]", Change: "port matches, no from peer selects the source"}},
+			AllowedBy: []string{"default/allow-y spec.egress[0]"}},
 	}
 }
 
@@ -56,6 +60,8 @@ func TestSchemaRejects(t *testing.T) {
 		{"time", `"time":"2026-05-09T12:00:00.000000123Z"`, `"time":"yesterday"`, "not a date-time"},
 		{"exchange name", `"failed":true,"name":"my-servic.default.svc.cluster.local"`, `"failed":true,"name":7`, "$.l7.exchanges[0].name"},
 		{"name truncated", `"name_truncated":true}]`, `"name_truncated":"yes"}]`, "$.l7.exchanges[0].name_truncated"},
+		{"policy verdict", `"verdict":"policy"`, `"verdict":"firewall"`, "$.policy.verdict"},
+		{"policy direction", `"direction":"ingress"`, `"direction":"sideways"`, "$.policy.denials[0].direction"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			doc := strings.Replace(string(good), tt.from, tt.to, 1)
@@ -83,6 +89,7 @@ func TestSchemaCoversTypes(t *testing.T) {
 		reflect.TypeFor[Sides](): root.Defs["sides"], reflect.TypeFor[Hop](): root.Defs["hop"],
 		reflect.TypeFor[TCP](): root.Defs["tcp"], reflect.TypeFor[L7](): root.Defs["l7"],
 		reflect.TypeFor[Exchange](): root.Defs["exchange"], reflect.TypeFor[PMTUReport](): root.Defs["pmtu"],
+		reflect.TypeFor[Policy](): root.Defs["policy"], reflect.TypeFor[PolicyDenial](): root.Defs["policy_denial"],
 	}
 	for typ, s := range defs {
 		if s == nil {

@@ -78,10 +78,13 @@ type Connection struct {
 	// or a PMTU report.
 	Failed bool `json:"failed"`
 	// Layers is the verdict per layer, L3 first: always l3 and l4, l7 when
-	// an application protocol was seen.
+	// an application protocol was seen, policy when the NetworkPolicies
+	// were evaluated (Policy).
 	Layers []Layer `json:"layers"`
 	// Summary is Layers and the DNAT in one line, as observe prints it:
-	// "L3 ok · L4 SYN×3 no SYN-ACK · DNAT 10.96.0.42:8080→10.244.1.8:8080".
+	// "L3 ok · L4 SYN×3 no SYN-ACK · DNAT 10.96.0.42:8080→10.244.1.8:8080";
+	// the policy layer only when it failed ("POLICY ingress denied by
+	// default/default-deny").
 	Summary string `json:"summary"`
 	// Start and Last are the times of the first and last packet seen.
 	Start time.Time `json:"start"`
@@ -99,6 +102,52 @@ type Connection struct {
 	// PMTU lists the ICMP fragmentation-needed / packet-too-big reports
 	// about this connection.
 	PMTU []PMTUReport `json:"pmtu,omitempty"`
+	// Policy is what the Kubernetes NetworkPolicies say of a failed (or
+	// still unanswered) connection, when the agent evaluates them; its
+	// verdict is also the "policy" layer of Layers.
+	Policy *Policy `json:"policy,omitempty"`
+}
+
+// Values of Policy.Verdict.
+const (
+	PolicyDenied      = "policy"      // NetworkPolicies deny the connection
+	PolicyUnexplained = "unexplained" // the policies allow it, or none selects its pods: not dropped by a policy
+	PolicyUnknown     = "unknown"     // the agent had no complete copy of the policies yet
+)
+
+// Policy is the NetworkPolicies' explanation of a failed connection,
+// evaluated by the agent when the connection failed.
+type Policy struct {
+	// Verdict is "policy", "unexplained" or "unknown" (PolicyDenied …).
+	Verdict string `json:"verdict"`
+	// Detail is the explanation in one line.
+	Detail string `json:"detail"`
+	// Denials has one entry per denying direction: egress from the client
+	// first, then ingress to the backend.
+	Denials []PolicyDenial `json:"denials,omitempty"`
+	// AllowedBy lists, for "unexplained", the rules that allow the
+	// connection ("namespace/policy spec.ingress[0]").
+	AllowedBy []string `json:"allowed_by,omitempty"`
+}
+
+// PolicyDenial is one direction whose policies deny a connection.
+type PolicyDenial struct {
+	// Direction is "ingress" (the backend's policies) or "egress" (the
+	// client's).
+	Direction string `json:"direction"`
+	// Namespace and Pod name the pod the policies isolate.
+	Namespace string `json:"namespace"`
+	Pod       string `json:"pod"`
+	// Policy is the policy the denial is reported under: the first
+	// default-deny policy selecting the pod, else the first selecting one.
+	// Policies lists every policy of the direction selecting the pod.
+	Policy   string   `json:"policy"`
+	Policies []string `json:"policies"`
+	// Rule is the rule that would have to change ("namespace/policy
+	// spec.ingress[0]", or "namespace/policy (no ingress rule)"), Change
+	// what of it does not match the connection.
+	Rule   string `json:"rule"`
+	Change string `json:"change"`
 }
 
 // Endpoint is one end of a connection.
@@ -149,7 +198,7 @@ type NAT struct {
 
 // Layer is the verdict of one layer for one connection.
 type Layer struct {
-	// Layer is "l3", "l4" or "l7".
+	// Layer is "l3", "l4", "l7" or "policy".
 	Layer string `json:"layer"`
 	// Status is "ok", "fail", "pending" or "unknown" (StatusOK …).
 	Status string `json:"status"`

@@ -123,3 +123,29 @@ func TestServicesBounded(t *testing.T) {
 		t.Errorf("%d series, overflow %d; want 2, 3", len(got), overflow)
 	}
 }
+
+type sinkFunc func(e *Enriched)
+
+func (f sinkFunc) Consume(e *Enriched, _ time.Time) { f(e) }
+
+// TestFanoutExplainsFailedOnly: the policy explanation is asked for final
+// records with a failed outcome only, and reaches every sink.
+func TestFanoutExplainsFailedOnly(t *testing.T) {
+	asked := 0
+	pol := &Policy{Verdict: PolicyDenied}
+	var got []*Policy
+	f := &Fanout{
+		Policy: func(r *flow.Record, nat *Translation) *Policy { asked++; return pol },
+		Sinks:  []Sink{sinkFunc(func(e *Enriched) { got = append(got, e.Policy) })},
+	}
+	recs := []flow.Record{
+		{Key: tcp(podA, 1, podC, 80), End: flow.EndIdle, Outcome: flow.OutcomeTimeout},
+		{Key: tcp(podA, 2, podC, 80), End: flow.EndIdle, Outcome: flow.OutcomeClosed},
+		{Key: tcp(podA, 3, podC, 80), End: flow.EndActive, Outcome: flow.OutcomeSynSent},
+		{Key: tcp(podA, 4, podC, 80), End: flow.EndEvicted, Outcome: flow.OutcomeRefused},
+	}
+	f.OnRecords(recs)
+	if asked != 2 || len(got) != 3 || got[0] != pol || got[1] != nil || got[2] != pol {
+		t.Errorf("asked %d times, sinks saw %v; want 2 and [pol nil pol]", asked, got)
+	}
+}

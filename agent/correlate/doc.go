@@ -8,7 +8,9 @@
 // asks the Translator (conntrack.Watcher, through Lazy while conntrack is
 // not open) once for the connection's Translation, joins the record with it
 // when the connection was DNATed (Join: which view, pre or post DNAT, the
-// record is, the client, service and backend), and hands the one Enriched
+// record is, the client, service and backend), asks Fanout.Policy (when
+// set) what the NetworkPolicies say of a connection that failed (Policy),
+// and hands the one Enriched
 // record to every Sink in order: the history (agent/history), the service
 // tallies (Services), the workload tallies (agent/workloads) and the tracer
 // (agent/tracing), the way hubble hands a flow to each metrics handler.

@@ -36,6 +36,9 @@ type Enriched struct {
 	// Conn is the DNATed connection Record is a view of; nil when the
 	// connection was not DNATed.
 	Conn *Conn
+	// Policy is what the NetworkPolicies say of the connection when it
+	// failed (Fanout.Policy); nil when it did not fail or nobody asked.
+	Policy *Policy
 }
 
 // Sink consumes enriched records. Consume runs on the flow table's sweeping
@@ -51,7 +54,10 @@ type Sink interface {
 // each sink in order (history, service tallies, workload tallies, tracer).
 type Fanout struct {
 	Translator Translator // nil: records go out without NAT
-	Sinks      []Sink
+	// Policy, when not nil, explains each failed connection (its outcome
+	// is Failed) before the sinks see it; never called for others.
+	Policy func(r *flow.Record, nat *Translation) *Policy
+	Sinks  []Sink
 }
 
 // OnRecords is the flow table's callback (flowtable.Config.OnRecords).
@@ -77,6 +83,9 @@ func (f *Fanout) OnRecords(recs []flow.Record) {
 					e.Conn = &conn
 				}
 			}
+		}
+		if f.Policy != nil && r.Outcome.Failed() {
+			e.Policy = f.Policy(r, e.NAT)
 		}
 		for _, s := range f.Sinks {
 			s.Consume(&e, now)

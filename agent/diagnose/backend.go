@@ -123,6 +123,10 @@ func backendVerdict(in *Input, conns, views []conn, win string) (Verdict, bool) 
 		hostOf(worst.addr), worst.addr)
 	if how == silent {
 		v.Next = fmt.Sprintf("the backend stays silent: check NetworkPolicies selecting it, that %s is the pod's port, and the path (`layerscope capture --filter 'host %s'` on both nodes)", worst.addr, hostOf(worst.addr))
+		if note, ok := unexplainedNote(views, worst.addr); ok {
+			v.Evidence = append(v.Evidence, note)
+			v.Next = fmt.Sprintf("not a NetworkPolicy: check the node's firewall (iptables-save, nft list ruleset) and the CNI on the client's and the backend's node, that %s is the pod's port, and the path (`layerscope capture --filter 'host %s'` on both nodes)", worst.addr, hostOf(worst.addr))
+		}
 	}
 	return v, true
 }
@@ -172,6 +176,9 @@ func pathBreak(in *Input, views []conn, b *backendStat) (Verdict, bool) {
 	v.Evidence = append(v.Evidence, fmt.Sprintf("backend %s: %d connections, %d failed (%s)", b.addr, b.attempts, b.failed, topCounts(b.outcomes, 6)))
 	if pv, ok := pathEvidence(views, b.addr); ok {
 		v.Evidence = append(v.Evidence, pv)
+	}
+	if note, ok := unexplainedNote(views, b.addr); ok {
+		v.Evidence = append(v.Evidence, note)
 	}
 	v.Next = fmt.Sprintf("the hop between %s/%s and %s drops them: check the overlay (VXLAN UDP 4789 allowed between the nodes? `ip -s link show` on both ends), routes to %s's pod CIDR, and capture on both nodes: layerscope capture --filter 'host %s'",
 		lastNode, last.Interface, home, home, ip)

@@ -27,10 +27,14 @@ const (
 	Backend                  // L4: one or more backends refuse, reset or do not answer
 	Path                     // packets leave one hop and never reach the next
 	App                      // L7: the application answers with errors
+	// Policy: NetworkPolicies deny the failed connections. It is walked
+	// before Backend; it comes last here so that the other exit codes
+	// stay what they were.
+	Policy
 	numClasses
 )
 
-var classNames = [numClasses]string{"healthy", "no-traffic", "dns-nxdomain", "dns-servfail", "conntrack", "no-dnat", "mtu", "backend", "path", "app"}
+var classNames = [numClasses]string{"healthy", "no-traffic", "dns-nxdomain", "dns-servfail", "conntrack", "no-dnat", "mtu", "backend", "path", "app", "policy"}
 
 // String returns the class's name as printed and in JSON.
 func (c Class) String() string {
@@ -82,6 +86,8 @@ func (c Class) Layer() string {
 		return "L7"
 	case NoTraffic:
 		return "source"
+	case Policy:
+		return "policy"
 	}
 	return ""
 }
@@ -190,8 +196,8 @@ type conn struct {
 
 // Diagnose walks the layers in order over the evidence and returns the
 // first broken one: DNS (when TO is a name), traffic from FROM to TO at
-// all, conntrack, L3 MTU, the service's DNAT, L4 backends, the path
-// between hops, L7; else Healthy.
+// all, conntrack, L3 MTU, NetworkPolicies, the service's DNAT, L4
+// backends, the path between hops, L7; else Healthy.
 func Diagnose(in *Input) Verdict {
 	v := diagnose(in)
 	v.Layer = v.Class.Layer()
@@ -218,17 +224,27 @@ func diagnose(in *Input) Verdict {
 		return noTraffic(in, win)
 	}
 	v := Verdict{Connections: len(conns), Hops: hops(views), paths: pathLines(views)}
+	// A connection a NetworkPolicy denied is no evidence of a dropping
+	// conntrack table.
 	failed := 0
 	for _, c := range conns {
-		if c.failed {
+		if c.failed && (c.c.Policy == nil || c.c.Policy.Verdict != api.PolicyDenied) {
 			failed++
 		}
 	}
 	if cv, ok := conntrackVerdict(in, conns, failed, win); ok {
+		if note, ok := unexplainedNote(views, ""); ok {
+			cv.Evidence = append(cv.Evidence, note)
+		}
 		return merge(v, cv)
 	}
 	if mv, ok := mtuVerdict(in, conns, win); ok {
 		return merge(v, mv)
+	}
+	// Before the DNAT: a SYN an enforcer drops in the netfilter hooks
+	// leaves no conntrack entry, so its connection looks never DNATed.
+	if pv, ok := policyVerdict(in, conns, views, win); ok {
+		return merge(v, pv)
 	}
 	if dv, ok := dnatVerdict(in, conns, win); ok {
 		return merge(v, dv)

@@ -136,6 +136,25 @@ func TestDiagnose(t *testing.T) {
 	mtuConn.Protocol = "udp"
 	mtuConn.PMTU = []api.PMTUReport{{MTU: 1450, Count: 5}}
 
+	// Connections to the service timing out, explained by the agent.
+	explained := func(p *api.Policy, n int) []api.Connection {
+		var out []api.Connection
+		for i := range n {
+			c := svcConn(i, podA, vip, c8, "timeout")
+			c.TCP = &api.TCP{SYNs: 3}
+			c.Hops = c.Hops[:1]
+			c.Hops[0].Direction = "in"
+			c.Policy = p
+			out = append(out, c)
+		}
+		return out
+	}
+	ingress := &api.Policy{Verdict: api.PolicyDenied, Denials: []api.PolicyDenial{{Direction: "ingress", Namespace: "shop", Pod: "b-1",
+		Policy: "default-deny", Policies: []string{"allow-c", "default-deny"}, Rule: "shop/allow-c spec.ingress[0]", Change: "port matches, no from peer selects the source"}}}
+	egress := &api.Policy{Verdict: api.PolicyDenied, Denials: []api.PolicyDenial{{Direction: "egress", Namespace: "front", Pod: "pod-a",
+		Policy: "deny-out", Policies: []string{"deny-out"}, Rule: "front/deny-out (no egress rule)", Change: "no rule allows anything"}}}
+	allowed := &api.Policy{Verdict: api.PolicyUnexplained, AllowedBy: []string{"shop/allow-a spec.ingress[0]"}}
+
 	tests := []struct {
 		name     string
 		from, to string
@@ -328,6 +347,37 @@ func TestDiagnose(t *testing.T) {
 				return c
 			}())},
 			class: App, summary: []string{"1 of 2 responses", "503×1"},
+		},
+		{
+			name: "ingress policy", from: podA, to: vip,
+			nodes: []NodeEvidence{node("node-1", healthyStatus(), explained(ingress, 2)...)},
+			class: Policy, summary: []string{"ingress of shop/b-1 denied by NetworkPolicy shop/default-deny", "2 of 2 connections"},
+			evidence: []string{"selected by allow-c, default-deny; the rule to change: shop/allow-c spec.ingress[0]: port matches, no from peer selects the source",
+				"SYN×6 in 2 connections", "seen on node-1/veth-pod-a (pod, in)×2", "never on the backend's pod interface"},
+		},
+		{
+			// The node's conntrack counted a drop: the failures a policy
+			// explains do not make it a conntrack verdict.
+			name: "policy beside conntrack drops", from: podA, to: vip,
+			nodes: []NodeEvidence{node("node-1", func() *api.Status {
+				st := healthyStatus()
+				st.Conntrack.Drop, st.Conntrack.InsertFailed = 1, 1
+				return st
+			}(), explained(ingress, 2)...)},
+			class: Policy, summary: []string{"denied by NetworkPolicy shop/default-deny"},
+		},
+		{
+			name: "egress policy", from: podA, to: vip,
+			nodes: []NodeEvidence{node("node-1", healthyStatus(), explained(egress, 1)...)},
+			class: Policy, summary: []string{"egress of front/pod-a denied by NetworkPolicy front/deny-out"},
+			evidence: []string{"front/deny-out (no egress rule): no rule allows anything"}, noEvidence: []string{"ingress"},
+		},
+		{
+			name: "drop no policy explains", from: podA, to: vip,
+			nodes: []NodeEvidence{node("node-1", healthyStatus(), explained(allowed, 2)...)},
+			class: Backend, summary: []string{"does not answer"},
+			evidence:   []string{"NetworkPolicies do not explain the drop (shop/allow-a spec.ingress[0]×2): the CNI or the node dropped them"},
+			noEvidence: []string{"denied"},
 		},
 	}
 	for _, tt := range tests {

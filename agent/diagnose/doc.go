@@ -15,7 +15,7 @@
 //
 // # Layers, in order
 //
-// One file per layer: dns.go, traffic.go, conntrack.go, mtu.go, dnat.go,
+// One file per layer: dns.go, traffic.go, conntrack.go, mtu.go, policy.go, dnat.go,
 // backend.go (L4 backends and the path hop by hop), app.go (L7);
 // diagnose.go walks them in this order, evidence.go writes the evidence
 // lines they share.
@@ -37,9 +37,21 @@
 //  4. L3 MTU: ICMP frag-needed / packet-too-big reports about FROM's
 //     connections, interfaces whose MTU exceeds their path, oversize
 //     packets FROM sent (MTU; the summary names the reported MTU).
-//  5. Service: connections to TO that conntrack never DNATed and nobody
+//  5. NetworkPolicies: the failed connections whose policy explanation
+//     (evaluated by the agents, see agent/policy) is a denial: the
+//     direction (egress of the client, ingress of the backend), the
+//     namespace/policy, the rule that would have to change, and the
+//     evidence (SYNs, times, the hops they were seen on, and whether they
+//     reached the backend's pod interface) (Policy). When the agents found
+//     that the policies allow the connections, the L4 or path verdict
+//     below says that the CNI or the node dropped them, never a policy.
+//     It comes before the DNAT: an enforcer that drops a SYN in the
+//     netfilter hooks drops it before conntrack confirms its entry, so
+//     the connection shows no DNAT. Failures a policy explains do not
+//     count for the conntrack verdict either.
+//  6. Service: connections to TO that conntrack never DNATed and nobody
 //     answered: a Service without endpoints, or not a service (NoDNAT).
-//  6. L4 backends: per backend (the DNAT target, or TO itself) the
+//  7. L4 backends: per backend (the DNAT target, or TO itself) the
 //     connections and their outcomes: refused (RST), reset, timeout (SYN
 //     without SYN-ACK). The backend with the most failures is named, with
 //     the share of failed connections, e.g. about 1 in 3 (Backend). When
@@ -47,7 +59,7 @@
 //     lost connections, though it sees other traffic of the backend, the
 //     packets are lost between the hops: Path, naming the last hop they
 //     were seen on.
-//  7. L7: DNS or HTTP errors on working connections (App).
+//  8. L7: DNS or HTTP errors on working connections (App).
 //
 // Otherwise the verdict is Healthy, "no fault observed", with the
 // connections' outcomes, backends and the hops they were seen on.
@@ -67,6 +79,7 @@
 //	8  backend       L4: a backend refuses, resets or stays silent
 //	9  path          packets lost between hops
 //	10 app           L7 errors
+//	11 policy        NetworkPolicies deny the connections
 //
 // # Active connections
 //

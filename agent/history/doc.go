@@ -7,7 +7,9 @@
 // An Entry is one view of one connection at one moment: the flow table's
 // record of the flow (inner tuple, hops, TCP handshake, L7 exchanges) and,
 // when conntrack knew the connection, its translation (original and reply
-// tuples: DNAT to a backend, SNAT). Two kinds are added:
+// tuples: DNAT to a backend, SNAT), and, for a failed or unanswered
+// connection, what the NetworkPolicies say of it (correlate.Policy, shared
+// by pointer). Two kinds are added:
 //
 //   - KindFinal: the flow ended (FIN/RST and the closed timeout, idle
 //     timeout, eviction or flush). No later entry of this flow follows.
@@ -37,7 +39,8 @@
 // entry per ended record, with the translation conntrack gave it.
 // RunProgress adds the KindProgress entries: every progress interval it
 // snapshots the active flows, picks those whose state changed (Progress)
-// and looks each up in conntrack once.
+// and looks each up in conntrack once, and asks the policy explanation
+// (its explain argument) of those whose SYN is still unanswered.
 //
 // # Following
 //

@@ -55,6 +55,9 @@ type Entry struct {
 	// Record is the flow table's record of the flow (Record.End says why
 	// it was emitted; EndActive for KindProgress).
 	Record flow.Record
+	// Policy is what the NetworkPolicies said of the connection when it
+	// failed (or stayed unanswered); nil otherwise. Shared, never written.
+	Policy *correlate.Policy
 }
 
 // Config configures a Ring. The zero value (or a nil *Config) means
@@ -113,10 +116,16 @@ func New(cfg *Config) (*Ring, error) {
 // subscribers and returns the entry's sequence number. It allocates
 // nothing and never waits for a subscriber.
 func (r *Ring) Add(k Kind, rec *flow.Record, nat *correlate.Translation, now int64) uint64 {
+	return r.AddExplained(k, rec, nat, nil, now)
+}
+
+// AddExplained is Add with the NetworkPolicies' explanation of a failed
+// connection (nil: none), kept by pointer.
+func (r *Ring) AddExplained(k Kind, rec *flow.Record, nat *correlate.Translation, pol *correlate.Policy, now int64) uint64 {
 	r.mu.Lock()
 	seq := r.next
 	e := &r.buf[seq%uint64(len(r.buf))]
-	e.Seq, e.Time, e.Kind, e.Record = seq, now, k, *rec
+	e.Seq, e.Time, e.Kind, e.Record, e.Policy = seq, now, k, *rec, pol
 	if nat != nil {
 		e.HasNAT, e.NAT = true, *nat
 	} else {

@@ -13,14 +13,16 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 )
 
-// ReadFile reads a metadata file: a YAML (or JSON) stream of Pod, Service
-// and EndpointSlice objects, or of v1 Lists of them, as `kubectl get -o
+// ReadFile reads a metadata file: a YAML (or JSON) stream of Pod, Service,
+// EndpointSlice, Namespace and NetworkPolicy objects, or of v1 Lists of
+// them, as `kubectl get -o
 // yaml` prints them. Every document decodes strictly into its Kubernetes
 // type: an unknown field, kind or API version is an error naming the file
 // and the document.
@@ -67,7 +69,7 @@ func decodeDoc(d []byte) ([]runtime.Object, error) {
 		return nil, fmt.Errorf("%w: %v", ErrBadObject, err)
 	}
 	switch tm.APIVersion + " " + tm.Kind {
-	case "v1 List", "v1 PodList", "v1 ServiceList", "discovery.k8s.io/v1 EndpointSliceList":
+	case "v1 List", "v1 PodList", "v1 ServiceList", "discovery.k8s.io/v1 EndpointSliceList", "v1 NamespaceList", "networking.k8s.io/v1 NetworkPolicyList":
 		var l struct {
 			metav1.TypeMeta `json:",inline"`
 			Metadata        metav1.ListMeta   `json:"metadata"`
@@ -103,6 +105,10 @@ func itemKind(list metav1.TypeMeta) string {
 		return "v1 Service"
 	case "EndpointSliceList":
 		return "discovery.k8s.io/v1 EndpointSlice"
+	case "NamespaceList":
+		return "v1 Namespace"
+	case "NetworkPolicyList":
+		return "networking.k8s.io/v1 NetworkPolicy"
 	}
 	return ""
 }
@@ -124,8 +130,12 @@ func decodeObject(d []byte, implied string) (runtime.Object, error) {
 		o = &corev1.Service{}
 	case "discovery.k8s.io/v1 EndpointSlice":
 		o = &discoveryv1.EndpointSlice{}
+	case "v1 Namespace":
+		o = &corev1.Namespace{}
+	case "networking.k8s.io/v1 NetworkPolicy":
+		o = &networkingv1.NetworkPolicy{}
 	default:
-		return nil, fmt.Errorf("%w: apiVersion %q kind %q (want v1 Pod, v1 Service, discovery.k8s.io/v1 EndpointSlice or a v1 List of them)",
+		return nil, fmt.Errorf("%w: apiVersion %q kind %q (want v1 Pod, v1 Service, discovery.k8s.io/v1 EndpointSlice, v1 Namespace, networking.k8s.io/v1 NetworkPolicy or a v1 List of them)",
 			ErrBadObject, tm.APIVersion, tm.Kind)
 	}
 	if err := yaml.UnmarshalStrict(d, o); err != nil {
@@ -147,6 +157,10 @@ func setKind(o runtime.Object) {
 		v.APIVersion, v.Kind = "v1", "Service"
 	case *discoveryv1.EndpointSlice:
 		v.APIVersion, v.Kind = "discovery.k8s.io/v1", "EndpointSlice"
+	case *corev1.Namespace:
+		v.APIVersion, v.Kind = "v1", "Namespace"
+	case *networkingv1.NetworkPolicy:
+		v.APIVersion, v.Kind = "networking.k8s.io/v1", "NetworkPolicy"
 	}
 }
 
@@ -200,6 +214,9 @@ type fileObject struct{ kind, namespace, name string }
 // clientset are involved: the file is the whole truth.
 func (s *Source) runFile(ctx context.Context) {
 	s.applyFile(s.file.objs)
+	if s.onFile != nil {
+		s.onFile(s.file.objs)
+	}
 	s.store.synced.Store(true)
 	if s.cfg.ReloadInterval <= 0 {
 		<-ctx.Done()
@@ -227,6 +244,9 @@ func (s *Source) runFile(ctx context.Context) {
 			continue
 		}
 		s.applyFile(objs)
+		if s.onFile != nil {
+			s.onFile(objs)
+		}
 		s.log.Info("metadata file reloaded", "file", s.cfg.File, "objects", len(objs))
 	}
 }

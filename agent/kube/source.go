@@ -20,7 +20,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/klog/v2"
+
+	"github.com/layerscope/layerscope/internal/informer"
 )
 
 // Mode selects where the metadata comes from.
@@ -89,6 +90,7 @@ type Source struct {
 	store  *Store
 	client kubernetes.Interface
 	file   *fileState // ModeFile: the file's content applied last
+	onFile func([]runtime.Object)
 
 	mu     sync.Mutex
 	failed bool // the last list or watch failed (logged once per failure streak)
@@ -163,6 +165,14 @@ func Open(cfg Config) (*Source, error) {
 // Store returns the store the source feeds.
 func (s *Source) Store() *Store { return s.store }
 
+// File reports whether the source serves a metadata file (ModeFile).
+func (s *Source) File() bool { return s.file != nil }
+
+// OnFile has fn receive every object of the metadata file each time Run
+// applies it (at start and after each change), NetworkPolicies and
+// Namespaces included, which the store does not keep. Call it before Run.
+func (s *Source) OnFile(fn func([]runtime.Object)) { s.onFile = fn }
+
 // Client returns the clientset the informers read; nil without the API
 // (ModeFile, ModeOff, or not in a pod).
 func (s *Source) Client() kubernetes.Interface { return s.client }
@@ -218,7 +228,7 @@ var errNotSynced = errors.New("no complete copy of pods, services and endpointsl
 // client-go's own logging (klog) is discarded: the errors that matter
 // reach onError.
 func Watch(ctx context.Context, client kubernetes.Interface, store *Store, resync time.Duration, onError func(error)) {
-	klogOnce.Do(func() { klog.SetSlogLogger(slog.New(slog.DiscardHandler)) })
+	informer.Quiet()
 	all := informers.NewSharedInformerFactory(client, resync)
 	local := all
 	if store.node != "" {
@@ -230,11 +240,11 @@ func Watch(ctx context.Context, client kubernetes.Interface, store *Store, resyn
 	svcs := all.Core().V1().Services().Informer()
 	slices := all.Discovery().V1().EndpointSlices().Informer()
 	_ = pods.SetTransform(trimPod)
-	_ = svcs.SetTransform(trimMeta)
-	_ = slices.SetTransform(trimMeta)
-	handle(pods, func(o *corev1.Pod) { store.SetPod(o) }, func(o *corev1.Pod) { store.DeletePod(o.Namespace, o.Name) })
-	handle(svcs, func(o *corev1.Service) { store.SetService(o) }, func(o *corev1.Service) { store.DeleteService(o.Namespace, o.Name) })
-	handle(slices, func(o *discoveryv1.EndpointSlice) { store.SetEndpointSlice(o) },
+	_ = svcs.SetTransform(informer.TrimMeta)
+	_ = slices.SetTransform(informer.TrimMeta)
+	informer.Handle(pods, func(o *corev1.Pod) { store.SetPod(o) }, func(o *corev1.Pod) { store.DeletePod(o.Namespace, o.Name) })
+	informer.Handle(svcs, func(o *corev1.Service) { store.SetService(o) }, func(o *corev1.Service) { store.DeleteService(o.Namespace, o.Name) })
+	informer.Handle(slices, func(o *discoveryv1.EndpointSlice) { store.SetEndpointSlice(o) },
 		func(o *discoveryv1.EndpointSlice) { store.DeleteEndpointSlice(o.Namespace, o.Name) })
 	if onError != nil {
 		for _, inf := range []cache.SharedIndexInformer{pods, svcs, slices} {
@@ -251,32 +261,6 @@ func Watch(ctx context.Context, client kubernetes.Interface, store *Store, resyn
 			}
 		}
 	}()
-}
-
-var klogOnce sync.Once
-
-// handle registers typed add/update/delete handlers on inf.
-func handle[T any](inf cache.SharedIndexInformer, set func(*T), del func(*T)) {
-	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: func(o any) {
-			if v, ok := o.(*T); ok {
-				set(v)
-			}
-		},
-		UpdateFunc: func(_, o any) {
-			if v, ok := o.(*T); ok {
-				set(v)
-			}
-		},
-		DeleteFunc: func(o any) {
-			if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
-				o = d.Obj
-			}
-			if v, ok := o.(*T); ok {
-				del(v)
-			}
-		},
-	})
 }
 
 // trimPod keeps of a pod what the store uses, so that the informer's
@@ -299,17 +283,6 @@ func trimPod(o any) (any, error) {
 		t.Labels = map[string]string{"pod-template-hash": h}
 	}
 	return t, nil
-}
-
-// trimMeta drops the managed fields and annotations (a
-// last-applied-configuration can be the size of the object) before the
-// informer caches an object.
-func trimMeta(o any) (any, error) {
-	if m, ok := o.(metav1.Object); ok {
-		m.SetManagedFields(nil)
-		m.SetAnnotations(nil)
-	}
-	return o, nil
 }
 
 // onWatchError logs the first error of a failure streak and the recovery.

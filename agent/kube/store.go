@@ -74,6 +74,13 @@ type svcEntry struct {
 type sliceEntry struct {
 	ns, service string
 	eps         []sliceEndpoint
+	ports       []slicePort
+}
+
+type slicePort struct {
+	name  string
+	port  uint16
+	proto uint8
 }
 
 type sliceEndpoint struct {
@@ -209,6 +216,34 @@ func (s *Store) Service(ap netip.AddrPort, proto uint8) (Service, bool) {
 	}
 	v, ok := s.ix.byNode[portKey{ap.Port(), proto}]
 	return v, ok
+}
+
+// Backends appends to dst the ready endpoints, with their target port,
+// of the Service port a client reached at ap over proto (see Service):
+// where the kernel may DNAT the connection. It allocates only to grow dst.
+func (s *Store) Backends(ap netip.AddrPort, proto uint8, dst []netip.AddrPort) []netip.AddrPort {
+	v, ok := s.Service(ap, proto)
+	if !ok {
+		return dst
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, e := range s.ix.slices {
+		if e.ns != v.Namespace || e.service != v.Name {
+			continue
+		}
+		for _, p := range e.ports {
+			if p.name != v.PortName || p.proto != proto || p.port == 0 {
+				continue
+			}
+			for _, ep := range e.eps {
+				if ep.ep.Ready {
+					dst = append(dst, netip.AddrPortFrom(ep.addr, p.port))
+				}
+			}
+		}
+	}
+	return dst
 }
 
 // Endpoint returns the EndpointSlice endpoint holding addr (one of them,
@@ -469,6 +504,19 @@ func (s *Store) SetEndpointSlice(sl *discoveryv1.EndpointSlice) {
 		return
 	}
 	e := &sliceEntry{ns: sl.Namespace, service: svc}
+	for _, p := range sl.Ports {
+		sp := slicePort{proto: protoNumber(corev1.ProtocolTCP)}
+		if p.Name != nil {
+			sp.name = *p.Name
+		}
+		if p.Port != nil && *p.Port > 0 && *p.Port <= 65535 {
+			sp.port = uint16(*p.Port)
+		}
+		if p.Protocol != nil {
+			sp.proto = protoNumber(*p.Protocol)
+		}
+		e.ports = append(e.ports, sp)
+	}
 	for i := range sl.Endpoints {
 		ep := &sl.Endpoints[i]
 		info := Endpoint{Namespace: sl.Namespace, Service: svc, Ready: ep.Conditions.Ready == nil || *ep.Conditions.Ready}

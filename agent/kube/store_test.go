@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -379,6 +380,10 @@ func TestDecodeStrict(t *testing.T) {
 		{"kubectl list", kubectlList, 3, ""},
 		{"stream with comments", "# generated\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: default}\n---\n", 1, ""},
 		{"typed list", "apiVersion: v1\nkind: PodList\nitems:\n- metadata: {name: p}\n", 1, ""},
+		{"policies and namespaces", "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: shop}\nspec: {podSelector: {}}\n---\n" +
+			"apiVersion: v1\nkind: NamespaceList\nitems:\n- metadata: {name: shop, labels: {team: a}}\n---\n" +
+			"apiVersion: networking.k8s.io/v1\nkind: NetworkPolicyList\nitems:\n- metadata: {name: allow, namespace: shop}\n  spec: {podSelector: {}, ingress: [{}]}\n", 3, ""},
+		{"unknown policy field", "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny}\nspec: {podSelectr: {}}\n", 0, `unknown field "podSelectr"`},
 		{"unknown field", "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {nodeNmae: x}\n", 0, `unknown field "nodeNmae"`},
 		{"unknown field in a list item", strings.Replace(kubectlList, "nodeName: node-1\n    containers", "nodeName: node-1\n    bogus: 1\n    containers", 1), 0, "item 0"},
 		{"unknown kind", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n", 0, "Deployment"},
@@ -619,4 +624,28 @@ func BenchmarkLookups(b *testing.B) {
 			}
 		})
 	})
+}
+
+// TestBackends lists a Service port's ready endpoints with their target
+// port, from every slice of the Service, by the port's name and protocol.
+func TestBackends(t *testing.T) {
+	s := NewStore(ModeAPI, "")
+	s.SetService(service("default", "web", vip.String(), 30080))
+	s.SetEndpointSlice(slice("default", "web-1", "web", ep{"10.244.0.5", "a", "n1", true}, ep{"10.244.0.8", "b", "n1", false}))
+	sl := slice("default", "web-2", "web", ep{"10.244.1.8", "c", "n2", true})
+	sl.Ports[0].Port = ptr(int32(9090))
+	s.SetEndpointSlice(sl)
+	s.SetEndpointSlice(slice("default", "other-1", "other", ep{"10.244.1.9", "d", "n2", true}))
+	got := s.Backends(netip.AddrPortFrom(vip, 8080), 6, nil)
+	slices.SortFunc(got, func(a, b netip.AddrPort) int { return a.Compare(b) })
+	want := []netip.AddrPort{netip.MustParseAddrPort("10.244.0.5:8080"), netip.MustParseAddrPort("10.244.1.8:9090")}
+	if !slices.Equal(got, want) {
+		t.Errorf("backends %v, want %v", got, want)
+	}
+	if got := s.Backends(netip.AddrPortFrom(vip, 8080), 17, nil); len(got) != 0 {
+		t.Errorf("udp port (no slice port of that name): %v", got)
+	}
+	if got := s.Backends(netip.AddrPortFrom(ipA, 8080), 6, nil); len(got) != 0 {
+		t.Errorf("not a service: %v", got)
+	}
 }

@@ -48,7 +48,8 @@ func gather(t *testing.T, sources ...prom.Source) string {
 	}
 	enc := expfmt.NewEncoder(&b, expfmt.NewFormat(expfmt.TypeTextPlain))
 	for _, mf := range mfs {
-		if n := mf.GetName(); strings.HasPrefix(n, "layerscope_service") || strings.HasPrefix(n, "layerscope_workload") || strings.HasPrefix(n, "layerscope_kube") {
+		if n := mf.GetName(); strings.HasPrefix(n, "layerscope_service") || strings.HasPrefix(n, "layerscope_workload") || strings.HasPrefix(n, "layerscope_kube") ||
+			strings.HasPrefix(n, "layerscope_policy") {
 			if err := enc.Encode(mf); err != nil {
 				t.Fatal(err)
 			}

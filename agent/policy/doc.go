@@ -62,6 +62,21 @@
 // kube package. The agent's service account needs list and watch on pods,
 // namespaces and networking.k8s.io networkpolicies, cluster-wide.
 //
+// # In the agent
+//
+// Records explains the agent's failed connections from their flow records:
+// Final for each ended connection whose outcome failed (the fan-out, before
+// the sinks: it counts the denials, once per connection by its conntrack
+// ID), Active for each connection whose SYN is still unanswered when the
+// history's progress loop looks (not counted). The observation is the
+// client and the backend after DNAT from conntrack's entry; a connection
+// conntrack does not know, although it went to a Service, is evaluated
+// against each of the Service's endpoints (Records.Backends), since an
+// enforcer that drops a SYN in the netfilter hooks drops it before
+// conntrack confirms its entry. The answer becomes a correlate.Policy: the
+// API's policy layer, the span's attributes and events, the input of
+// diagnose's policy verdict. Replace feeds the store from a metadata file.
+//
 // # Concurrency and cost
 //
 // Every method of Store is safe for concurrent use. Explain and Allowed
@@ -69,5 +84,7 @@
 // only; Allowed does not allocate, Explain allocates its answer (the
 // denials, with every rule of the selecting policies, only for a denied
 // flow). The informer handlers take the write lock per object and compile
-// policies there, so evaluation never parses a selector.
+// policies there, so evaluation never parses a selector. BenchmarkRecordsFinal
+// measures the agent's cost per failed connection; connections that do not
+// fail cost one comparison.
 package policy

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 )
 
@@ -236,5 +237,34 @@ func TestDeniedCounts(t *testing.T) {
 	want = "[{{prod client-deny-egress egress client} 1} {{prod deny-all ingress backend} 2} {{prod deny-all ingress web} 1}]"
 	if got != want {
 		t.Errorf("counts by pod %s, want %s", got, want)
+	}
+}
+
+// TestReplace makes the store hold exactly a metadata file's policies,
+// namespaces and pods, twice: what the second content drops is gone.
+func TestReplace(t *testing.T) {
+	s := NewStore()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "prod"}}
+	deny := np("deny", "backend", []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}, nil, nil)
+	bad := np("bad", "", nil, nil, nil)
+	bad.Spec.PodSelector.MatchLabels = map[string]string{"a b": "c"}
+	be, cli := pod("prod", "backend", backendIP, map[string]string{"app": "backend"}), pod("prod", "client", prodCliIP, nil)
+	if errs := s.Replace([]runtime.Object{ns, deny, bad, be, cli}); len(errs) != 1 || errs[Ref{"prod", "bad"}] == nil {
+		t.Errorf("errors %v, want the bad policy's", errs)
+	}
+	f := flow(prodCliIP, backendIP, 8080)
+	if e := s.Explain(Observation{Flow: f}); e.Verdict != VerdictPolicy || e.Denials[0].Blame().Name != "deny" {
+		t.Fatalf("%s", e)
+	}
+	if st := s.Stats(); st != (Stats{Policies: 1, Namespaces: 1, Pods: 2, Invalid: 1}) {
+		t.Errorf("stats %+v", st)
+	}
+	s.Replace([]runtime.Object{ns, be, cli})
+	if e := s.Explain(Observation{Flow: f}); e.Verdict != VerdictUnexplained {
+		t.Errorf("after the policy left the file: %s", e)
+	}
+	s.Replace(nil)
+	if st := s.Stats(); st != (Stats{}) {
+		t.Errorf("stats %+v after an empty file", st)
 	}
 }

@@ -19,9 +19,11 @@ import (
 // itself synced once every informer has listed. onPolicyError, when not
 // nil, receives each policy the store leaves out (it does not compile);
 // onError, when not nil, the informers' list and watch errors (nil when
-// the informers have synced).
+// the informers have synced). client-go's own logging is discarded
+// (informer.Quiet).
 func Watch(ctx context.Context, client kubernetes.Interface, store *Store, resync time.Duration,
 	onError func(error), onPolicyError func(*networkingv1.NetworkPolicy, error)) {
+	informer.Quiet()
 	f := informers.NewSharedInformerFactory(client, resync)
 	pols := f.Networking().V1().NetworkPolicies().Informer()
 	nss := f.Core().V1().Namespaces().Informer()

@@ -172,6 +172,7 @@ func (t *Tracer) Consume(e *correlate.Enriched, now time.Time) {
 		c.AddRecord(r, t.hopInfo)
 		c.Side = otlp.SideOf(c.Hops)
 		c.ICMP = t.icmpFor(r.Key)
+		c.Policy = policyOf(e.Policy)
 		exp.Export(c)
 		return
 	}
@@ -191,6 +192,22 @@ func (t *Tracer) Consume(e *correlate.Enriched, now time.Time) {
 		t.pending[joined.ID] = p
 	}
 	p.c.AddRecord(r, t.hopInfo)
+	if e.Policy != nil {
+		p.c.Policy = policyOf(e.Policy)
+	}
+}
+
+// policyOf is the span form of a connection's policy explanation (nil:
+// none).
+func policyOf(p *correlate.Policy) *otlp.Policy {
+	if p == nil {
+		return nil
+	}
+	out := &otlp.Policy{Verdict: p.Verdict, Detail: p.Detail}
+	for _, d := range p.Denials {
+		out.Denials = append(out.Denials, otlp.PolicyDenial{Direction: d.Direction, Namespace: d.Namespace, Policy: d.Policy, Rule: d.Rule})
+	}
+	return out
 }
 
 // name fills in the Kubernetes names of c's service and pods.

@@ -89,6 +89,10 @@ func (h *Handlers) connection(e *history.Entry) api.Connection {
 	h.nameEndpoints(&c, r.Key.Proto)
 	c.PMTU = h.pmtuFor(keys)
 	c.Layers = layersOf(&c, r)
+	if e.Policy != nil {
+		c.Policy = policyOf(e.Policy)
+		c.Layers = append(c.Layers, policyLayer(c.Policy))
+	}
 	c.Failed = r.Outcome.Failed() || slices.ContainsFunc(c.Layers, func(l api.Layer) bool { return l.Status == api.StatusFail })
 	c.Summary = summary(&c)
 	return c
@@ -337,6 +341,9 @@ func fmtSeconds(s float64) string {
 func summary(c *api.Connection) string {
 	parts := make([]string, 0, 4)
 	for _, l := range c.Layers {
+		if l.Layer == "policy" && l.Status != api.StatusFail {
+			continue // only a denial is worth the line's room
+		}
 		s := strings.ToUpper(l.Layer) + " "
 		switch {
 		case l.Layer == "l7" || l.Status != api.StatusOK:
@@ -350,4 +357,32 @@ func summary(c *api.Connection) string {
 		parts = append(parts, "DNAT "+c.NAT.From+"→"+c.NAT.To)
 	}
 	return strings.Join(parts, " · ")
+}
+
+// policyOf converts the agent's policy explanation to its API form.
+func policyOf(p *correlate.Policy) *api.Policy {
+	out := &api.Policy{Verdict: p.Verdict, Detail: p.Detail, AllowedBy: p.AllowedBy}
+	for _, d := range p.Denials {
+		out.Denials = append(out.Denials, api.PolicyDenial{Direction: d.Direction, Namespace: d.Namespace, Pod: d.Pod,
+			Policy: d.Policy, Policies: d.Policies, Rule: d.Rule, Change: d.RuleChange})
+	}
+	return out
+}
+
+// policyLayer is the "policy" layer of a connection the NetworkPolicies
+// were asked about: fail when they deny it ("ingress denied by ns/name"),
+// ok when they allow it, unknown when they were not synced.
+func policyLayer(p *api.Policy) api.Layer {
+	l := api.Layer{Layer: "policy", Status: api.StatusOK, Detail: "no NetworkPolicy denies it"}
+	switch p.Verdict {
+	case api.PolicyDenied:
+		parts := make([]string, len(p.Denials))
+		for i, d := range p.Denials {
+			parts[i] = d.Direction + " denied by " + d.Namespace + "/" + d.Policy
+		}
+		l.Status, l.Detail = api.StatusFail, strings.Join(parts, ", ")
+	case api.PolicyUnknown:
+		l.Status, l.Detail = api.StatusUnknown, "NetworkPolicies not synced"
+	}
+	return l
 }

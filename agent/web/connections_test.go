@@ -3,6 +3,7 @@ package web
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
@@ -143,6 +144,56 @@ func TestConnectionVerdicts(t *testing.T) {
 				t.Errorf("id %q, want a flow hash", c.ID)
 			}
 		})
+	}
+}
+
+// TestPolicyLayer: a failed connection the agent explained carries the
+// explanation as its policy field and a policy layer (fail when policies
+// deny it, ok when they allow it, unknown when they were not synced), and
+// the event validates against the schema.
+func TestPolicyLayer(t *testing.T) {
+	a, _ := apiOnly(t, apiConfig{Node: "node-1"})
+	denied := &correlate.Policy{Verdict: correlate.PolicyDenied, Detail: "ingress of default/pod-c denied by default/default-deny",
+		Denials: []correlate.PolicyDenial{{Direction: "ingress", Namespace: "default", Pod: "pod-c", Policy: "default-deny",
+			Policies: []string{"default-deny"}, Rule: "default/default-deny (no ingress rule)", RuleChange: "no rule allows anything"}}}
+	for _, tt := range []struct {
+		pol     *correlate.Policy
+		layer   api.Layer
+		summary string
+	}{
+		{denied, api.Layer{Layer: "policy", Status: api.StatusFail, Detail: "ingress denied by default/default-deny"},
+			"L3 no reply · L4 SYN×2 no SYN-ACK · POLICY ingress denied by default/default-deny"},
+		{&correlate.Policy{Verdict: correlate.PolicyUnexplained, AllowedBy: []string{"default/allow spec.ingress[0]"}},
+			api.Layer{Layer: "policy", Status: api.StatusOK, Detail: "no NetworkPolicy denies it"}, "L3 no reply · L4 SYN×2 no SYN-ACK"},
+		{&correlate.Policy{Verdict: correlate.PolicyUnknown},
+			api.Layer{Layer: "policy", Status: api.StatusUnknown, Detail: "NetworkPolicies not synced"}, "L3 no reply · L4 SYN×2 no SYN-ACK"},
+	} {
+		rec := tcpRecord(40100, flow.OutcomeTimeout, 1)
+		a.ring.AddExplained(history.KindFinal, &rec, nil, tt.pol, time.Now().UnixNano())
+		buf, _, _ := a.ring.Read(a.ring.Next()-1, nil)
+		c := a.connection(&buf[0])
+		if c.Policy == nil || c.Policy.Verdict != tt.pol.Verdict || len(c.Layers) != 3 || c.Layers[2] != tt.layer || c.Summary != tt.summary {
+			t.Errorf("%s: policy %+v layers %+v summary %q", tt.pol.Verdict, c.Policy, c.Layers, c.Summary)
+		}
+		b, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := api.ValidateConnection(b); err != nil {
+			t.Errorf("%s\n%v", b, err)
+		}
+	}
+	rec := tcpRecord(40101, flow.OutcomeTimeout, 1)
+	a.ring.AddExplained(history.KindFinal, &rec, nil, denied, time.Now().UnixNano())
+	buf, _, _ := a.ring.Read(a.ring.Next()-1, nil)
+	if d := a.connection(&buf[0]).Policy.Denials; len(d) != 1 || d[0].Change != "no rule allows anything" || d[0].Rule != "default/default-deny (no ingress rule)" {
+		t.Errorf("denials %+v", d)
+	}
+	// Without an explanation: no policy layer.
+	a.ring.Add(history.KindFinal, &rec, nil, time.Now().UnixNano())
+	buf, _, _ = a.ring.Read(a.ring.Next()-1, nil)
+	if c := a.connection(&buf[0]); c.Policy != nil || len(c.Layers) != 2 {
+		t.Errorf("unexplained record: %+v %+v", c.Policy, c.Layers)
 	}
 }
 

@@ -143,8 +143,8 @@ chooses the agents instead.
 
 Exit codes: 0 no fault observed, 1 error of the command, 2 no traffic seen,
 3 DNS NXDOMAIN, 4 DNS SERVFAIL, 5 conntrack, 6 service not DNATed (no
-endpoints), 7 L3 MTU, 8 L4 backend, 9 path, 10 L7, 11 forbidden by the API
-server, 12 no agent on a node involved.`,
+endpoints), 7 L3 MTU, 8 L4 backend, 9 path, 10 L7, 11 NetworkPolicy, 20
+forbidden by the API server, 21 no agent on a node involved.`,
 		Args: cobra.ExactArgs(2),
 		ValidArgsFunction: func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
 			if len(args) >= 2 {

@@ -24,13 +24,14 @@ var (
 	revision = "unknown"
 )
 
-// Exit codes besides diagnose's verdict codes (2 to 10).
+// Exit codes besides diagnose's verdict codes (2 to 11; 12 to 19 are kept
+// for verdicts to come).
 const (
 	exitError = 1
 	// exitForbidden is the API server's refusal (RBAC).
-	exitForbidden = 11
+	exitForbidden = 20
 	// exitNoAgent is no agent on the node asked for (or none at all).
-	exitNoAgent = 12
+	exitNoAgent = 21
 )
 
 func main() {
@@ -68,9 +69,9 @@ chart's opt-in operator ClusterRole, rbac.operator.create=true). Where the
 proxy is refused but port-forward is allowed, the agent is reached through
 a port-forward instead.
 
-Exit codes: 0 success (diagnose: no fault observed), 1 error, 2-10 the
-diagnose verdicts (see diagnose --help), 11 forbidden by the API server
-(the message names the missing permission), 12 no agent on the node(s)
+Exit codes: 0 success (diagnose: no fault observed), 1 error, 2-11 the
+diagnose verdicts (see diagnose --help), 20 forbidden by the API server
+(the message names the missing permission), 21 no agent on the node(s)
 asked for.
 
 NO_COLOR in the environment turns colours off (--color auto).`

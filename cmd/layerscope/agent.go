@@ -122,6 +122,8 @@ served in the caller's namespace.`,
 	f.StringVar(&cfg.Kube.File, "k8s-metadata-file", "", "static metadata file: Pods, Services and EndpointSlices as kubectl get -o yaml prints them (reloaded when it changes)")
 	f.StringVar(&cfg.Kube.Kubeconfig, "kubeconfig", "", "kubeconfig file for --k8s-metadata=api (default: the in-cluster service account)")
 	f.BoolVar(&cfg.Kube.PodNames, "k8s-pod-names", false, "add the pod label to the workload metrics (one series per pod)")
+	f.BoolVar(&cfg.Kube.PolicyPodNames, "k8s-policy-pod-names", false, "add the pod label to layerscope_policy_denied_connections_total (one series per isolated pod)")
+	f.BoolVar(&cfg.Kube.NoPolicies, "no-network-policies", false, "do not watch NetworkPolicies and Namespaces (failed connections are not explained by policy)")
 	f.IntVar(&cfg.Conntrack.ReadBuffer, "conntrack-read-buffer", 0, "receive buffer of the conntrack event socket in bytes (0: 16 MiB)")
 	return cmd
 }

@@ -27,8 +27,12 @@ func newDiagnoseCmd() *cobra.Command {
 and the next check to run by hand:
 
   DNS (when TO is a name) → traffic from FROM to TO → conntrack full or
-  dropping → L3 MTU (frag-needed, MTU mismatch) → the service's DNAT →
-  L4 backends (SYN-ACK, RST, silence) → L7 errors
+  dropping → L3 MTU (frag-needed, MTU mismatch) → NetworkPolicies (the
+  agents name the policy that denies the failed connections) → the
+  service's DNAT → L4 backends (SYN-ACK, RST, silence) → L7 errors
+
+A drop the agents found no NetworkPolicy to explain is never blamed on one:
+it stays an L4 or path verdict that says the CNI or the node dropped it.
 
 FROM and TO are IP or IP:port, or a pod or service name (namespace/name or
 name) that the agents' events carry; any other TO is taken as a DNS name.
@@ -36,7 +40,7 @@ Ask the agents of both nodes (--agent URL1,URL2): their evidence is merged.
 
 Exit codes: 0 no fault observed, 1 error of the command, 2 no traffic seen,
 3 DNS NXDOMAIN, 4 DNS SERVFAIL, 5 conntrack, 6 service not DNATed (no
-endpoints), 7 L3 MTU, 8 L4 backend, 9 path, 10 L7.`,
+endpoints), 7 L3 MTU, 8 L4 backend, 9 path, 10 L7, 11 NetworkPolicy.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "text" && output != "json" {

@@ -5,8 +5,8 @@
 // # Manifests
 //
 // kustomization.yaml deploys the agent: namespace.yaml, rbac.yaml (the
-// ServiceAccount and a read-only ClusterRole on pods, services, nodes and
-// endpointslices), daemonset.yaml (the reasons behind its capabilities,
+// ServiceAccount and a read-only ClusterRole on pods, services, nodes,
+// namespaces, endpointslices and networkpolicies), daemonset.yaml (the reasons behind its capabilities,
 // UID, GOMEMLIMIT and resources are written beside them), service.yaml (a
 // headless Service), servicemonitor.yaml, prometheusrule.yaml and
 // dashboards.yaml (the Grafana dashboards' ConfigMaps, generated from

@@ -318,13 +318,13 @@ func TestKubectlLayerscopeInLabCluster(t *testing.T) {
 
 	t.Run("forbidden without pods/proxy", func(t *testing.T) {
 		_, stderr, code := clientRun(t, bin, kubeconfig, viewerUser, "status", "--all-nodes")
-		if code != 11 || !strings.Contains(stderr, "forbidden") || !strings.Contains(stderr, "pods/proxy") {
-			t.Errorf("as %s: exit %d, %q; want 11 and a forbidden naming pods/proxy", viewerUser, code, stderr)
+		if code != 20 || !strings.Contains(stderr, "forbidden") || !strings.Contains(stderr, "pods/proxy") {
+			t.Errorf("as %s: exit %d, %q; want 20 and a forbidden naming pods/proxy", viewerUser, code, stderr)
 		}
 		t.Logf("as %s: %s", viewerUser, strings.TrimSpace(stderr))
 		_, stderr, code = clientRun(t, bin, kubeconfig, "nobody@example.test", "status", "--all-nodes")
-		if code != 11 || !strings.Contains(stderr, "forbidden: you may not list pods in namespace "+chartNamespace) {
-			t.Errorf("as nobody: exit %d, %q; want 11 and a forbidden naming list pods", code, stderr)
+		if code != 20 || !strings.Contains(stderr, "forbidden: you may not list pods in namespace "+chartNamespace) {
+			t.Errorf("as nobody: exit %d, %q; want 20 and a forbidden naming list pods", code, stderr)
 		}
 		t.Logf("as nobody: %s", strings.TrimSpace(stderr))
 	})

@@ -29,7 +29,8 @@
 //     root filesystem and the runtime's seccomp profile, drops every
 //     capability and adds exactly NET_RAW and NET_ADMIN;
 //   - RBAC: one ClusterRole granting exactly get, list and watch on pods,
-//     services, nodes and discovery.k8s.io endpointslices, bound to the
+//     services, nodes, namespaces, discovery.k8s.io endpointslices and
+//     networking.k8s.io networkpolicies, bound to the
 //     agent's ServiceAccount; no other role;
 //   - a headless Service and a ServiceMonitor that select the agent's pods,
 //     with the pod's node name relabelled to the node label;

@@ -377,8 +377,8 @@ func checkSecurityContext(t *testing.T, sc *corev1.SecurityContext) {
 	}
 }
 
-// TestRBAC checks that the agent may only read pods, services, nodes and
-// endpointslices.
+// TestRBAC checks that the agent may only read pods, services, nodes,
+// namespaces, endpointslices and networkpolicies.
 func TestRBAC(t *testing.T) {
 	renderBoth(t).each(t, func(t *testing.T, objs []object) {
 		checkRBAC(t, objs)
@@ -417,7 +417,7 @@ func checkRBAC(t *testing.T, objs []object) {
 		got = append(got, k)
 	}
 	slices.Sort(got)
-	want := []string{"/nodes", "/pods", "/services", "discovery.k8s.io/endpointslices"}
+	want := []string{"/namespaces", "/nodes", "/pods", "/services", "discovery.k8s.io/endpointslices", "networking.k8s.io/networkpolicies"}
 	if !slices.Equal(got, want) {
 		t.Errorf("ClusterRole grants on %v, want exactly %v", got, want)
 	}

@@ -193,6 +193,11 @@ var (
 	WorkloadOverflow = Def{Name: "layerscope_workload_untracked_connections_total", Subsystem: "workload", Type: Counter,
 		Help: "Connections of pods of this node not tallied because the workload series bound was reached"}
 
+	// policy: failed connections the Kubernetes NetworkPolicies explain.
+	PolicyDenied = Def{Name: "layerscope_policy_denied_connections_total", Subsystem: "policy", Type: Counter,
+		Help:   "Failed connections (SYN unanswered, refused, reset) that NetworkPolicies deny, evaluated once per connection when it ended, by the namespace and name of the policy reported (the first default-deny policy selecting the pod, else the first selecting one) and the direction (ingress: the backend's policies, egress: the client's); pod is the isolated pod",
+		Labels: []string{"namespace", "policy", "direction"}, OptLabels: []string{"pod"}}
+
 	// kube: the agent's Kubernetes metadata.
 	KubeObjects = Def{Name: "layerscope_kube_metadata_objects", Subsystem: "kube", Type: Gauge,
 		Help: "Kubernetes objects held in the agent's metadata store, by kind (pod, service, endpointslice)", Labels: []string{"kind"}}
@@ -291,7 +296,7 @@ func All() []Def {
 		CTByProtocol, CTByTCPState, CTByFlag, CTTopSource, CTTopService,
 		CTEvents, CTEventsLost, CTResyncs, CTErrors, CTDumpDuration,
 		SvcConnections, SvcFailureRatio, SvcDeadBackend, SvcOverflow, SvcEndpoints, SvcStaleConntrack,
-		WorkloadConnections, WorkloadOverflow, KubeObjects, KubeSynced,
+		WorkloadConnections, WorkloadOverflow, PolicyDenied, KubeObjects, KubeSynced,
 		MTUMismatch, MTUMismatches, MTUOverlayExpected,
 		OTLPSpansExported, OTLPSpansDropped, OTLPExportErrors, OTLPConnections, OTLPForced, OTLPQueue,
 		APIHistoryEntries, APIHistoryCapacity, APIHistoryEvents, APIHistoryOverwritten, APIFollowers, APIFollowLost, APIFollowersDropped,

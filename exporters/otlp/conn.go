@@ -130,6 +130,27 @@ type Conn struct {
 	RSTTime int64
 	// Exchanges are the DNS queries and HTTP requests of the connection.
 	Exchanges []Exchange
+	// Policy is what the Kubernetes NetworkPolicies say of the connection
+	// when it failed; nil when they were not asked.
+	Policy *Policy
+}
+
+// Policy is the NetworkPolicies' explanation of a failed connection.
+type Policy struct {
+	// Verdict is "policy" (policies deny it), "unexplained" (they allow it
+	// or none selects its pods) or "unknown" (not synced).
+	Verdict string
+	// Detail is the explanation in one line.
+	Detail string
+	// Denials has one entry per denying direction.
+	Denials []PolicyDenial
+}
+
+// PolicyDenial is one direction whose policies deny the connection.
+type PolicyDenial struct {
+	// Direction is "ingress" or "egress"; Namespace and Policy name the
+	// policy reported, Rule the rule that would have to change.
+	Direction, Namespace, Policy, Rule string
 }
 
 // Pod names a Kubernetes pod and its workload. The zero value means unknown.

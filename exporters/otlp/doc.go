@@ -27,7 +27,12 @@
 //     Its events: conntrack.nat (each DNAT/SNAT, from → to), icmp.frag_needed
 //     (with layerscope.icmp.mtu) and icmp.error, tcp.retransmissions (counts
 //     per side, at the last packet: the flow record keeps no times for
-//     them) and tcp.rst (who sent it);
+//     them), tcp.rst (who sent it) and, for a failed connection the
+//     NetworkPolicies deny, one policy.denied per denying direction
+//     (layerscope.policy.{direction,namespace,name,rule}); a failed
+//     connection whose policies were evaluated carries
+//     layerscope.policy.verdict (policy, unexplained, unknown) and
+//     layerscope.policy.detail;
 //   - one child span per hop ("hop <interface>"), ordered by the hop's first
 //     packet, spanning its first to last packet, with network.interface.name,
 //     layerscope.interface.{index,role,kind}, layerscope.direction,

@@ -484,3 +484,43 @@ func BenchmarkEmit(b *testing.B) {
 		e.emit(clientConn(t0, 40000, 1, flow.OutcomeClosed))
 	}
 }
+
+// TestPolicySpanEvents: a connection NetworkPolicies deny carries the
+// verdict and detail on its span and one policy.denied event per denying
+// direction; one they allow carries the verdict only.
+func TestPolicySpanEvents(t *testing.T) {
+	e, mem := newMemExporter(t, "node-1", 1)
+	t0 := time.Now().UnixNano()
+	c := clientConn(t0, 40001, 777, flow.OutcomeTimeout)
+	c.Policy = &Policy{Verdict: "policy", Detail: "egress of default/pod-a denied by default/no-egress", Denials: []PolicyDenial{
+		{Direction: "egress", Namespace: "default", Policy: "no-egress", Rule: "default/no-egress (no egress rule)"},
+		{Direction: "ingress", Namespace: "shop", Policy: "default-deny", Rule: "shop/allow spec.ingress[0]"},
+	}}
+	u := clientConn(t0, 40002, 778, flow.OutcomeTimeout)
+	u.Policy = &Policy{Verdict: "unexplained", Detail: "no NetworkPolicy selects the source or the destination: not dropped by a policy"}
+	e.Export(c)
+	e.Export(u)
+	require.NoError(t, e.Flush(context.Background()))
+	byPort := map[int64]tracetest.SpanStub{}
+	for _, sp := range mem.GetSpans() {
+		if p, ok := attrs(sp.Attributes)["client.port"]; ok {
+			byPort[p.AsInt64()] = sp
+		}
+	}
+	denied, allowed := byPort[40001], byPort[40002]
+	require.Equal(t, "policy", attrs(denied.Attributes)[AttrPolicyVerdict].AsString())
+	require.Equal(t, c.Policy.Detail, attrs(denied.Attributes)[AttrPolicyDetail].AsString())
+	var got []string
+	for _, ev := range denied.Events {
+		if ev.Name == EventPolicy {
+			a := attrs(ev.Attributes)
+			require.Equal(t, "policy", a[AttrLayer].AsString())
+			got = append(got, a[AttrPolicyDir].AsString()+" "+a[AttrPolicyNS].AsString()+"/"+a[AttrPolicyName].AsString()+" "+a[AttrPolicyRule].AsString())
+		}
+	}
+	require.Equal(t, []string{"egress default/no-egress default/no-egress (no egress rule)", "ingress shop/default-deny shop/allow spec.ingress[0]"}, got)
+	require.Equal(t, "unexplained", attrs(allowed.Attributes)[AttrPolicyVerdict].AsString())
+	for _, ev := range allowed.Events {
+		require.NotEqual(t, EventPolicy, ev.Name)
+	}
+}

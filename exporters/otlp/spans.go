@@ -55,6 +55,12 @@ const (
 	AttrDNSRcodeName   = attribute.Key("layerscope.dns.rcode_name")
 	AttrDNSID          = attribute.Key("layerscope.dns.id")
 	AttrLatencySeconds = attribute.Key("layerscope.latency_s")
+	AttrPolicyVerdict  = attribute.Key("layerscope.policy.verdict")
+	AttrPolicyDetail   = attribute.Key("layerscope.policy.detail")
+	AttrPolicyDir      = attribute.Key("layerscope.policy.direction")
+	AttrPolicyNS       = attribute.Key("layerscope.policy.namespace")
+	AttrPolicyName     = attribute.Key("layerscope.policy.name")
+	AttrPolicyRule     = attribute.Key("layerscope.policy.rule")
 )
 
 // Span event names.
@@ -64,6 +70,7 @@ const (
 	EventICMPError   = "icmp.error"
 	EventRetransmits = "tcp.retransmissions"
 	EventRST         = "tcp.rst"
+	EventPolicy      = "policy.denied"
 )
 
 // emit turns c into spans. It runs on the exporter's worker only: the spans
@@ -138,6 +145,14 @@ func (e *Exporter) emit(c *Conn) {
 			AttrRetransClient.Int64(int64(c.Retransmits[flow.FromClient])),
 			AttrRetransServer.Int64(int64(c.Retransmits[flow.FromServer])),
 			AttrRetransSYN.Int(int(c.SYNRetransmits))))
+	}
+	if p := c.Policy; p != nil {
+		span.SetAttributes(AttrPolicyVerdict.String(p.Verdict), AttrPolicyDetail.String(p.Detail))
+		for _, d := range p.Denials {
+			span.AddEvent(EventPolicy, trace.WithTimestamp(time.Unix(0, last)), trace.WithAttributes(
+				AttrLayer.String("policy"), AttrPolicyDir.String(d.Direction), AttrPolicyNS.String(d.Namespace),
+				AttrPolicyName.String(d.Policy), AttrPolicyRule.String(d.Rule)))
+		}
 	}
 	if c.RSTFrom != 0 {
 		span.AddEvent(EventRST, trace.WithTimestamp(time.Unix(0, orTime(c.RSTTime, last))), trace.WithAttributes(

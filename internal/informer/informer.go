@@ -1,12 +1,17 @@
 // Package informer holds the small pieces every client-go informer of the
-// agent needs: typed event handlers and a transform that keeps managed
-// fields and annotations out of the informer caches. It keeps no state;
-// the handlers run on the informer's goroutine.
+// agent needs: typed event handlers, a transform that keeps managed
+// fields and annotations out of the informer caches, and Quiet, which
+// discards client-go's own logging once per process. The handlers run on
+// the informer's goroutine.
 package informer
 
 import (
+	"log/slog"
+	"sync"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
 )
 
 // Handle registers typed add/update/delete handlers on inf: set receives
@@ -44,4 +49,13 @@ func TrimMeta(o any) (any, error) {
 		m.SetAnnotations(nil)
 	}
 	return o, nil
+}
+
+var quietOnce sync.Once
+
+// Quiet discards client-go's own logging (klog), once per process; every
+// caller returns after it was done. Call it before starting informers:
+// klog's logger is a global the informers read.
+func Quiet() {
+	quietOnce.Do(func() { klog.SetSlogLogger(slog.New(slog.DiscardHandler)) })
 }

@@ -53,6 +53,9 @@ func (p *Printer) Line(c *api.Connection) string {
 	path += " → " + c.Backend.Name()
 	verdict := make([]string, 0, 4)
 	for _, l := range c.Layers {
+		if l.Layer == "policy" && l.Status != api.StatusFail {
+			continue // as in the summary: only a denial is shown
+		}
 		s := strings.ToUpper(l.Layer) + " "
 		if l.Status == api.StatusOK && l.Layer != "l7" {
 			s += "ok"
