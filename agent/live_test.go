@@ -492,6 +492,22 @@ func TestLiveConntrackHealth(t *testing.T) {
 	if drops == 0 || got != drops {
 		t.Errorf("layerscope_conntrack_stat_drop_total = %v, conntrack -S drops = %v", got, drops)
 	}
+	// The status's recent counts hold the flood's drops, which all fell
+	// in the last minutes (the lab's namespaces are new).
+	c, err := api.NewClient(api.ClientConfig{URL: "http://" + a.Addr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.StatusSince(ctx, api.MaxStatusSince)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Conntrack == nil || st.Conntrack.Recent == nil || float64(st.Conntrack.Recent.Drop) != drops {
+		t.Errorf("status conntrack %+v: want recent drops = conntrack -S drops %v", st.Conntrack, drops)
+	}
+	if code, body := get(t, "http://"+a.Addr().String()+api.PathStatus+"?since=1h"); code != http.StatusBadRequest || !strings.Contains(body, "since=") {
+		t.Errorf("status?since=1h: %d %q; want 400 naming since", code, body)
+	}
 }
 
 // serviceCounts returns the agent's layerscope_service_connections_total

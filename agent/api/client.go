@@ -229,8 +229,18 @@ func (c *Client) Follow(ctx context.Context, q Query, fn func(*Connection) error
 
 // Status returns the node's status summary.
 func (c *Client) Status(ctx context.Context) (*Status, error) {
+	return c.StatusSince(ctx, 0)
+}
+
+// StatusSince returns the node's status with its recent counts over since
+// (0: the agent's default, StatusSince).
+func (c *Client) StatusSince(ctx context.Context, since time.Duration) (*Status, error) {
+	var q url.Values
+	if since > 0 {
+		q = url.Values{"since": {since.String()}}
+	}
 	var s Status
-	if err := c.getJSON(ctx, PathStatus, nil, &s); err != nil {
+	if err := c.getJSON(ctx, PathStatus, q, &s); err != nil {
 		return nil, err
 	}
 	return &s, nil

@@ -237,3 +237,17 @@ func Latest(cs []Connection) []Connection {
 	}
 	return out
 }
+
+// ParseStatusSince reads the since= parameter of PathStatus: empty means
+// StatusSince; the error names the parameter.
+func ParseStatusSince(v url.Values) (time.Duration, error) {
+	s := v.Get("since")
+	if s == "" {
+		return StatusSince, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 || d > MaxStatusSince {
+		return 0, fmt.Errorf("since=%s: want a duration from 1s to %v", QuoteShort(s), MaxStatusSince)
+	}
+	return d, nil
+}

@@ -10,7 +10,8 @@ const (
 	// follow=1 streams matching events as they happen (NDJSON, one
 	// Connection per line).
 	PathConnections = "/api/v1/connections"
-	// PathStatus answers GET with the node's Status.
+	// PathStatus answers GET with the node's Status; since=DURATION (at
+	// most 15m, default StatusSince) is the period of its recent counts.
 	PathStatus = "/api/v1/status"
 	// PathPMTU answers GET with the node's PMTU reports (PMTU).
 	PathPMTU = "/api/v1/pmtu"
@@ -398,7 +399,28 @@ type ConntrackStatus struct {
 	EarlyDrop    uint64   `json:"early_drop"`
 	InsertFailed uint64   `json:"insert_failed"`
 	EventsLost   uint64   `json:"events_lost"`
+	// Recent is the increase of Drop, EarlyDrop and InsertFailed over
+	// the status's period (since=): the counters above only grow, from
+	// the namespace's creation. Absent before the agent sampled twice.
+	Recent *ConntrackRecent `json:"recent,omitempty"`
 }
+
+// ConntrackRecent is the increase of the conntrack loss counters from
+// Since to Until (the agent's samples nearest the period asked for).
+type ConntrackRecent struct {
+	Since        time.Time `json:"since"`
+	Until        time.Time `json:"until"`
+	Drop         uint64    `json:"drop"`
+	EarlyDrop    uint64    `json:"early_drop"`
+	InsertFailed uint64    `json:"insert_failed"`
+}
+
+// StatusSince is the default period of a Status's recent counts.
+const StatusSince = 5 * time.Minute
+
+// MaxStatusSince is the longest period a Status's recent counts cover.
+const MaxStatusSince = 15 * time.Minute
+
 
 // MTUStatus are the node's MTU findings.
 type MTUStatus struct {

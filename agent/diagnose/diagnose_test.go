@@ -118,6 +118,15 @@ func TestDiagnose(t *testing.T) {
 		}
 		flood = append(flood, svcConn(i, podA, vip, []string{a5, b8, c8}[i%3], out))
 	}
+	// recentCT is a node whose conntrack counted a drop and an
+	// insert_failed long ago, and drop and insert_failed more in the last
+	// five minutes.
+	recentCT := func(drop, insertFailed uint64) *api.Status {
+		st := healthyStatus()
+		st.Conntrack.Drop, st.Conntrack.InsertFailed = 1+drop, 1+insertFailed
+		st.Conntrack.Recent = &api.ConntrackRecent{Since: t0.Add(-5 * time.Minute), Until: t0, Drop: drop, InsertFailed: insertFailed}
+		return st
+	}
 	mtuSt := healthyStatus()
 	mtuSt.MTU.Reports = []api.PMTUReport{{Time: t0, Interface: "veth-pod-b", Reporter: "10.244.0.1", MTU: 1450, Flow: "udp 10.244.0.8:5555 -> 10.244.1.8:9999", Count: 5}}
 	mtuSt.MTU.Mismatches = []api.MTUMismatch{{Interface: "veth-pod-b", Expected: 1450, Actual: 1500, Reason: "pod_above_overlay"}}
@@ -283,6 +292,26 @@ func TestDiagnose(t *testing.T) {
 			nodes: []NodeEvidence{node("node-1", full, flood...)},
 			class: Conntrack, summary: []string{"conntrack exhaustion", "8 of 30 connections"},
 			evidence: []string{"node node-1: conntrack 512 of 512 entries (100%), drop 180"},
+		},
+		{
+			name: "conntrack dropping now", from: podA, to: vip,
+			nodes: []NodeEvidence{node("node-1", recentCT(40, 0), flood...)},
+			class: Conntrack, summary: []string{"conntrack exhaustion", "8 of 30 connections"},
+			evidence: []string{"drop 41, insert_failed 1, early_drop 0; in the last 5m drop 40, insert_failed 0, early_drop 0"},
+		},
+		{
+			// The kernel's counters only grow: drops before the period
+			// are no evidence against a dead backend now.
+			name: "conntrack drops of the past", from: podA, to: vip,
+			nodes: []NodeEvidence{node("node-1", recentCT(0, 0), flood...)},
+			class: Backend,
+		},
+		{
+			// insert_failed alone is a race of a new flow's packets, not
+			// a full table.
+			name: "recent insert_failed only", from: podA, to: vip,
+			nodes: []NodeEvidence{node("node-1", recentCT(0, 3), flood...)},
+			class: Backend,
 		},
 		{
 			name: "conntrack drops without failures here", from: podA, to: vip,

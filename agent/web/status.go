@@ -19,14 +19,20 @@ const (
 	statusPMTUReports = 10
 )
 
-func (h *Handlers) serveStatus(w http.ResponseWriter, _ *http.Request) {
-	s := h.status(time.Now())
+func (h *Handlers) serveStatus(w http.ResponseWriter, r *http.Request) {
+	since, err := api.ParseStatusSince(r.URL.Query())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	s := h.status(time.Now(), since)
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(s)
 }
 
-// status builds the node's one-screen summary.
-func (h *Handlers) status(now time.Time) *api.Status {
+// status builds the node's one-screen summary, with the recent counts
+// over since.
+func (h *Handlers) status(now time.Time, since time.Duration) *api.Status {
 	s := &api.Status{Time: now, Node: h.cfg.Node, Version: h.cfg.Version, Ready: h.ready()}
 	h.captureStatus(&s.Capture)
 	ft := h.cfg.Flows.Stats()
@@ -40,6 +46,10 @@ func (h *Handlers) status(now time.Time) *api.Status {
 		}
 		if eta := snap.ExhaustionETA; !math.IsInf(eta, 0) && !math.IsNaN(eta) {
 			ct.ETA = &eta
+		}
+		if rec, ok := w.Recent(since); ok {
+			ct.Recent = &api.ConntrackRecent{Since: rec.Since, Until: rec.Until,
+				Drop: rec.Drop, EarlyDrop: rec.EarlyDrop, InsertFailed: rec.InsertFailed}
 		}
 		s.Conntrack = ct
 	}

@@ -56,7 +56,7 @@ func GatherEvidence(ctx context.Context, clients []*api.Client, since time.Durat
 		wg.Go(func() {
 			n := diagnose.NodeEvidence{Source: c.URL(), Node: c.URL()}
 			var errs []string
-			st, err := c.Status(ctx)
+			st, err := c.StatusSince(ctx, min(since, api.MaxStatusSince))
 			if err != nil {
 				errs = append(errs, "status: "+err.Error())
 			} else {
