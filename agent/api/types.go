@@ -421,7 +421,6 @@ const StatusSince = 5 * time.Minute
 // MaxStatusSince is the longest period a Status's recent counts cover.
 const MaxStatusSince = 15 * time.Minute
 
-
 // MTUStatus are the node's MTU findings.
 type MTUStatus struct {
 	Mismatches []MTUMismatch    `json:"mismatches"`
