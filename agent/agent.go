@@ -185,10 +185,10 @@ func (a *Agent) construct() error {
 		metrics.Pipeline(a.workers.Workers()),
 		metrics.FlowTable(a.workers.Table()),
 		metrics.Conntrack(a.conntrack.Load, cfg.Conntrack.PerCPU),
-		metrics.Services(a.services, store),
+		metrics.Services(a.services, store, metrics.ServiceOptions{Backends: cfg.Kube.ServiceBackends, MaxSeries: cfg.Kube.ServiceSeries}),
 		metrics.API(a.history, a.handlers),
 		metrics.Kube(store, a.conntrack.Load),
-		metrics.Workloads(a.workloads, store),
+		metrics.Workloads(a.workloads, store, cfg.Kube.WorkloadSeries),
 		metrics.OTLP(a.tracer.Exporter),
 	)
 	if err != nil {

@@ -110,6 +110,13 @@ type KubeConfig struct {
 	// PodNames adds the pod label to the workload metrics (opt-in: one
 	// series per pod).
 	PodNames bool
+	// ServiceBackends adds the backend and workload labels to the service
+	// connection counts and failure ratios (opt-in: one series per backend).
+	ServiceBackends bool
+	// ServiceSeries and WorkloadSeries bound the service and workload label
+	// sets exported before further ones are folded into an "other" series;
+	// zero means metrics.DefaultServiceSeries and DefaultWorkloadSeries.
+	ServiceSeries, WorkloadSeries int
 	// ReloadInterval is how often a metadata file is checked for changes;
 	// zero means kube.DefaultReloadInterval.
 	ReloadInterval time.Duration

@@ -15,6 +15,7 @@ import (
 	"github.com/layerscope/layerscope/agent/flowtable"
 	"github.com/layerscope/layerscope/agent/history"
 	"github.com/layerscope/layerscope/agent/kube"
+	"github.com/layerscope/layerscope/agent/metrics"
 	"github.com/layerscope/layerscope/agent/ondemand"
 	"github.com/layerscope/layerscope/agent/server"
 	"github.com/layerscope/layerscope/agent/web"
@@ -122,6 +123,9 @@ served in the caller's namespace.`,
 	f.StringVar(&cfg.Kube.File, "k8s-metadata-file", "", "static metadata file: Pods, Services and EndpointSlices as kubectl get -o yaml prints them (reloaded when it changes)")
 	f.StringVar(&cfg.Kube.Kubeconfig, "kubeconfig", "", "kubeconfig file for --k8s-metadata=api (default: the in-cluster service account)")
 	f.BoolVar(&cfg.Kube.PodNames, "k8s-pod-names", false, "add the pod label to the workload metrics (one series per pod)")
+	f.BoolVar(&cfg.Kube.ServiceBackends, "service-backend-label", false, "add the backend and workload labels to the service connection and failure-ratio metrics (one series per backend)")
+	f.IntVar(&cfg.Kube.ServiceSeries, "service-series", metrics.DefaultServiceSeries, "service label sets exported before further ones are summed into service=\"other\"")
+	f.IntVar(&cfg.Kube.WorkloadSeries, "workload-series", metrics.DefaultWorkloadSeries, "workload label sets exported before further ones are summed into workload=\"other\"")
 	f.IntVar(&cfg.Conntrack.ReadBuffer, "conntrack-read-buffer", 0, "receive buffer of the conntrack event socket in bytes (0: 16 MiB)")
 	return cmd
 }
