@@ -187,7 +187,7 @@ func (a *Agent) construct() error {
 		metrics.Conntrack(a.conntrack.Load, cfg.Conntrack.PerCPU),
 		metrics.Services(a.services, store, metrics.ServiceOptions{Backends: cfg.Kube.ServiceBackends, MaxSeries: cfg.Kube.ServiceSeries}),
 		metrics.API(a.history, a.handlers),
-		metrics.Kube(store, a.conntrack.Load),
+		metrics.Kube(store, a.conntrack.Load, cfg.Kube.EndpointSeries),
 		metrics.Workloads(a.workloads, store, cfg.Kube.WorkloadSeries),
 		metrics.OTLP(a.tracer.Exporter),
 	)

@@ -117,6 +117,10 @@ type KubeConfig struct {
 	// sets exported before further ones are folded into an "other" series;
 	// zero means metrics.DefaultServiceSeries and DefaultWorkloadSeries.
 	ServiceSeries, WorkloadSeries int
+	// EndpointSeries bounds the Services whose ready endpoints are
+	// exported, those without any first; zero means
+	// metrics.DefaultEndpointSeries.
+	EndpointSeries int
 	// ReloadInterval is how often a metadata file is checked for changes;
 	// zero means kube.DefaultReloadInterval.
 	ReloadInterval time.Duration

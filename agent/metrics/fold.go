@@ -7,6 +7,7 @@ import "sync"
 const (
 	DefaultServiceSeries  = 150
 	DefaultWorkloadSeries = 100
+	DefaultEndpointSeries = 100
 )
 
 // OtherLabel is the service or workload label value of the series that

@@ -246,7 +246,7 @@ func TestKubeSourceEmptyEndpoints(t *testing.T) {
 	})
 	store = kube.SourceOf(store).Store() // synced
 	noConntrack := func() *conntrack.Watcher { return nil }
-	got := gather(t, Kube(store, noConntrack))
+	got := gather(t, Kube(store, noConntrack, 0))
 	for _, want := range []string{
 		`layerscope_service_endpoints{namespace="shop",service="cart"} 0`,
 		`layerscope_kube_metadata_synced{source="file"} 1`,
@@ -260,7 +260,7 @@ func TestKubeSourceEmptyEndpoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got = gather(t, Kube(off.Store(), noConntrack))
+	got = gather(t, Kube(off.Store(), noConntrack, 0))
 	if want := "layerscope_kube_metadata_synced{source=\"off\"} 0\n"; !strings.Contains(got, want) || strings.Count(got, "\nlayerscope_") != 1 {
 		t.Errorf("without metadata:\n%s", got)
 	}

@@ -125,6 +125,7 @@ served in the caller's namespace.`,
 	f.BoolVar(&cfg.Kube.PodNames, "k8s-pod-names", false, "add the pod label to the workload metrics (one series per pod)")
 	f.BoolVar(&cfg.Kube.ServiceBackends, "service-backend-label", false, "add the backend and workload labels to the service connection and failure-ratio metrics (one series per backend)")
 	f.IntVar(&cfg.Kube.ServiceSeries, "service-series", metrics.DefaultServiceSeries, "service label sets exported before further ones are summed into service=\"other\"")
+	f.IntVar(&cfg.Kube.EndpointSeries, "service-endpoint-series", metrics.DefaultEndpointSeries, "Services whose ready endpoints are exported (those without any first); every node knows every Service")
 	f.IntVar(&cfg.Kube.WorkloadSeries, "workload-series", metrics.DefaultWorkloadSeries, "workload label sets exported before further ones are summed into workload=\"other\"")
 	f.IntVar(&cfg.Conntrack.ReadBuffer, "conntrack-read-buffer", 0, "receive buffer of the conntrack event socket in bytes (0: 16 MiB)")
 	return cmd

@@ -184,6 +184,8 @@ var (
 	SvcEndpoints = Def{Name: "layerscope_service_endpoints", Subsystem: "service", Type: Gauge,
 		Help:   "Ready endpoints of a Service in its EndpointSlices (Kubernetes metadata); 0 is a Service without endpoints",
 		Labels: []string{"namespace", "service"}}
+	SvcEndpointsUnlisted = Def{Name: "layerscope_service_endpoints_unlisted", Subsystem: "service", Type: Gauge,
+		Help: "Services with endpoints left out of layerscope_service_endpoints for --service-endpoint-series (those without ready endpoints are listed first)"}
 	SvcStaleConntrack = Def{Name: "layerscope_service_stale_conntrack_entries", Subsystem: "service", Type: Gauge,
 		Help:   "Conntrack entries DNATed from a Service address to a backend that is no longer one of its endpoints (stale after the pod went away)",
 		Labels: []string{"namespace", "service", "backend"}}
@@ -294,7 +296,7 @@ func All() []Def {
 		CTInsertFailed, CTDrop, CTEarlyDrop, CTSearchRestart, CTInvalid, CTClashResolve, CTChainTooLong,
 		CTByProtocol, CTByTCPState, CTByFlag, CTTopSource, CTTopService,
 		CTEvents, CTEventsLost, CTResyncs, CTErrors, CTDumpDuration,
-		SvcConnections, SvcFailureRatio, SvcDeadBackend, SvcFoldedSeries, SvcOverflow, SvcEndpoints, SvcStaleConntrack,
+		SvcConnections, SvcFailureRatio, SvcDeadBackend, SvcFoldedSeries, SvcOverflow, SvcEndpoints, SvcEndpointsUnlisted, SvcStaleConntrack,
 		WorkloadConnections, WorkloadFoldedSeries, WorkloadOverflow, KubeObjects, KubeSynced,
 		MTUMismatch, MTUMismatches, MTUOverlayExpected,
 		OTLPSpansExported, OTLPSpansDropped, OTLPExportErrors, OTLPConnections, OTLPForced, OTLPQueue,
