@@ -44,33 +44,9 @@ func TestScaleAPI(t *testing.T) {
 	if os.Getenv(EnvScale) == "full" {
 		services, churnRate, churnFor = 10000, 100, time.Minute
 	}
-	testns.RequireRoot(t)
-	bin := testns.K8sBin(t)
-	var b [3]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	l, err := lab.New(ctx, &lab.Config{Prefix: "s" + hex.EncodeToString(b[:]) + "-", StateDir: t.TempDir(),
-		Kubernetes: true, KubeProxyMode: lab.KubeProxyNFTables, K8sBin: bin})
-	if err != nil {
-		t.Fatalf("kubernetes lab: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Errorf("lab close: %v", err)
-		}
-	})
-	rc, err := l.KubeRESTConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc.QPS, rc.Burst = 1000, 2000
-	client, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, client := newScaleLab(ctx, t)
 	const ns = "scale"
 	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -127,7 +103,9 @@ func TestScaleAPI(t *testing.T) {
 	t.Cleanup(func() { stop(); wg.Wait() })
 	store := src.Store()
 	start = time.Now()
-	for !store.Synced() || func() bool { p, s, _ := store.Counts(); return p < 110 || s < services }() {
+	// Synced says the informers' caches are complete; the store is once
+	// their handlers delivered every object.
+	for !store.Synced() || func() bool { p, s, sl := store.Counts(); return p < 110 || s < services || sl < services }() {
 		if time.Since(start) > 5*time.Minute {
 			t.Fatal("the store did not sync in 5 minutes")
 		}
@@ -207,6 +185,38 @@ func TestScaleAPI(t *testing.T) {
 		cpu.Seconds(), 100*cpu.Seconds()/sent.Seconds())
 	t.Logf("during the churn: %s", churned.delta(synced))
 	t.Logf("after the churn: metadata heap %.1f MiB, process RSS %.1f MiB", float64(heapInuse()-heap0)/(1<<20), rssMiB(t))
+}
+
+// newScaleLab starts the Kubernetes lab (removed when the test ends) and
+// returns it with an admin client allowed 1,000 requests per second.
+func newScaleLab(ctx context.Context, t *testing.T) (*lab.Lab, kubernetes.Interface) {
+	t.Helper()
+	testns.RequireRoot(t)
+	bin := testns.K8sBin(t)
+	var b [3]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	l, err := lab.New(ctx, &lab.Config{Prefix: "s" + hex.EncodeToString(b[:]) + "-", StateDir: t.TempDir(),
+		Kubernetes: true, KubeProxyMode: lab.KubeProxyNFTables, K8sBin: bin})
+	if err != nil {
+		t.Fatalf("kubernetes lab: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("lab close: %v", err)
+		}
+	})
+	rc, err := l.KubeRESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.QPS, rc.Burst = 1000, 2000
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, client
 }
 
 // endpointIP is endpoint j of slice i.
@@ -356,4 +366,102 @@ func (m apiMetrics) delta(b apiMetrics) string {
 		parts = append(parts, fmt.Sprintf("%s +%.0f", k, m[k]-b[k]))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// maxIdleRequestRate is the documented bound of the requests per second
+// that 50 synced agents' informers make to the API server while nothing
+// changes: their watches stay open (bookmarks keep them current), nothing
+// relists.
+const maxIdleRequestRate = 1.0
+
+// TestFiftyAgentsRequestRate runs 50 agents' metadata sources against the
+// Kubernetes lab's API server (100 Services, 20 pods), checks that one
+// EndpointSlice change reaches every one of them through its watch, and
+// that, synced and idle for 30 s, together they stay within
+// maxIdleRequestRate requests per second by the API server's own
+// apiserver_request_total.
+func TestFiftyAgentsRequestRate(t *testing.T) {
+	const agents, services, perSlice = 50, 100, 15
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	l, client := newScaleLab(ctx, t)
+	const ns = "scale"
+	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	parallel(t, services, func(i int) error {
+		name := fmt.Sprintf("svc-%05d", i)
+		if _, err := client.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Protocol: corev1.ProtocolTCP, Port: 80}}},
+		}, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+		_, err := client.DiscoveryV1().EndpointSlices(ns).Create(ctx, slice(name, i, perSlice, -1), metav1.CreateOptions{})
+		return err
+	})
+	kc, err := l.Kubeconfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := apiserverMetrics(ctx, t, client)
+	runCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { stop(); wg.Wait() })
+	stores := make([]*kube.Store, agents)
+	start := time.Now()
+	for i := range agents {
+		node := lab.Node1
+		if i%2 == 1 {
+			node = lab.Node2
+		}
+		src, err := kube.Open(kube.Config{Mode: kube.ModeAPI, Kubeconfig: kc, Node: node})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stores[i] = src.Store()
+		wg.Add(1)
+		go func() { defer wg.Done(); src.Run(runCtx) }()
+	}
+	for _, st := range stores {
+		for !st.Synced() {
+			if time.Since(start) > 2*time.Minute {
+				t.Fatal("an agent's store did not sync in 2 minutes")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	synced := apiserverMetrics(ctx, t, client)
+	t.Logf("%d agents synced in %v; start-up: %s", agents, time.Since(start).Round(time.Millisecond), synced.delta(before))
+
+	// One change reaches every agent.
+	ip := endpointIP(0, perSlice, 3)
+	if _, err := client.DiscoveryV1().EndpointSlices(ns).Update(ctx, slice("svc-00000", 0, perSlice, 3), metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for i, st := range stores {
+		for e, ok := st.Endpoint(ip); !ok || e.Ready; e, ok = st.Endpoint(ip) {
+			if time.Since(start) > 3*time.Minute {
+				t.Fatalf("agent %d did not see the change", i)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	idle0 := apiserverMetrics(ctx, t, client)
+	const window = 30 * time.Second
+	time.Sleep(window)
+	idle := apiserverMetrics(ctx, t, client)
+	requests := 0.0
+	for k, v := range idle {
+		if strings.HasPrefix(k, "apiserver_request_total{") {
+			requests += v - idle0[k]
+		}
+	}
+	// The test's own two /metrics reads are not in these resources.
+	rate := requests / window.Seconds()
+	t.Logf("idle %v: %.0f requests (%.2f/s): %s", window, requests, rate, idle.delta(idle0))
+	if rate > maxIdleRequestRate {
+		t.Errorf("%d idle agents made %.2f requests/s, want at most %v", agents, rate, maxIdleRequestRate)
+	}
 }

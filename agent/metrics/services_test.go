@@ -78,27 +78,19 @@ func TestServiceLabels(t *testing.T) {
 		services.Add(&correlate.Conn{ID: uint32(i), Service: netip.MustParseAddrPort(svc), Backend: podA, Proto: flow.ProtoTCP, Outcome: flow.OutcomeClosed}, now)
 	}
 	got := gather(t, Services(services, store, ServiceOptions{Backends: true}))
-	for _, want := range []string{
+	wantLines(t, got,
 		`layerscope_service_connections_total{backend="10.244.0.5:8080",namespace="default",outcome="closed",port="8080",protocol="tcp",service="my-service",workload="web"} 2`,
 		`layerscope_service_connections_total{backend="10.244.0.5:8080",namespace="default",outcome="closed",port="30080",protocol="tcp",service="my-service",workload="web"} 2`,
 		`layerscope_service_connections_total{backend="10.244.0.5:8080",namespace="",outcome="closed",port="8080",protocol="tcp",service="10.96.0.99",workload="web"} 1`,
 		`layerscope_service_dead_backend{backend="10.244.0.5:8080",namespace="default",port="30080",protocol="tcp",service="my-service",workload="web"} 0`,
-	} {
-		if !strings.Contains(got, want+"\n") {
-			t.Errorf("missing %s in\n%s", want, got)
-		}
-	}
+	)
 	// By default: per service, no backend label, only dead backends listed.
 	got = gather(t, Services(services, store, ServiceOptions{}))
-	for _, want := range []string{
+	wantLines(t, got,
 		`layerscope_service_connections_total{namespace="default",outcome="closed",port="8080",protocol="tcp",service="my-service"} 2`,
 		`layerscope_service_backend_failure_ratio{namespace="",port="8080",protocol="tcp",service="10.96.0.99"} 0`,
 		`layerscope_service_folded_series 0`,
-	} {
-		if !strings.Contains(got, want+"\n") {
-			t.Errorf("missing %s in\n%s", want, got)
-		}
-	}
+	)
 	if strings.Contains(got, "backend=") {
 		t.Errorf("backend label without the option:\n%s", got)
 	}
@@ -126,18 +118,14 @@ func TestServiceSeriesBudget(t *testing.T) {
 	}
 	src := Services(services, store, ServiceOptions{MaxSeries: 3})
 	got := gather(t, src)
-	for _, want := range []string{
+	wantLines(t, got,
 		`layerscope_service_connections_total{namespace="",outcome="closed",port="80",protocol="tcp",service="10.96.0.10"} 3`,
 		`layerscope_service_connections_total{namespace="",outcome="closed",port="80",protocol="tcp",service="10.96.0.12"} 3`,
 		`layerscope_service_connections_total{namespace="",outcome="closed",port="",protocol="tcp",service="other"} 6`,
 		`layerscope_service_connections_total{namespace="",outcome="refused",port="",protocol="tcp",service="other"} 3`,
 		`layerscope_service_dead_backend{backend="10.244.0.99:8080",namespace="",port="",protocol="tcp",service="other",workload=""} 1`,
 		`layerscope_service_folded_series 2`,
-	} {
-		if !strings.Contains(got, want+"\n") {
-			t.Errorf("missing %s in\n%s", want, got)
-		}
-	}
+	)
 	if n := strings.Count(got, "layerscope_service_backend_failure_ratio{"); n != 4 {
 		t.Errorf("%d failure-ratio series, want 3 own and 1 other:\n%s", n, got)
 	}
@@ -145,15 +133,11 @@ func TestServiceSeriesBudget(t *testing.T) {
 	// that has its series.
 	add("10.96.0.1:80", "10.244.1.1:8080", flow.OutcomeClosed)
 	got = gather(t, src)
-	for _, want := range []string{
+	wantLines(t, got,
 		`service="10.96.0.10"} 3`,
 		`layerscope_service_connections_total{namespace="",outcome="closed",port="",protocol="tcp",service="other"} 7`,
 		`layerscope_service_folded_series 3`,
-	} {
-		if !strings.Contains(got, want+"\n") {
-			t.Errorf("second scrape: missing %s in\n%s", want, got)
-		}
-	}
+	)
 }
 
 // TestWorkloadSeriesBudget: workload label sets beyond the budget are
@@ -170,13 +154,19 @@ func TestWorkloadSeriesBudget(t *testing.T) {
 		tally.Consume(&correlate.Enriched{Record: r, NAT: &correlate.Translation{}}, time.Now())
 	}
 	got := gather(t, Workloads(tally, store, 2))
-	for _, want := range []string{
+	wantLines(t, got,
 		`layerscope_workload_connections_total{namespace="default",outcome="closed",protocol="tcp",side="server",workload="w0"} 1`,
 		`layerscope_workload_connections_total{namespace="",outcome="closed",protocol="tcp",side="server",workload="other"} 2`,
 		`layerscope_workload_folded_series 2`,
-	} {
-		if !strings.Contains(got, want+"\n") {
-			t.Errorf("missing %s in\n%s", want, got)
+	)
+}
+
+// wantLines fails t for each of want that is not a line of got.
+func wantLines(t *testing.T, got string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(got, w+"\n") {
+			t.Errorf("missing %s in\n%s", w, got)
 		}
 	}
 }
@@ -247,15 +237,11 @@ func TestKubeSourceEmptyEndpoints(t *testing.T) {
 	store = kube.SourceOf(store).Store() // synced
 	noConntrack := func() *conntrack.Watcher { return nil }
 	got := gather(t, Kube(store, noConntrack, 0))
-	for _, want := range []string{
+	wantLines(t, got,
 		`layerscope_service_endpoints{namespace="shop",service="cart"} 0`,
 		`layerscope_kube_metadata_synced{source="file"} 1`,
 		`layerscope_kube_metadata_objects{kind="endpointslice"} 1`,
-	} {
-		if !strings.Contains(got, want+"\n") {
-			t.Errorf("missing %s in\n%s", want, got)
-		}
-	}
+	)
 	off, err := kube.Open(kube.Config{Mode: kube.ModeOff})
 	if err != nil {
 		t.Fatal(err)
