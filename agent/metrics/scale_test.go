@@ -125,8 +125,8 @@ func TestSeriesPerNodeAtScale(t *testing.T) {
 	def := serve(Services(tally, store, ServiceOptions{}), Workloads(wl, store, 0), Kube(store, noCT, 0))
 	opt := serve(Services(tally, store, ServiceOptions{Backends: true, MaxSeries: 1 << 20}), Workloads(wl, store, 1<<20), Kube(store, noCT, 1<<20))
 	p := promtest.Start(t, bin, fmt.Sprintf(`global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
+  scrape_interval: 5s
+  scrape_timeout: 5s
 scrape_configs:
   - job_name: default
     static_configs:
@@ -136,7 +136,9 @@ scrape_configs:
       - targets: [%q]
 `, def, opt), nil)
 	count := func(job string) map[string]float64 {
-		deadline := time.Now().Add(30 * time.Second)
+		// The unbounded target is thousands of series: under -race on a
+		// loaded machine one scrape takes seconds.
+		deadline := time.Now().Add(2 * time.Minute)
 		for {
 			s, err := p.Query(fmt.Sprintf(`count by (__name__) ({job=%q, __name__=~"layerscope_.*"})`, job))
 			if err == nil && len(s) > 0 {
