@@ -28,12 +28,28 @@ IMAGE_TAR   ?= bin/layerscope-image.tar
 IMAGE_OCI   ?= bin/oci
 GOARCH      ?= $(shell $(GO) env GOARCH)
 
-.PHONY: all build image demo test packages fmt-check vet staticcheck unit fuzz checkmetrics bench docs clean
+.PHONY: all build client cross image demo test packages fmt-check vet staticcheck unit fuzz checkmetrics bench docs clean
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/layerscope
+
+# The operator's client, kubectl-layerscope, for this machine.
+client:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/kubectl-layerscope ./cmd/kubectl-layerscope
+
+# The client for every OS and architecture kubectl runs on: fails when the
+# agent's Linux-only code leaks into it (internal/deps checks the same
+# without compiling).
+CLIENT_PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
+cross:
+	@set -e; for p in $(CLIENT_PLATFORMS); do \
+		os=$${p%/*}; arch=$${p#*/}; ext=; [ $$os = windows ] && ext=.exe; \
+		out=bin/cross/kubectl-layerscope-$$os-$$arch$$ext; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $$out ./cmd/kubectl-layerscope; \
+		echo "$$out $$(wc -c < $$out) bytes"; \
+	done
 
 # No Docker daemon, no registry: the binary, Debian's CA bundle and LICENSE
 # in one layer; the Dockerfile builds the same image where Docker is.
@@ -50,7 +66,7 @@ image:
 demo: build
 	./$(BIN) demo
 
-test: packages fmt-check vet staticcheck unit fuzz checkmetrics
+test: packages fmt-check vet staticcheck cross unit fuzz checkmetrics
 
 # The Debian packages the tests run (tshark, conntrack, trafgen, …),
 # installed when missing.

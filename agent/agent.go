@@ -165,6 +165,9 @@ func (a *Agent) construct() error {
 		Translate: lookup, MTU: a.mtu, PMTU: a.pmtu, CompileFilter: ondemand.CompileBPF}); err != nil {
 		return err
 	}
+	if cfg.Traces.Version == "" {
+		cfg.Traces.Version = cfg.Version
+	}
 	a.tracer = tracing.New(cfg.Traces, a.node, store, a.workers, a.pmtu, log)
 	a.fanout.Sinks = []correlate.Sink{a.history, a.services, a.workloads, a.tracer}
 	if a.handlers, err = agentweb.New(agentweb.Config{

@@ -128,6 +128,8 @@ type Watcher struct {
 	dumpRm   int
 	lastSync time.Time
 	rcvbuf   int
+	marks    []lossMark // oldest first; see markLocked
+	latest   lossMark
 }
 
 type sample struct {
@@ -564,6 +566,7 @@ func (w *Watcher) sampleLocked(ctx context.Context) error {
 	}
 	w.sample = cur
 	w.perCPU = r.cpu
+	w.markLocked(now, r.cpu)
 	return nil
 }
 

@@ -58,6 +58,8 @@ type Config struct {
 	// connections with an error are always exported. Zero exports only
 	// those.
 	SampleRatio float64
+	// Version is the agent's build, exported as service.version.
+	Version string
 }
 
 // On reports whether c asks for traces, from its fields or the
@@ -118,7 +120,7 @@ func (t *Tracer) Open(ctx context.Context) error {
 	}
 	exp, err := otlp.New(ctx, otlp.Config{
 		Node: t.node, SampleRatio: t.cfg.SampleRatio, Endpoint: t.cfg.Endpoint, Protocol: t.cfg.Protocol,
-		Insecure: t.cfg.Insecure, Logger: t.log,
+		Insecure: t.cfg.Insecure, ServiceVersion: t.cfg.Version, Logger: t.log,
 	})
 	if err != nil {
 		return fmt.Errorf("--otlp-*: %w", err)

@@ -3,8 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -12,6 +10,7 @@ import (
 
 	"github.com/layerscope/layerscope/agent/api"
 	"github.com/layerscope/layerscope/agent/ondemand"
+	"github.com/layerscope/layerscope/internal/render"
 )
 
 func newCaptureCmd() *cobra.Command {
@@ -62,35 +61,7 @@ crosses several of them is in the file once per interface.
 			if err != nil {
 				return err
 			}
-			defer st.Body.Close()
-			stderr := cmd.ErrOrStderr()
-			fmt.Fprintf(stderr, "capturing on %s (%s)\n", st.Interfaces, st.Limits)
-			var w io.Writer = cmd.OutOrStdout()
-			if outFile != "-" {
-				f, err := os.Create(outFile)
-				if err != nil {
-					return fmt.Errorf("-w: %w", err)
-				}
-				defer f.Close()
-				w = f
-			}
-			n, err := io.Copy(w, st.Body)
-			if err != nil && cmd.Context().Err() == nil {
-				return fmt.Errorf("capture stream after %d bytes: %w", n, err)
-			}
-			if outFile != "-" {
-				if err := w.(*os.File).Close(); err != nil {
-					return fmt.Errorf("-w: %w", err)
-				}
-			}
-			res := st.Result()
-			if res.Stop == "" {
-				fmt.Fprintf(stderr, "%d bytes written; the capture was interrupted\n", n)
-				return nil
-			}
-			fmt.Fprintf(stderr, "%s packets, %s bytes written to %s; %s dropped; stopped by %s\n",
-				res.Packets, res.Bytes, outFile, res.Dropped, res.Stop)
-			return nil
+			return render.SaveCapture(cmd.Context(), st, outFile, "", cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()

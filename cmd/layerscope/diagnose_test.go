@@ -12,6 +12,7 @@ import (
 
 	"github.com/layerscope/layerscope/agent/api"
 	"github.com/layerscope/layerscope/agent/diagnose"
+	"github.com/layerscope/layerscope/internal/fleet"
 	"github.com/layerscope/layerscope/internal/testns"
 	"github.com/layerscope/layerscope/lab"
 )
@@ -292,7 +293,7 @@ func TestResolveEndpoint(t *testing.T) {
 		{"other/my-service", "", false, "other/my-service"},
 		{"nosuch.default.svc.cluster.local", "", false, "nosuch.default.svc.cluster.local"},
 	} {
-		e := resolveEndpoint(tt.arg, nodes)
+		e := fleet.ResolveEndpoint(tt.arg, nodes)
 		got := ""
 		if len(e.Addrs) > 0 {
 			got = e.Addrs[0].String()

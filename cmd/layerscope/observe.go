@@ -2,18 +2,15 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"golang.org/x/sys/unix"
 
 	"github.com/layerscope/layerscope/agent/api"
+	"github.com/layerscope/layerscope/internal/render"
 )
 
 // addAgentFlags adds the flags that say how to reach an agent's API (TLS
@@ -29,29 +26,6 @@ func addAgentFlags(f *pflag.FlagSet, c *api.ClientConfig) {
 	f.StringVar(&c.Password, "password", "", "basic auth password (prefer --password-file)")
 	f.StringVar(&c.PasswordFile, "password-file", "", "file holding the basic auth password")
 	f.DurationVar(&c.Timeout, "timeout", 30*time.Second, "time limit of one request (not of --follow)")
-}
-
-// isTerminal reports whether w is a terminal.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
-}
-
-// colorMode resolves --color against the output.
-func colorMode(mode string, w io.Writer) (bool, error) {
-	switch mode {
-	case "auto":
-		return isTerminal(w) && os.Getenv("NO_COLOR") == "", nil
-	case "always":
-		return true, nil
-	case "never":
-		return false, nil
-	}
-	return false, fmt.Errorf("--color %q: want auto, always or never", mode)
 }
 
 func newObserveCmd() *cobra.Command {
@@ -82,7 +56,7 @@ coloured; piped, lines are plain. -o json prints one JSON object per line
 			if output != "table" && output != "json" {
 				return fmt.Errorf("-o %q: want table or json", output)
 			}
-			color, err := colorMode(colorArg, out)
+			color, err := render.ColorMode(colorArg, out)
 			if err != nil {
 				return err
 			}
@@ -94,7 +68,7 @@ coloured; piped, lines are plain. -o json prints one JSON object per line
 			if err != nil {
 				return err
 			}
-			p := &printer{w: out, json: output == "json", color: color, compact: isTerminal(out)}
+			p := &render.Printer{W: out, JSON: output == "json", Color: color, Compact: render.IsTerminal(out)}
 			ctx := cmd.Context()
 			if !q.Follow {
 				conns, err := c.Connections(ctx, q)
@@ -102,13 +76,13 @@ coloured; piped, lines are plain. -o json prints one JSON object per line
 					return err
 				}
 				for i := range conns {
-					if err := p.print(&conns[i]); err != nil {
+					if err := p.Print(&conns[i]); err != nil {
 						return err
 					}
 				}
 				return nil
 			}
-			err = c.Follow(ctx, q, p.print)
+			err = c.Follow(ctx, q, p.Print)
 			if ctx.Err() != nil && (err == nil || strings.Contains(err.Error(), context.Canceled.Error())) {
 				return nil
 			}
@@ -134,92 +108,4 @@ coloured; piped, lines are plain. -o json prints one JSON object per line
 	f.StringVarP(&output, "output", "o", "table", "output format: table or json (one object per line)")
 	f.StringVar(&colorArg, "color", "auto", "colour: auto (when stdout is a terminal), always, never")
 	return cmd
-}
-
-// printer writes connection events as table lines or JSON lines.
-type printer struct {
-	w       io.Writer
-	json    bool
-	color   bool
-	compact bool
-}
-
-// ANSI SGR sequences.
-const (
-	sgrReset  = "\x1b[0m"
-	sgrRed    = "\x1b[31m"
-	sgrGreen  = "\x1b[32m"
-	sgrYellow = "\x1b[33m"
-	sgrDim    = "\x1b[2m"
-	sgrBold   = "\x1b[1m"
-)
-
-func (p *printer) paint(sgr, s string) string {
-	if !p.color || s == "" {
-		return s
-	}
-	return sgr + s + sgrReset
-}
-
-func (p *printer) print(c *api.Connection) error {
-	if p.json {
-		b, err := json.Marshal(c)
-		if err != nil {
-			return err
-		}
-		_, err = p.w.Write(append(b, '\n'))
-		return err
-	}
-	_, err := io.WriteString(p.w, p.line(c)+"\n")
-	return err
-}
-
-// line formats one event. Compact (terminal) lines have a short time and
-// padded columns; plain lines have the full time and single spaces.
-func (p *printer) line(c *api.Connection) string {
-	ts := c.Time.Format(time.RFC3339Nano)
-	if p.compact {
-		ts = c.Time.Format("15:04:05.000")
-	}
-	path := c.Client.Name()
-	if c.Service != nil {
-		path += " → " + c.Service.Name()
-	}
-	path += " → " + c.Backend.Name()
-	verdict := make([]string, 0, 4)
-	for _, l := range c.Layers {
-		s := strings.ToUpper(l.Layer) + " "
-		if l.Status == api.StatusOK && l.Layer != "l7" {
-			s += "ok"
-		} else {
-			s += l.Detail
-		}
-		switch l.Status {
-		case api.StatusOK:
-			s = p.paint(sgrGreen, s)
-		case api.StatusFail:
-			s = p.paint(sgrRed+sgrBold, s)
-		case api.StatusPending:
-			s = p.paint(sgrYellow, s)
-		}
-		verdict = append(verdict, s)
-	}
-	if c.NAT != nil && c.NAT.DNAT {
-		verdict = append(verdict, "DNAT "+c.NAT.From+"→"+c.NAT.To)
-	}
-	hops := make([]string, 0, len(c.Hops))
-	for _, h := range c.Hops {
-		hops = append(hops, fmt.Sprintf("%s(%d/%d)", h.Interface, h.Packets.Client, h.Packets.Server))
-	}
-	state := c.State
-	if c.Failed {
-		state += " " + p.paint(sgrRed, c.Outcome)
-	} else {
-		state += " " + c.Outcome
-	}
-	if !p.compact {
-		return strings.Join([]string{ts, c.Node, path, c.Protocol, strings.Join(verdict, " · "), "hops " + strings.Join(hops, ","), state}, " ")
-	}
-	return fmt.Sprintf("%s %-8s %-58s %-4s %s  %s  %s", p.paint(sgrDim, ts), c.Node, path, c.Protocol,
-		strings.Join(verdict, " · "), p.paint(sgrDim, strings.Join(hops, " ")), state)
 }

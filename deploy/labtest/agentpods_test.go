@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"golang.org/x/crypto/bcrypt"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -317,6 +318,59 @@ func TestAgentPodsAndTheAPI(t *testing.T) {
 		}
 		if !strings.Contains(log, logBack) {
 			t.Errorf("agent on %s did not log %q:\n%s", n, logBack, log)
+		}
+	}
+
+	checkBasicAuthInstall(ctx, t, l, s)
+}
+
+// checkBasicAuthInstall replaces the kustomize DaemonSet by the chart's
+// (named layerscope-secure beside the kustomize objects) with a web
+// config that puts basic auth on the metrics port: the kubelets' probes,
+// on the agents' own health listener, keep the pods Ready, and the
+// metrics answer only with the credentials.
+func checkBasicAuthInstall(ctx context.Context, t *testing.T, l *lab.Lab, s *agentScraper) {
+	t.Helper()
+	c, err := l.KubeClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The agents use the nodes' ports: one DaemonSet at a time.
+	kubectl(t, l, "-n", chartNamespace, "delete", "daemonset", chartRelease, "--cascade=orphan")
+	kubectl(t, l, "-n", chartNamespace, "delete", "pods", "-l", "app.kubernetes.io/name=layerscope", "--wait=true", "--timeout=60s")
+	hash, err := bcrypt.GenerateFromPassword([]byte("scrape-secret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "layerscope-web", Namespace: chartNamespace},
+		StringData: map[string]string{"web-config.yml": "basic_auth_users:\n  prometheus: " + string(hash) + "\n"},
+	}
+	if _, err := c.CoreV1().Secrets(chartNamespace).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	labk8s.HelmInstall(t, l, "webConfig.secretName=layerscope-web", "fullnameOverride=layerscope-secure")
+	labk8s.WaitDaemonSetNamed(t, c, "layerscope-secure", 60*time.Second)
+	t.Logf("helm install with basic auth on the metrics port to the DaemonSet Ready: %v", time.Since(start).Round(time.Millisecond))
+	for _, n := range l.Nodes() {
+		u := fmt.Sprintf("http://%s:%d/metrics", n.IP, labk8s.MetricsPort)
+		for _, tc := range []struct {
+			user string
+			want int
+		}{{"", http.StatusUnauthorized}, {"prometheus", http.StatusOK}} {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+			if tc.user != "" {
+				req.SetBasicAuth(tc.user, "scrape-secret")
+			}
+			resp, err := s.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("%s as %q: %s, want %d", u, tc.user, resp.Status, tc.want)
+			}
 		}
 	}
 }

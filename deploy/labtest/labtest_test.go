@@ -637,9 +637,25 @@ func deadBackendThenStale(ctx context.Context, t *testing.T, l *lab.Lab, prom *p
 	if _, err := l.Traffic(ctx, lab.ScenarioService, lab.TrafficOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.Traffic(ctx, lab.ScenarioDeadBackend, lab.TrafficOptions{Count: 30}); err != nil {
+	rep, err := l.Traffic(ctx, lab.ScenarioDeadBackend, lab.TrafficOptions{Count: 30})
+	if err != nil {
 		t.Fatal(err)
 	}
+	// What the agents counted, shown if the alert does not fire.
+	defer func() {
+		if !t.Failed() {
+			return
+		}
+		t.Logf("dead-backend traffic: %s", rep)
+		for _, q := range []string{
+			`sum by (node, backend, outcome) (layerscope_service_connections_total{job="layerscope"})`,
+			`layerscope_service_dead_backend{job="layerscope"}`,
+			`layerscope_service_backend_failure_ratio{job="layerscope"}`,
+		} {
+			s, err := prom.Query(q)
+			t.Logf("%s: %v %v", q, s, err)
+		}
+	}()
 	waitAlerts(t, prom, 30*time.Second, "dead backend alert firing", includes("LayerscopeDeadBackend"))
 	checkAnnotations(t, prom, "LayerscopeDeadBackend")
 	dead, err := prom.Query(`max by (service, namespace, backend) (layerscope_service_dead_backend{job="layerscope"}) == 1`)

@@ -74,6 +74,10 @@ type Config struct {
 	// ServiceName is the service.name resource attribute. Empty means
 	// OTEL_SERVICE_NAME, then DefaultServiceName.
 	ServiceName string
+	// ServiceVersion is the service.version resource attribute (the
+	// agent's build); OTEL_RESOURCE_ATTRIBUTES may override it. Empty
+	// leaves it out.
+	ServiceVersion string
 	// ResourceAttributes are added to the resource, over those of
 	// OTEL_RESOURCE_ATTRIBUTES.
 	ResourceAttributes map[string]string
@@ -280,6 +284,9 @@ func newOTLP(ctx context.Context, cfg *Config) (sdktrace.SpanExporter, error) {
 // Config's own values, each over the previous.
 func newResource(ctx context.Context, cfg *Config) (*resource.Resource, error) {
 	base := []attribute.KeyValue{semconv.ServiceName(DefaultServiceName)}
+	if cfg.ServiceVersion != "" {
+		base = append(base, semconv.ServiceVersion(cfg.ServiceVersion))
+	}
 	if cfg.Node != "" {
 		base = append(base, semconv.K8SNodeName(cfg.Node))
 	}

@@ -434,6 +434,24 @@ func TestMalformedResourceAttributes(t *testing.T) {
 	require.Equal(t, "net", v.AsString())
 }
 
+func TestServiceVersion(t *testing.T) {
+	for _, tt := range []struct{ env, want string }{{"", "v1.2.3"}, {"service.version=v9", "v9"}} {
+		t.Setenv("OTEL_RESOURCE_ATTRIBUTES", tt.env)
+		mem := tracetest.NewInMemoryExporter()
+		e, err := New(context.Background(), Config{Node: "node-1", SampleRatio: 1, SpanExporter: mem,
+			BatchTimeout: time.Hour, ServiceVersion: "v1.2.3"})
+		require.NoError(t, err)
+		e.Export(clientConn(time.Now().UnixNano(), 1, 1, flow.OutcomeClosed))
+		require.NoError(t, e.Flush(context.Background()))
+		spans := mem.GetSpans()
+		require.NoError(t, e.Shutdown(context.Background()))
+		require.NotEmpty(t, spans)
+		v, ok := spans[0].Resource.Set().Value("service.version")
+		require.True(t, ok, "service.version on the resource (OTEL_RESOURCE_ATTRIBUTES=%q)", tt.env)
+		require.Equal(t, tt.want, v.AsString())
+	}
+}
+
 // BenchmarkExport is the cost on the caller's goroutine: error check, trace
 // ID, sampling, queue.
 func BenchmarkExport(b *testing.B) {

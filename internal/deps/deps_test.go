@@ -46,6 +46,8 @@ var rules = []rule{
 	{pkg: "agent/history", stdlib: true, allow: []string{"agent/flow", "agent/correlate"}},
 	{pkg: "agent/api", stdlib: true},
 	{pkg: "agent/diagnose", stdlib: true, allow: []string{"agent/api"}},
+	{pkg: "internal/render", stdlib: true, allow: []string{"agent/api", "agent/diagnose", "golang.org/x/term", "golang.org/x/sys"}},
+	{pkg: "internal/fleet", stdlib: true, allow: []string{"agent/api", "agent/diagnose"}},
 	{pkg: "agent/kube", deny: []string{"agent/capture", "agent/pipeline", "agent/flowtable", "agent/conntrack", "decoders", "exporters", "lab", "github.com/prometheus", "go.opentelemetry.io"}},
 	{pkg: "agent/ondemand", deny: []string{"agent/pipeline", "agent/flowtable", "agent/conntrack", "decoders", "exporters", "lab", "github.com/prometheus", "go.opentelemetry.io"}},
 	{pkg: "agent/server", deny: []string{"agent", "decoders", "exporters", "lab", "cmd", "go.opentelemetry.io", "k8s.io"}},

@@ -109,10 +109,16 @@ func HelmInstall(t *testing.T, l *lab.Lab, set ...string) {
 // within timeout.
 func WaitDaemonSet(t *testing.T, c kubernetes.Interface, timeout time.Duration) *appsv1.DaemonSet {
 	t.Helper()
+	return WaitDaemonSetNamed(t, c, Release, timeout)
+}
+
+// WaitDaemonSetNamed is WaitDaemonSet for the DaemonSet name of Namespace.
+func WaitDaemonSetNamed(t *testing.T, c kubernetes.Interface, name string, timeout time.Duration) *appsv1.DaemonSet {
+	t.Helper()
 	var ds *appsv1.DaemonSet
 	var err error
 	for deadline := time.Now().Add(timeout); ; time.Sleep(200 * time.Millisecond) {
-		ds, err = c.AppsV1().DaemonSets(Namespace).Get(context.Background(), Release, metav1.GetOptions{})
+		ds, err = c.AppsV1().DaemonSets(Namespace).Get(context.Background(), name, metav1.GetOptions{})
 		if err == nil && ds.Status.DesiredNumberScheduled == 2 && ds.Status.NumberReady == 2 && ds.Status.UpdatedNumberScheduled == 2 {
 			return ds
 		}
