@@ -200,10 +200,10 @@ func (a *Agent) construct() error {
 		metrics.Pipeline(a.workers.Workers()),
 		metrics.FlowTable(a.workers.Table()),
 		metrics.Conntrack(a.conntrack.Load, cfg.Conntrack.PerCPU),
-		metrics.Services(a.services, store),
+		metrics.Services(a.services, store, metrics.ServiceOptions{Backends: cfg.Kube.ServiceBackends, MaxSeries: cfg.Kube.ServiceSeries}),
 		metrics.API(a.history, a.handlers),
-		metrics.Kube(store, a.conntrack.Load),
-		metrics.Workloads(a.workloads, store),
+		metrics.Kube(store, a.conntrack.Load, cfg.Kube.EndpointSeries),
+		metrics.Workloads(a.workloads, store, cfg.Kube.WorkloadSeries),
 		metrics.Policy(a.denied()),
 		metrics.OTLP(a.tracer.Exporter),
 	)

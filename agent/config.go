@@ -119,6 +119,17 @@ type KubeConfig struct {
 	// connections (with the API, the agent watches every NetworkPolicy,
 	// Namespace and Pod for it).
 	NoPolicies bool
+	// ServiceBackends adds the backend and workload labels to the service
+	// connection counts and failure ratios (opt-in: one series per backend).
+	ServiceBackends bool
+	// ServiceSeries and WorkloadSeries bound the service and workload label
+	// sets exported before further ones are folded into an "other" series;
+	// zero means metrics.DefaultServiceSeries and DefaultWorkloadSeries.
+	ServiceSeries, WorkloadSeries int
+	// EndpointSeries bounds the Services whose ready endpoints are
+	// exported, those without any first; zero means
+	// metrics.DefaultEndpointSeries.
+	EndpointSeries int
 	// ReloadInterval is how often a metadata file is checked for changes;
 	// zero means kube.DefaultReloadInterval.
 	ReloadInterval time.Duration

@@ -117,7 +117,7 @@ func TestLiveKubeMetadata(t *testing.T) {
 	col := otlptest.StartCollector(t, recv)
 	a, err := New(Config{
 		NetNS: l.NetNS(lab.Node1), MetricsAddr: "127.0.0.1:0", Node: lab.Node1,
-		Kube:    KubeConfig{Mode: kube.ModeFile, File: meta, ReloadInterval: 200 * time.Millisecond},
+		Kube:    KubeConfig{Mode: kube.ModeFile, File: meta, ReloadInterval: 200 * time.Millisecond, ServiceBackends: true},
 		Capture: CaptureConfig{FlowTable: &flowtable.Config{MaxEntries: 4096, ClosedTimeout: 500 * time.Millisecond, SweepInterval: 200 * time.Millisecond}},
 		Traces:  TracesConfig{Enabled: true, Endpoint: col.HTTPAddr, Protocol: "http/protobuf", Insecure: true, SampleRatio: 1},
 	})
@@ -321,7 +321,7 @@ func TestLiveKubeAPIStaleDNAT(t *testing.T) {
 			}
 			a, err := New(Config{
 				NetNS: l.NetNS(lab.Node1), MetricsAddr: "127.0.0.1:0", Node: lab.Node1,
-				Kube:    KubeConfig{Mode: kube.ModeAPI, Kubeconfig: kc},
+				Kube:    KubeConfig{Mode: kube.ModeAPI, Kubeconfig: kc, ServiceBackends: true},
 				Capture: CaptureConfig{FlowTable: &flowtable.Config{MaxEntries: 4096, ClosedTimeout: 500 * time.Millisecond, SweepInterval: 200 * time.Millisecond}},
 			})
 			if err != nil {

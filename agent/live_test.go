@@ -57,7 +57,7 @@ func newLabWired(t *testing.T, w lab.Wiring) *lab.Lab {
 // ready (every interface present at start captured).
 func startAgent(t *testing.T, l *lab.Lab, node string) *Agent {
 	t.Helper()
-	a, err := New(Config{NetNS: l.NetNS(node), MetricsAddr: "127.0.0.1:0"})
+	a, err := New(Config{NetNS: l.NetNS(node), MetricsAddr: "127.0.0.1:0", Kube: KubeConfig{ServiceBackends: true}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,6 +49,18 @@
 // Lookups (Pod, Service, Endpoint, IsEndpoint) take the store's read lock
 // for a map probe or two and do not allocate; the returned values hold
 // strings shared with the store. Informer handlers take the write lock per
-// object. Pods are trimmed to the fields the store uses before the
-// informer caches them.
+// object.
+//
+// Every Service and EndpointSlice of the cluster is watched (a client's
+// connection may go to any of them), and the memory is kept proportional
+// to what the lookups need rather than to the objects: informer
+// transforms trim pods, Services and EndpointSlices to the fields the
+// store indexes before the informer caches them (no ports of slices, hints,
+// zones, labels other than the Service name, managed fields or
+// annotations), and the store indexes compact entries: per Service address
+// and port the name, per endpoint address its slice endpoints. TestScaleAPI
+// measures it against the lab's API server (bench/README.md). The reflectors
+// are client-go's: watches ask for bookmarks, so a reconnecting watch
+// resumes from its last resource version instead of relisting, and
+// relists after errors back off with jitter.
 package kube

@@ -240,8 +240,8 @@ func Watch(ctx context.Context, client kubernetes.Interface, store *Store, resyn
 	svcs := all.Core().V1().Services().Informer()
 	slices := all.Discovery().V1().EndpointSlices().Informer()
 	_ = pods.SetTransform(trimPod)
-	_ = svcs.SetTransform(informer.TrimMeta)
-	_ = slices.SetTransform(informer.TrimMeta)
+	_ = svcs.SetTransform(trimService)
+	_ = slices.SetTransform(trimSlice)
 	informer.Handle(pods, func(o *corev1.Pod) { store.SetPod(o) }, func(o *corev1.Pod) { store.DeletePod(o.Namespace, o.Name) })
 	informer.Handle(svcs, func(o *corev1.Service) { store.SetService(o) }, func(o *corev1.Service) { store.DeleteService(o.Namespace, o.Name) })
 	informer.Handle(slices, func(o *discoveryv1.EndpointSlice) { store.SetEndpointSlice(o) },

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"net/netip"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -98,14 +99,23 @@ type index struct {
 	byAddr   map[svcKey]Service
 	byNode   map[portKey]Service
 	slices   map[string]*sliceEntry // namespace/name of the slice
-	backends map[netip.Addr]map[string]Endpoint
+	// backends lists the slice endpoints of each address: usually one, so
+	// a slice rather than a map per address (150,000 endpoints in a large
+	// cluster).
+	backends map[netip.Addr][]sliceRef
+}
+
+// sliceRef is an endpoint of the EndpointSlice namespace/name slice.
+type sliceRef struct {
+	slice string
+	ep    Endpoint
 }
 
 func newIndex() index {
 	return index{
 		pods: map[string]*podEntry{}, byIP: map[netip.Addr]*podEntry{}, wl: map[wlKey]int{},
 		services: map[string]*svcEntry{}, byAddr: map[svcKey]Service{}, byNode: map[portKey]Service{},
-		slices: map[string]*sliceEntry{}, backends: map[netip.Addr]map[string]Endpoint{},
+		slices: map[string]*sliceEntry{}, backends: map[netip.Addr][]sliceRef{},
 	}
 }
 
@@ -254,8 +264,8 @@ func (s *Store) Endpoint(addr netip.Addr) (Endpoint, bool) {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	for _, e := range s.ix.backends[addr.Unmap()] {
-		return e, true
+	if refs := s.ix.backends[addr.Unmap()]; len(refs) > 0 {
+		return refs[0].ep, true
 	}
 	return Endpoint{}, false
 }
@@ -268,8 +278,8 @@ func (s *Store) IsEndpoint(namespace, service string, addr netip.Addr) bool {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	for _, e := range s.ix.backends[addr.Unmap()] {
-		if e.Service == service && e.Namespace == namespace {
+	for _, r := range s.ix.backends[addr.Unmap()] {
+		if e := r.ep; e.Service == service && e.Namespace == namespace {
 			return true
 		}
 	}
@@ -533,12 +543,7 @@ func (s *Store) SetEndpointSlice(sl *discoveryv1.EndpointSlice) {
 			}
 			addr = addr.Unmap()
 			e.eps = append(e.eps, sliceEndpoint{addr, info})
-			m := s.ix.backends[addr]
-			if m == nil {
-				m = map[string]Endpoint{}
-				s.ix.backends[addr] = m
-			}
-			m[key] = info
+			s.ix.backends[addr] = append(s.ix.backends[addr], sliceRef{key, info})
 		}
 	}
 	s.ix.slices[key] = e
@@ -558,11 +563,11 @@ func (s *Store) deleteSliceLocked(key string) {
 		return
 	}
 	for _, ep := range e.eps {
-		if m := s.ix.backends[ep.addr]; m != nil {
-			delete(m, key)
-			if len(m) == 0 {
-				delete(s.ix.backends, ep.addr)
-			}
+		refs := slices.DeleteFunc(s.ix.backends[ep.addr], func(r sliceRef) bool { return r.slice == key })
+		if len(refs) == 0 {
+			delete(s.ix.backends, ep.addr)
+		} else {
+			s.ix.backends[ep.addr] = refs
 		}
 	}
 	delete(s.ix.slices, key)

@@ -12,8 +12,14 @@ import (
 
 // Kube exports the metadata store's health, the Services' ready endpoints
 // and the stale DNAT entries of the conntrack table (watcher returns nil
-// while conntrack is not watched).
-func Kube(store *kube.Store, watcher func() *conntrack.Watcher) prom.Source {
+// while conntrack is not watched). Every agent knows every Service, so the
+// ready endpoints are listed for at most maxEndpoints Services per node
+// (<= 0: DefaultEndpointSeries), those without ready endpoints first, and
+// the Services left out are counted.
+func Kube(store *kube.Store, watcher func() *conntrack.Watcher, maxEndpoints int) prom.Source {
+	if maxEndpoints <= 0 {
+		maxEndpoints = DefaultEndpointSeries
+	}
 	return prom.SourceFunc{SourceName: "kube", Fn: func(e *prom.Emitter) error {
 		synced := 0.0
 		if store.Synced() {
@@ -30,9 +36,13 @@ func Kube(store *kube.Store, watcher func() *conntrack.Watcher) prom.Source {
 		if !store.Synced() {
 			return nil
 		}
-		for _, s := range store.Endpoints() {
+		eps := store.Endpoints()
+		sort.SliceStable(eps, func(i, j int) bool { return eps[i].Ready == 0 && eps[j].Ready > 0 })
+		unlisted := max(0, len(eps)-maxEndpoints)
+		for _, s := range eps[:len(eps)-unlisted] {
 			e.Gauge(metricdef.SvcEndpoints, float64(s.Ready), s.Namespace, s.Name)
 		}
+		e.Gauge(metricdef.SvcEndpointsUnlisted, float64(unlisted))
 		if w := watcher(); w != nil {
 			for _, s := range staleEntries(w, store, maxStaleSeries) {
 				e.Gauge(metricdef.SvcStaleConntrack, float64(s.entries), s.namespace, s.service, s.backend)

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -77,15 +78,96 @@ func TestServiceLabels(t *testing.T) {
 	} {
 		services.Add(&correlate.Conn{ID: uint32(i), Service: netip.MustParseAddrPort(svc), Backend: podA, Proto: flow.ProtoTCP, Outcome: flow.OutcomeClosed}, now)
 	}
-	got := gather(t, Services(services, store))
-	for _, want := range []string{
+	got := gather(t, Services(services, store, ServiceOptions{Backends: true}))
+	wantLines(t, got,
 		`layerscope_service_connections_total{backend="10.244.0.5:8080",namespace="default",outcome="closed",port="8080",protocol="tcp",service="my-service",workload="web"} 2`,
 		`layerscope_service_connections_total{backend="10.244.0.5:8080",namespace="default",outcome="closed",port="30080",protocol="tcp",service="my-service",workload="web"} 2`,
 		`layerscope_service_connections_total{backend="10.244.0.5:8080",namespace="",outcome="closed",port="8080",protocol="tcp",service="10.96.0.99",workload="web"} 1`,
 		`layerscope_service_dead_backend{backend="10.244.0.5:8080",namespace="default",port="30080",protocol="tcp",service="my-service",workload="web"} 0`,
-	} {
-		if !strings.Contains(got, want+"\n") {
-			t.Errorf("missing %s in\n%s", want, got)
+	)
+	// By default: per service, no backend label, only dead backends listed.
+	got = gather(t, Services(services, store, ServiceOptions{}))
+	wantLines(t, got,
+		`layerscope_service_connections_total{namespace="default",outcome="closed",port="8080",protocol="tcp",service="my-service"} 2`,
+		`layerscope_service_backend_failure_ratio{namespace="",port="8080",protocol="tcp",service="10.96.0.99"} 0`,
+		`layerscope_service_folded_series 0`,
+	)
+	if strings.Contains(got, "backend=") {
+		t.Errorf("backend label without the option:\n%s", got)
+	}
+}
+
+// TestServiceSeriesBudget: beyond the budget, label sets are summed into
+// service="other", counted by the folded gauge; a label set keeps its own
+// series across scrapes; dead backends of folded services stay named.
+func TestServiceSeriesBudget(t *testing.T) {
+	store := kube.SourceOf(kube.NewStore(kube.ModeFile, "node-1")).Store()
+	services := correlate.NewServices(correlate.ServicesConfig{})
+	now := time.Now().UnixNano()
+	id := uint32(0)
+	add := func(svc, backend string, o flow.Outcome) {
+		id++
+		services.Add(&correlate.Conn{ID: id, Service: netip.MustParseAddrPort(svc), Backend: netip.MustParseAddrPort(backend), Proto: flow.ProtoTCP, Outcome: o}, now)
+	}
+	for i := range 5 {
+		for b := range 3 {
+			add(fmt.Sprintf("10.96.0.%d:80", 10+i), fmt.Sprintf("10.244.0.%d:8080", 10*i+b), flow.OutcomeClosed)
+		}
+	}
+	for range 3 { // a dead backend of a service that will be folded
+		add("10.96.0.14:80", "10.244.0.99:8080", flow.OutcomeRefused)
+	}
+	src := Services(services, store, ServiceOptions{MaxSeries: 3})
+	got := gather(t, src)
+	wantLines(t, got,
+		`layerscope_service_connections_total{namespace="",outcome="closed",port="80",protocol="tcp",service="10.96.0.10"} 3`,
+		`layerscope_service_connections_total{namespace="",outcome="closed",port="80",protocol="tcp",service="10.96.0.12"} 3`,
+		`layerscope_service_connections_total{namespace="",outcome="closed",port="",protocol="tcp",service="other"} 6`,
+		`layerscope_service_connections_total{namespace="",outcome="refused",port="",protocol="tcp",service="other"} 3`,
+		`layerscope_service_dead_backend{backend="10.244.0.99:8080",namespace="",port="",protocol="tcp",service="other",workload=""} 1`,
+		`layerscope_service_folded_series 2`,
+	)
+	if n := strings.Count(got, "layerscope_service_backend_failure_ratio{"); n != 4 {
+		t.Errorf("%d failure-ratio series, want 3 own and 1 other:\n%s", n, got)
+	}
+	// A new service with lower address does not take the place of one
+	// that has its series.
+	add("10.96.0.1:80", "10.244.1.1:8080", flow.OutcomeClosed)
+	got = gather(t, src)
+	wantLines(t, got,
+		`service="10.96.0.10"} 3`,
+		`layerscope_service_connections_total{namespace="",outcome="closed",port="",protocol="tcp",service="other"} 7`,
+		`layerscope_service_folded_series 3`,
+	)
+}
+
+// TestWorkloadSeriesBudget: workload label sets beyond the budget are
+// summed into workload="other".
+func TestWorkloadSeriesBudget(t *testing.T) {
+	store := kube.NewStore(kube.ModeFile, "node-1")
+	for i := range 4 {
+		store.SetPod(metaPod(fmt.Sprintf("pod-%d", i), "node-1", fmt.Sprintf("10.244.0.%d", 10+i), fmt.Sprintf("w%d-6d5f7b8c9d", i), "6d5f7b8c9d"))
+	}
+	store = kube.SourceOf(store).Store()
+	tally := workloads.New(store, false, workloads.DefaultMax)
+	for i := range 4 {
+		r := &flow.Record{Key: flow.Key{Src: netip.MustParseAddr("10.244.9.9"), Dst: netip.MustParseAddr(fmt.Sprintf("10.244.0.%d", 10+i)), SrcPort: 1, DstPort: 80, Proto: flow.ProtoTCP}, End: flow.EndIdle, Outcome: flow.OutcomeClosed}
+		tally.Consume(&correlate.Enriched{Record: r, NAT: &correlate.Translation{}}, time.Now())
+	}
+	got := gather(t, Workloads(tally, store, 2))
+	wantLines(t, got,
+		`layerscope_workload_connections_total{namespace="default",outcome="closed",protocol="tcp",side="server",workload="w0"} 1`,
+		`layerscope_workload_connections_total{namespace="",outcome="closed",protocol="tcp",side="server",workload="other"} 2`,
+		`layerscope_workload_folded_series 2`,
+	)
+}
+
+// wantLines fails t for each of want that is not a line of got.
+func wantLines(t *testing.T, got string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(got, w+"\n") {
+			t.Errorf("missing %s in\n%s", w, got)
 		}
 	}
 }
@@ -106,7 +188,7 @@ func TestWorkloadSeriesFollowPods(t *testing.T) {
 		}
 		countWorkloads(store, rec("10.244.0.5", "10.244.0.8"), &correlate.Translation{}, nil) // a → b: client and server on this node
 		countWorkloads(store, rec("10.244.1.8", "10.244.0.5"), &correlate.Translation{}, nil) // c (node-2) → a
-		got := gather(t, Workloads(tally, store))
+		got := gather(t, Workloads(tally, store, 0))
 		want := []string{
 			`side="client"`, `side="server"`,
 		}
@@ -129,7 +211,7 @@ func TestWorkloadSeriesFollowPods(t *testing.T) {
 				t.Errorf("pod-c, on node-2, counted on node-1:\n%s", got)
 			}
 			store.DeletePod("default", "pod-b")
-			if got := gather(t, Workloads(tally, store)); strings.Contains(got, `pod="pod-b"`) || !strings.Contains(got, `pod="pod-a"`) {
+			if got := gather(t, Workloads(tally, store, 0)); strings.Contains(got, `pod="pod-b"`) || !strings.Contains(got, `pod="pod-a"`) {
 				t.Errorf("after pod-b's deletion:\n%s", got)
 			}
 			continue
@@ -155,21 +237,17 @@ func TestKubeSourceEmptyEndpoints(t *testing.T) {
 	})
 	store = kube.SourceOf(store).Store() // synced
 	noConntrack := func() *conntrack.Watcher { return nil }
-	got := gather(t, Kube(store, noConntrack))
-	for _, want := range []string{
+	got := gather(t, Kube(store, noConntrack, 0))
+	wantLines(t, got,
 		`layerscope_service_endpoints{namespace="shop",service="cart"} 0`,
 		`layerscope_kube_metadata_synced{source="file"} 1`,
 		`layerscope_kube_metadata_objects{kind="endpointslice"} 1`,
-	} {
-		if !strings.Contains(got, want+"\n") {
-			t.Errorf("missing %s in\n%s", want, got)
-		}
-	}
+	)
 	off, err := kube.Open(kube.Config{Mode: kube.ModeOff})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got = gather(t, Kube(off.Store(), noConntrack))
+	got = gather(t, Kube(off.Store(), noConntrack, 0))
 	if want := "layerscope_kube_metadata_synced{source=\"off\"} 0\n"; !strings.Contains(got, want) || strings.Count(got, "\nlayerscope_") != 1 {
 		t.Errorf("without metadata:\n%s", got)
 	}

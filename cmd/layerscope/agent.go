@@ -15,6 +15,7 @@ import (
 	"github.com/layerscope/layerscope/agent/flowtable"
 	"github.com/layerscope/layerscope/agent/history"
 	"github.com/layerscope/layerscope/agent/kube"
+	"github.com/layerscope/layerscope/agent/metrics"
 	"github.com/layerscope/layerscope/agent/ondemand"
 	"github.com/layerscope/layerscope/agent/server"
 	"github.com/layerscope/layerscope/agent/web"
@@ -124,6 +125,10 @@ served in the caller's namespace.`,
 	f.BoolVar(&cfg.Kube.PodNames, "k8s-pod-names", false, "add the pod label to the workload metrics (one series per pod)")
 	f.BoolVar(&cfg.Kube.PolicyPodNames, "k8s-policy-pod-names", false, "add the pod label to layerscope_policy_denied_connections_total (one series per isolated pod)")
 	f.BoolVar(&cfg.Kube.NoPolicies, "no-network-policies", false, "do not watch NetworkPolicies and Namespaces (failed connections are not explained by policy)")
+	f.BoolVar(&cfg.Kube.ServiceBackends, "service-backend-label", false, "add the backend and workload labels to the service connection and failure-ratio metrics (one series per backend)")
+	f.IntVar(&cfg.Kube.ServiceSeries, "service-series", metrics.DefaultServiceSeries, "service label sets exported before further ones are summed into service=\"other\"")
+	f.IntVar(&cfg.Kube.EndpointSeries, "service-endpoint-series", metrics.DefaultEndpointSeries, "Services whose ready endpoints are exported (those without any first); every node knows every Service")
+	f.IntVar(&cfg.Kube.WorkloadSeries, "workload-series", metrics.DefaultWorkloadSeries, "workload label sets exported before further ones are summed into workload=\"other\"")
 	f.IntVar(&cfg.Conntrack.ReadBuffer, "conntrack-read-buffer", 0, "receive buffer of the conntrack event socket in bytes (0: 16 MiB)")
 	return cmd
 }

@@ -278,7 +278,8 @@ func renderSummary(w io.Writer, f families) {
 	}
 	if mf := f["layerscope_service_connections_total"]; mf != nil {
 		// One line per Service port and protocol ("default/my-service:8080/tcp"),
-		// its backends' outcomes summed over the other labels.
+		// its outcomes (per backend, with --service-backend-label) summed
+		// over the other labels.
 		lines := map[string]map[string]float64{}
 		for _, m := range mf.GetMetric() {
 			svc := label(m, "service") + ":" + label(m, "port") + "/" + label(m, "protocol")
@@ -288,7 +289,7 @@ func renderSummary(w io.Writer, f families) {
 			if lines[svc] == nil {
 				lines[svc] = map[string]float64{}
 			}
-			lines[svc][label(m, "backend")+" "+label(m, "outcome")] += value(m)
+			lines[svc][strings.TrimSpace(label(m, "backend")+" "+label(m, "outcome"))] += value(m)
 		}
 		for _, svc := range slices.Sorted(maps.Keys(lines)) {
 			var parts []string

@@ -170,7 +170,7 @@ var overview = dashboard{
 		{"L5 session and services", []panel{
 			ts("Service connections by outcome", "cps", "Connections DNATed to a Service backend on the selected nodes, by outcome.",
 				t("sum by (outcome) ("+rate("layerscope_service_connections_total")+")", "{{outcome}}")).stacked(),
-			ts("Backend failure ratio", "percentunit", "Share of each backend's connections that failed over five minutes.",
+			ts("Backend failure ratio", "percentunit", "Share of each Service's connections (each backend's, with --service-backend-label) that failed over five minutes.",
 				t("max by (namespace, service, backend) ("+sel("layerscope_service_backend_failure_ratio")+")", "{{namespace}} {{service}} → {{backend}}")).upTo(1),
 		}},
 		{"L6 presentation: TLS", []panel{
@@ -258,11 +258,11 @@ var servicesDash = dashboard{
 		{"Connections per Service and backend", []panel{
 			ts("Connections by Service and outcome", "cps", "",
 				t("sum by (namespace, service, outcome) ("+rate("layerscope_service_connections_total")+")", "{{namespace}} {{service}} {{outcome}}")),
-			ts("Failed connections by backend", "cps", "Refused, reset and timed-out connections per backend: one bad backend out of N fails one in N requests.",
+			ts("Failed connections by backend", "cps", "Refused, reset and timed-out connections per Service (per backend with --service-backend-label): one bad backend out of N fails one in N requests.",
 				t("sum by (namespace, service, backend, outcome) ("+rate("layerscope_service_connections_total", failed)+")", "{{namespace}} {{service}} → {{backend}} {{outcome}}")),
-			ts("Backend failure ratio", "percentunit", "Share of each backend's connections that failed over five minutes.",
+			ts("Backend failure ratio", "percentunit", "Share of each Service's connections (each backend's, with --service-backend-label) that failed over five minutes.",
 				t("max by (namespace, service, backend) ("+sel("layerscope_service_backend_failure_ratio")+")", "{{namespace}} {{service}} → {{backend}}")).upTo(1),
-			table("Backends (1 = dead)", "short", "Every backend seen, dead or alive, with the workload it belongs to.", 12,
+			table("Backends (1 = dead)", "short", "Dead backends with the workload they belong to (every backend seen, dead or alive, with --service-backend-label).", 12,
 				t("max by (namespace, service, port, backend, workload, protocol) ("+sel("layerscope_service_dead_backend")+")", "")),
 		}},
 		{"Endpoints and stale entries", []panel{

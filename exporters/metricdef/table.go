@@ -169,19 +169,23 @@ var (
 	// service: connections joined across DNAT (conntrack + flow table),
 	// named from the Kubernetes metadata when it is known.
 	SvcConnections = Def{Name: "layerscope_service_connections_total", Subsystem: "service", Type: Counter,
-		Help:   "Connections to a service (ClusterIP:port or NodeIP:NodePort) DNATed on this node, by backend and outcome, each counted once; service is the Service's name when known, else its address, port the service port, namespace and workload empty when unknown",
-		Labels: []string{"namespace", "service", "port", "backend", "workload", "protocol", "outcome"}}
+		Help:   "Connections to a service (ClusterIP:port or NodeIP:NodePort) DNATed on this node, by outcome (and backend, with --service-backend-label), each counted once; service is the Service's name when known, else its address, port the service port, namespace and workload empty when unknown",
+		Labels: []string{"namespace", "service", "port", "protocol", "outcome"}, OptLabels: []string{"backend", "workload"}}
 	SvcFailureRatio = Def{Name: "layerscope_service_backend_failure_ratio", Subsystem: "service", Type: Gauge, Unit: "ratio",
-		Help:   "Share of a backend's connections that failed (refused, timed out, reset) over the last five minutes",
-		Labels: []string{"namespace", "service", "port", "backend", "workload", "protocol"}}
+		Help:   "Share of a service's connections (of one backend, with --service-backend-label) that failed (refused, timed out, reset) over the last five minutes",
+		Labels: []string{"namespace", "service", "port", "protocol"}, OptLabels: []string{"backend", "workload"}}
 	SvcDeadBackend = Def{Name: "layerscope_service_dead_backend", Subsystem: "service", Type: Gauge,
-		Help:   "1 when the backend's last 3 or more connections all failed (refused, timed out or reset), else 0",
+		Help:   "1 when the backend's last 3 or more connections all failed (refused, timed out or reset), else 0; only the dead backends are listed unless --service-backend-label is set",
 		Labels: []string{"namespace", "service", "port", "backend", "workload", "protocol"}}
+	SvcFoldedSeries = Def{Name: "layerscope_service_folded_series", Subsystem: "service", Type: Gauge,
+		Help: "Service label sets beyond --service-series whose connections are summed into the service=\"other\" series"}
 	SvcOverflow = Def{Name: "layerscope_service_untracked_connections_total", Subsystem: "service", Type: Counter,
 		Help: "DNATed connections not tallied because the service/backend series bound was reached"}
 	SvcEndpoints = Def{Name: "layerscope_service_endpoints", Subsystem: "service", Type: Gauge,
 		Help:   "Ready endpoints of a Service in its EndpointSlices (Kubernetes metadata); 0 is a Service without endpoints",
 		Labels: []string{"namespace", "service"}}
+	SvcEndpointsUnlisted = Def{Name: "layerscope_service_endpoints_unlisted", Subsystem: "service", Type: Gauge,
+		Help: "Services with endpoints left out of layerscope_service_endpoints for --service-endpoint-series (those without ready endpoints are listed first)"}
 	SvcStaleConntrack = Def{Name: "layerscope_service_stale_conntrack_entries", Subsystem: "service", Type: Gauge,
 		Help:   "Conntrack entries DNATed from a Service address to a backend that is no longer one of its endpoints (stale after the pod went away)",
 		Labels: []string{"namespace", "service", "backend"}}
@@ -190,6 +194,8 @@ var (
 	WorkloadConnections = Def{Name: "layerscope_workload_connections_total", Subsystem: "workload", Type: Counter,
 		Help:   "Connections that ended with a pod of this node as client or server, by the pod's namespace and workload (Deployment, StatefulSet, DaemonSet, Job, or the pod itself), side and outcome",
 		Labels: []string{"namespace", "workload", "side", "protocol", "outcome"}, OptLabels: []string{"pod"}}
+	WorkloadFoldedSeries = Def{Name: "layerscope_workload_folded_series", Subsystem: "workload", Type: Gauge,
+		Help: "Workload label sets beyond --workload-series whose connections are summed into the workload=\"other\" series"}
 	WorkloadOverflow = Def{Name: "layerscope_workload_untracked_connections_total", Subsystem: "workload", Type: Counter,
 		Help: "Connections of pods of this node not tallied because the workload series bound was reached"}
 
@@ -295,8 +301,8 @@ func All() []Def {
 		CTInsertFailed, CTDrop, CTEarlyDrop, CTSearchRestart, CTInvalid, CTClashResolve, CTChainTooLong,
 		CTByProtocol, CTByTCPState, CTByFlag, CTTopSource, CTTopService,
 		CTEvents, CTEventsLost, CTResyncs, CTErrors, CTDumpDuration,
-		SvcConnections, SvcFailureRatio, SvcDeadBackend, SvcOverflow, SvcEndpoints, SvcStaleConntrack,
-		WorkloadConnections, WorkloadOverflow, PolicyDenied, KubeObjects, KubeSynced,
+		SvcConnections, SvcFailureRatio, SvcDeadBackend, SvcFoldedSeries, SvcOverflow, SvcEndpoints, SvcEndpointsUnlisted, SvcStaleConntrack,
+		WorkloadConnections, WorkloadFoldedSeries, WorkloadOverflow, PolicyDenied, KubeObjects, KubeSynced,
 		MTUMismatch, MTUMismatches, MTUOverlayExpected,
 		OTLPSpansExported, OTLPSpansDropped, OTLPExportErrors, OTLPConnections, OTLPForced, OTLPQueue,
 		APIHistoryEntries, APIHistoryCapacity, APIHistoryEvents, APIHistoryOverwritten, APIFollowers, APIFollowLost, APIFollowersDropped,
