@@ -13,8 +13,7 @@ import (
 // defaults for every field.
 type Config struct {
 	// MaxEntries is the upper bound on flows held at once. Zero means
-	// 262144 (the kernel's default nf_conntrack_max on a machine this
-	// size). The table allocates this many entries up front (see the
+	// DefaultMaxEntries. The table allocates this many entries up front (see the
 	// package documentation for the size); memory is touched as flows
 	// arrive and never grows past the bound.
 	MaxEntries int
@@ -68,11 +67,18 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// Defaults of Config that the agent's flags show.
 const (
-	defaultMaxEntries    = 262144
+	// DefaultMaxEntries is the flows held at once: 65,536 entries of
+	// 784 bytes, 49 MiB of address space, touched as flows arrive.
+	DefaultMaxEntries = 65536
+	// DefaultIdleTimeout is how long a flow without packets is kept.
+	DefaultIdleTimeout = 60 * time.Second
+)
+
+const (
 	defaultShards        = 64
 	minShardEntries      = 16
-	defaultIdleTimeout   = 60 * time.Second
 	defaultClosedTimeout = 5 * time.Second
 	defaultEvictProtect  = time.Second
 	defaultEvictSample   = 8
@@ -104,9 +110,9 @@ func (c *Config) settings() (settings, error) {
 		cfg = *c
 	}
 	s := settings{
-		maxEntries:    orInt(cfg.MaxEntries, defaultMaxEntries),
+		maxEntries:    orInt(cfg.MaxEntries, DefaultMaxEntries),
 		shards:        orInt(cfg.Shards, defaultShards),
-		idle:          int64(orDur(cfg.IdleTimeout, defaultIdleTimeout)),
+		idle:          int64(orDur(cfg.IdleTimeout, DefaultIdleTimeout)),
 		closed:        int64(orDur(cfg.ClosedTimeout, defaultClosedTimeout)),
 		active:        int64(cfg.ActiveTimeout),
 		protect:       int64(orDur(cfg.EvictProtect, defaultEvictProtect)),

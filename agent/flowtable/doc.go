@@ -83,8 +83,8 @@
 //
 // # Memory
 //
-// An entry takes 768 bytes and its index slots 16 more: about 196 MiB of
-// address space at the default 262,144 entries. Pages are touched as
+// An entry takes 768 bytes and its index slots 16 more: about 49 MiB of
+// address space at the default 65,536 entries (DefaultMaxEntries). Pages are touched as
 // flows arrive (about 12 MiB resident with 10,000 flows); after the table
 // has once been full (a flood), all of it stays resident. Lower MaxEntries
 // on small nodes. Entries hold no pointers, so the garbage collector never

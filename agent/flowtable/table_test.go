@@ -26,7 +26,7 @@ func TestConfig(t *testing.T) {
 		shards, capable int
 		err             bool
 	}{
-		{name: "nil means defaults", cfg: nil, shards: 64, capable: 262144},
+		{name: "nil means defaults", cfg: nil, shards: 64, capable: DefaultMaxEntries},
 		{name: "shards rounded up", cfg: &Config{MaxEntries: 1000, Shards: 3}, shards: 4, capable: 1000},
 		{name: "small table keeps 16 per shard", cfg: &Config{MaxEntries: 100}, shards: 4, capable: 100},
 		{name: "tiny table has one shard", cfg: &Config{MaxEntries: 5}, shards: 1, capable: 5},

@@ -50,8 +50,8 @@ type CaptureConfig struct {
 	FilterFile string
 	// Decoders configures the decoders' ports (VXLAN, Geneve, DNS).
 	Decoders parser.Config
-	// FlowTable configures the flow table; nil means DefaultFlowTableEntries
-	// entries and the table's other defaults.
+	// FlowTable configures the flow table; nil means the table's defaults
+	// (flowtable.DefaultMaxEntries entries).
 	FlowTable *flowtable.Config
 	// PendingGrace is how long a selected interface may go without a ring
 	// (its attach failing and retried) before the agent reports not ready;
@@ -61,8 +61,7 @@ type CaptureConfig struct {
 
 // Defaults of CaptureConfig.
 const (
-	DefaultPendingGrace     = 10 * time.Second
-	DefaultFlowTableEntries = 65536
+	DefaultPendingGrace = 10 * time.Second
 )
 
 // PublishInterval bounds how stale the per-layer counters of a scrape are.
@@ -134,7 +133,7 @@ func New(cfg Config) (*Set, error) {
 	c := &Set{cfg: cfg, log: cfg.Logger.With("component", "workers"), workers: pipeline.NewSet(), live: map[int]*liveWorker{},
 		kick: make(chan struct{}, 1), gone: map[int]goneLink{}}
 	cc := cfg.Capture
-	ftc := flowtable.Config{MaxEntries: DefaultFlowTableEntries}
+	var ftc flowtable.Config
 	if cc.FlowTable != nil {
 		ftc = *cc.FlowTable
 	}

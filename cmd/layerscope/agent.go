@@ -19,7 +19,6 @@ import (
 	"github.com/layerscope/layerscope/agent/ondemand"
 	"github.com/layerscope/layerscope/agent/server"
 	"github.com/layerscope/layerscope/agent/web"
-	"github.com/layerscope/layerscope/agent/workers"
 )
 
 func newAgentCmd() *cobra.Command {
@@ -89,8 +88,8 @@ served in the caller's namespace.`,
 	f.StringVar(&cfg.Capture.Filter, "capture-filter", "", "capture only the frames this tcpdump expression matches (the subset of on-demand capture's --filter)")
 	f.StringVar(&cfg.Capture.FilterFile, "capture-filter-file", "", "`FILE` of a classic BPF filter as printed by tcpdump -dd EXPR, for what --capture-filter cannot say")
 	f.BoolVar(&cfg.Capture.Disabled, "no-capture", false, "do not capture packets (link metrics only)")
-	f.IntVar(&flowMax, "flow-table-max", workers.DefaultFlowTableEntries, "most flows tracked at once (about 720 bytes each)")
-	f.DurationVar(&flowIdle, "flow-idle-timeout", 60*time.Second, "forget a flow after this long without packets")
+	f.IntVar(&flowMax, "flow-table-max", flowtable.DefaultMaxEntries, "most flows tracked at once (about 720 bytes each)")
+	f.DurationVar(&flowIdle, "flow-idle-timeout", flowtable.DefaultIdleTimeout, "forget a flow after this long without packets")
 	addDecoderFlags(f, &vxlan, &geneve, &dnsPorts)
 	f.BoolVar(&cfg.Conntrack.Disabled, "no-conntrack", false, "do not watch the conntrack table")
 	f.IntVar(&cfg.Conntrack.TopN, "conntrack-top-n", 0, "export the N sources and destinations holding the most conntrack entries (addresses as labels; 0: off)")
