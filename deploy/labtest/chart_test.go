@@ -69,14 +69,7 @@ func TestChartInLabCluster(t *testing.T) {
 func testChartInLabCluster(t *testing.T, mode lab.KubeProxyMode) {
 	promBin := promtest.Prometheus(t)
 	l := labk8s.KubeletLab(t, mode, "h")
-	kubeconfig, err := l.Kubeconfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := l.KubeClient()
-	if err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig, c := labk8s.Admin(t, l)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 

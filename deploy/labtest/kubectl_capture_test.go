@@ -29,14 +29,7 @@ func TestKubectlLayerscopeCaptureInLabCluster(t *testing.T) {
 	testns.Tool{Name: "tshark"}.Path(t)
 	bin := kubectlLayerscope(t)
 	l := labk8s.KubeletLab(t, lab.KubeProxyModes[0], "p")
-	kubeconfig, err := l.Kubeconfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := l.KubeClient()
-	if err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig, c := labk8s.Admin(t, l)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	const user, pass = "ops", "capture-secret"

@@ -80,14 +80,7 @@ func TestKubectlLayerscopeInLabCluster(t *testing.T) {
 	mode := lab.KubeProxyModes[0]
 	bin := kubectlLayerscope(t)
 	l := labk8s.KubeletLab(t, mode, "o")
-	kubeconfig, err := l.Kubeconfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := l.KubeClient()
-	if err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig, c := labk8s.Admin(t, l)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	labk8s.HelmInstall(t, l, "rbac.operator.create=true", "rbac.operator.subjects[0].kind=User",

@@ -81,6 +81,20 @@ func KubeletLab(t *testing.T, mode lab.KubeProxyMode, prefix string) *lab.Lab {
 	return l
 }
 
+// Admin returns the path of the lab cluster's admin kubeconfig and a
+// client with its credentials.
+func Admin(t *testing.T, l *lab.Lab) (kubeconfig string, c kubernetes.Interface) {
+	t.Helper()
+	kubeconfig, err := l.Kubeconfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err = l.KubeClient(); err != nil {
+		t.Fatal(err)
+	}
+	return kubeconfig, c
+}
+
 // HelmInstall installs deploy/helm/layerscope into the lab's cluster as a
 // user would, with the lab's image and the extra --set values.
 func HelmInstall(t *testing.T, l *lab.Lab, set ...string) {
