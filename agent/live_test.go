@@ -839,16 +839,33 @@ func TestLivePMTUAndFragments(t *testing.T) {
 		t.Errorf("PMTU reports of MTU 1450: %v, want at least %d", got, m.DFSent+len(m.ServiceFragNeeded))
 	}
 
-	// Attribution.
-	rep := pmtuReports(t, a)
-	byFlow := map[string]PMTUReport{}
-	for _, p := range rep.Reports {
-		byFlow[p.Flow] = p
+	// Attribution. The PMTU reports are collected on the agent's path
+	// ticker (every second): wait for a collection after the scenario.
+	var rep struct {
+		Reports  []PMTUReport
+		Oversize []OversizeReport
 	}
+	var byFlow map[string]PMTUReport
 	direct := false
-	for flowKey, p := range byFlow {
-		if strings.HasPrefix(flowKey, "udp "+podB.IP.String()+":") && strings.HasSuffix(flowKey, " -> "+netip.AddrPortFrom(podC.IP, lab.MTUTestPort).String()) {
-			direct = direct || p.MTU == 1450
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		rep = pmtuReports(t, a)
+		byFlow = map[string]PMTUReport{}
+		for _, p := range rep.Reports {
+			byFlow[p.Flow] = p
+		}
+		direct = false
+		for flowKey, p := range byFlow {
+			if strings.HasPrefix(flowKey, "udp "+podB.IP.String()+":") && strings.HasSuffix(flowKey, " -> "+netip.AddrPortFrom(podC.IP, lab.MTUTestPort).String()) {
+				direct = direct || p.MTU == 1450
+			}
+		}
+		all := direct
+		for _, port := range m.ServiceFragNeeded {
+			p, ok := byFlow[fmt.Sprintf("udp %s:%d -> %s", podB.IP, port, lab.ServiceAddr)]
+			all = all && ok && p.MTU == 1450
+		}
+		if all || time.Now().After(deadline) {
+			break
 		}
 	}
 	if !direct {
