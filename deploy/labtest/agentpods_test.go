@@ -363,7 +363,16 @@ func checkBasicAuthInstall(ctx context.Context, t *testing.T, l *lab.Lab, s *age
 			if tc.user != "" {
 				req.SetBasicAuth(tc.user, "scrape-secret")
 			}
-			resp, err := s.client.Do(req)
+			// Ready is the health listener's answer; the first scrape of
+			// an agent just started may wait on a loaded host: retry a
+			// transport error for a while (the statuses are the test).
+			var resp *http.Response
+			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Second) {
+				if resp, err = s.client.Do(req.Clone(ctx)); err == nil || time.Now().After(deadline) {
+					break
+				}
+				t.Logf("%s: %v; retrying", u, err)
+			}
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -28,6 +29,10 @@ var ErrNotFound = errors.New("network namespace not found")
 type NS struct {
 	f    *os.File
 	name string
+	// mu orders Close after the entries into the namespace in flight, so
+	// that a Do never enters through a closed (or reused) descriptor.
+	mu     sync.RWMutex
+	closed bool
 }
 
 // Path returns the file path of a namespace given by name or path: a value
@@ -84,7 +89,26 @@ func (n *NS) Close() error {
 	if n == nil {
 		return nil
 	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.closed = true
 	return n.f.Close()
+}
+
+// ErrClosed is the error of Do on a closed NS.
+var ErrClosed = errors.New("network namespace closed")
+
+// enter moves the calling thread into the namespace.
+func (n *NS) enter() error {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if n.closed {
+		return fmt.Errorf("enter network namespace %q: %w", n.name, ErrClosed)
+	}
+	if err := unix.Setns(int(n.f.Fd()), unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("enter network namespace %q: %w (needs CAP_SYS_ADMIN)", n.name, err)
+	}
+	return nil
 }
 
 // Do runs fn on an OS thread that has entered the namespace, and waits for
@@ -104,9 +128,9 @@ func (n *NS) Do(fn func() error) error {
 			return
 		}
 		defer orig.Close()
-		if err := unix.Setns(int(n.f.Fd()), unix.CLONE_NEWNET); err != nil {
+		if err := n.enter(); err != nil {
 			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter network namespace %q: %w (needs CAP_SYS_ADMIN)", n.name, err)
+			errc <- err
 			return
 		}
 		ferr := fn()
