@@ -10,7 +10,9 @@
 # PROMETHEUS_VERSION (default v0.316.0, the Go module version of the
 # Prometheus 3 release) and TOOLS (default $HOME/.cache/layerscope/tools)
 # can be overridden. When both binaries are missing they are built by one
-# `go install`, which compiles the shared packages once.
+# `go install`, which compiles the shared packages once, with Prometheus's
+# own build tags leaving out every service discovery but Kubernetes (the
+# only one the tests use): the cloud SDKs are most of a cold build.
 set -euo pipefail
 
 mode=paths
@@ -18,7 +20,7 @@ case "${1:-}" in
 "") ;;
 --env) mode=env ;;
 -h | --help)
-	sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
 	exit 0
 	;;
 *)
@@ -58,7 +60,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 	done
 	echo "prometheus.sh: building ${missing[*]} $version" >&2
 	start=$(date +%s)
-	GOBIN=$work go install "${pkgs[@]}"
+	GOBIN=$work go install -tags remove_all_sd,enable_kubernetes_sd "${pkgs[@]}"
 	echo "prometheus.sh: built in $(($(date +%s) - start))s" >&2
 	for cmd in "${missing[@]}"; do
 		mkdir -p "$(dirname "${dest[$cmd]}")"
