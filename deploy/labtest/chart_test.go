@@ -171,9 +171,31 @@ func relayFromControlPlane(t *testing.T, l *lab.Lab, addr string) netip.AddrPort
 	}); err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns = map[net.Conn]bool{}
+	)
+	track := func(c net.Conn) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if conns == nil {
+			c.Close()
+			return false
+		}
+		conns[c] = true
+		return true
+	}
+	// The agents keep their connections to the Collector open: close
+	// them, then wait for the copies to end.
 	t.Cleanup(func() {
 		ln.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		conns = nil
+		mu.Unlock()
 		wg.Wait()
 	})
 	wg.Go(func() {
@@ -182,13 +204,15 @@ func relayFromControlPlane(t *testing.T, l *lab.Lab, addr string) netip.AddrPort
 			if err != nil {
 				return
 			}
+			if !track(in) {
+				return
+			}
 			wg.Go(func() {
-				defer in.Close()
 				out, err := net.DialTimeout("tcp", addr, 5*time.Second)
-				if err != nil {
+				if err != nil || !track(out) {
+					in.Close()
 					return
 				}
-				defer out.Close()
 				done := make(chan struct{})
 				go func() {
 					_, _ = io.Copy(out, in)
@@ -198,6 +222,8 @@ func relayFromControlPlane(t *testing.T, l *lab.Lab, addr string) netip.AddrPort
 				_, _ = io.Copy(in, out)
 				_ = in.(*net.TCPConn).CloseWrite()
 				<-done
+				in.Close()
+				out.Close()
 			})
 		}
 	})
