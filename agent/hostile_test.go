@@ -23,6 +23,7 @@ import (
 	"github.com/layerscope/layerscope/agent/api"
 	"github.com/layerscope/layerscope/agent/flow"
 	"github.com/layerscope/layerscope/agent/history"
+	"github.com/layerscope/layerscope/agent/kube"
 	"github.com/layerscope/layerscope/agent/ondemand"
 	"github.com/layerscope/layerscope/agent/server"
 	"github.com/layerscope/layerscope/internal/promtest"
@@ -116,6 +117,17 @@ func TestCaptureNeedsAnIdentifiedClient(t *testing.T) {
 		_, err := New(Config{NetNS: q.node.Name, MetricsAddr: "127.0.0.1:0", OnDemand: OnDemandConfig{Enabled: true}})
 		if err == nil || !strings.Contains(err.Error(), "--capture-api") || !strings.Contains(err.Error(), "--api-socket") {
 			t.Fatalf("New with captures and no authentication: %v; want an error naming --capture-api and the ways out", err)
+		}
+	})
+	t.Run("kubernetes auth without the API", func(t *testing.T) {
+		_, err := New(Config{NetNS: q.node.Name, MetricsAddr: "127.0.0.1:0", OnDemand: OnDemandConfig{Enabled: true},
+			CaptureKubeAuth: "layerscope", Kube: KubeConfig{Mode: kube.ModeOff}})
+		if err == nil || !strings.Contains(err.Error(), "--capture-api-kubernetes-auth") || !strings.Contains(err.Error(), "--k8s-metadata=api") {
+			t.Fatalf("New with Kubernetes capture auth and no API: %v; want an error naming the flag and how to give the API", err)
+		}
+		_, err = New(Config{NetNS: q.node.Name, MetricsAddr: "127.0.0.1:0", CaptureKubeAuth: "layerscope"})
+		if err == nil || !strings.Contains(err.Error(), "without --capture-api") {
+			t.Fatalf("New with Kubernetes capture auth and captures off: %v; want an error naming --capture-api", err)
 		}
 	})
 	t.Run("socket", func(t *testing.T) {
