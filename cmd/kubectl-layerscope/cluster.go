@@ -89,6 +89,12 @@ func (c *cluster) namespace() string {
 
 // forbidden is the API server's refusal, naming the permission missing.
 func forbidden(verb, resource, ns string, err error) error {
+	return forbiddenHint(verb, resource, ns, err, "an operator needs the chart's layerscope-operator ClusterRole (rbac.operator.create=true), bound to them")
+}
+
+// forbiddenHint is forbidden with hint saying where the permission comes
+// from.
+func forbiddenHint(verb, resource, ns string, err error, hint string) error {
 	where := "cluster-wide"
 	if ns != "" {
 		where = "in namespace " + ns
@@ -97,7 +103,7 @@ func forbidden(verb, resource, ns string, err error) error {
 	if err != nil {
 		msg += " (" + err.Error() + ")"
 	}
-	return &codeError{code: exitForbidden, err: errors.New(msg + "; an operator needs the chart's layerscope-operator ClusterRole (rbac.operator.create=true), bound to them")}
+	return &codeError{code: exitForbidden, err: errors.New(msg + "; " + hint)}
 }
 
 // allowed asks the API server whether the user may verb resource/sub in ns.
@@ -275,7 +281,8 @@ func (c *cluster) captureAgent(ctx context.Context, pods map[string]*corev1.Pod,
 		return fleet.Agent{}, fmt.Errorf("asking the API server what you may do: %w", err)
 	}
 	if !ok {
-		return fleet.Agent{}, forbidden("create", "pods/portforward (a capture reaches the agent through a port-forward, which carries your token to it: the pod proxy drops it)", c.agentNamespace, nil)
+		return fleet.Agent{}, forbiddenHint("create", "pods/portforward (a capture reaches the agent through a port-forward, which carries your token to it: the pod proxy drops it)",
+			c.agentNamespace, nil, "an operator who captures needs the chart's operator Role with rbac.operator.capture=true, bound to them")
 	}
 	cl, err := c.forwardClient(p, tok)
 	if err != nil {
