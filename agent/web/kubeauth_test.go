@@ -2,8 +2,6 @@ package web
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -19,7 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/layerscope/layerscope/internal/testns"
+	"github.com/layerscope/layerscope/internal/labk8s"
 	"github.com/layerscope/layerscope/lab"
 )
 
@@ -30,24 +28,9 @@ import (
 // permission and one with it, the remembered answers, and an agent whose
 // own account may not ask.
 func TestCaptureKubeAuth(t *testing.T) {
-	testns.RequireRoot(t)
-	bin := testns.K8sBin(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	var b [3]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	l, err := lab.New(ctx, &lab.Config{Prefix: "w" + hex.EncodeToString(b[:]) + "-", StateDir: t.TempDir(),
-		Kubernetes: true, KubeProxyMode: lab.KubeProxyNFTables, K8sBin: bin})
-	if err != nil {
-		t.Fatalf("kubernetes lab: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Errorf("lab close: %v", err)
-		}
-	})
+	l := labk8s.APILab(t, lab.KubeProxyNFTables, "w")
 	admin, err := l.KubeClient()
 	if err != nil {
 		t.Fatal(err)
