@@ -67,8 +67,11 @@ func TestJoinViews(t *testing.T) {
 	}
 }
 
+// conn is connection id to backend, with outcome o, whose last packet was
+// at its id's nanosecond: the ids give the connections' order.
 func conn(id uint32, backend netip.Addr, o flow.Outcome) *Conn {
-	return &Conn{ID: id, Service: netip.AddrPortFrom(vip, 8080), Backend: netip.AddrPortFrom(backend, 8080), Proto: flow.ProtoTCP, Outcome: o}
+	return &Conn{ID: id, Service: netip.AddrPortFrom(vip, 8080), Backend: netip.AddrPortFrom(backend, 8080), Proto: flow.ProtoTCP,
+		Outcome: o, Last: int64(id)}
 }
 
 func TestServicesCountOncePerConnectionAndFindDeadBackend(t *testing.T) {
@@ -108,6 +111,48 @@ func TestServicesCountOncePerConnectionAndFindDeadBackend(t *testing.T) {
 	s.Add(conn(202, podC, flow.OutcomeRefused), later)
 	if got, _ = s.Snapshot(later); got[1].Dead {
 		t.Errorf("pod-c dead after two failures: %+v", got[1])
+	}
+}
+
+// A completed connection's record may reach the tally after the failures
+// that followed it (records end at idle expiry, FIN or RST, and a batch is
+// handed over in no order): it must not clear them.
+func TestServicesDeadInConnectionOrder(t *testing.T) {
+	now := time.Now().UnixNano()
+	dead := func(s *Services) bool {
+		got, _ := s.Snapshot(now)
+		return len(got) == 1 && got[0].Dead
+	}
+	s := NewServices(ServicesConfig{})
+	for _, id := range []uint32{10, 11, 12} {
+		s.Add(conn(id, podC, flow.OutcomeRefused), now)
+	}
+	s.Add(conn(5, podC, flow.OutcomeClosed), now) // ended before the failures
+	if !dead(s) {
+		t.Errorf("an earlier completed connection, counted late, cleared the failures after it")
+	}
+	s.Add(conn(13, podC, flow.OutcomeClosed), now)
+	if dead(s) {
+		t.Errorf("dead after a later completed connection")
+	}
+	s.Add(conn(8, podC, flow.OutcomeTimeout), now) // before the latest success
+	s.Add(conn(14, podC, flow.OutcomeRefused), now)
+	s.Add(conn(15, podC, flow.OutcomeReset), now)
+	if dead(s) {
+		t.Errorf("dead with two failures after the latest completed connection")
+	}
+	s.Add(conn(16, podC, flow.OutcomeRefused), now)
+	if !dead(s) {
+		t.Errorf("not dead with three failures after the latest completed connection")
+	}
+	// A completed connection between failures clears only those before it.
+	s = NewServices(ServicesConfig{})
+	for _, id := range []uint32{20, 21, 23, 24, 25} {
+		s.Add(conn(id, podC, flow.OutcomeRefused), now)
+	}
+	s.Add(conn(22, podC, flow.OutcomeClosed), now)
+	if !dead(s) {
+		t.Errorf("three failures after the completed connection, not dead")
 	}
 }
 

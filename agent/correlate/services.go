@@ -21,7 +21,10 @@ type ServicesConfig struct {
 	// DeadAfter is the number of consecutive failed connections (refused,
 	// timed out or reset) after which a backend is reported dead, as
 	// consecutive-failure outlier detection does; a completed connection
-	// clears it. Zero means 3.
+	// clears it. Consecutive is in the order of the connections' last
+	// packets, not of their records' arrival: a completed connection whose
+	// record ends late (idle expiry) does not clear failures that came
+	// after it. Zero means 3.
 	DeadAfter int
 }
 
@@ -41,7 +44,48 @@ type seriesKey struct {
 type series struct {
 	outcomes [flow.NumOutcomes]uint64
 	win      [windowBuckets]bucket
-	streak   int // consecutive failed connections, latest last
+	// okAt is the last packet time of the latest completed connection
+	// (hasOK: there was one); fails holds the last packet times of up to
+	// DeadAfter latest failed connections after it.
+	okAt  int64
+	hasOK bool
+	fails []int64
+}
+
+// failed records a failed connection whose last packet was at t.
+func (sr *series) failed(t int64, keep int) {
+	if sr.hasOK && t <= sr.okAt {
+		return // a completed connection came after it
+	}
+	if len(sr.fails) < keep {
+		sr.fails = append(sr.fails, t)
+		return
+	}
+	oldest := 0
+	for i, f := range sr.fails {
+		if f < sr.fails[oldest] {
+			oldest = i
+		}
+	}
+	if t > sr.fails[oldest] {
+		sr.fails[oldest] = t
+	}
+}
+
+// completed records a completed connection whose last packet was at t: the
+// failures before it no longer count.
+func (sr *series) completed(t int64) {
+	if sr.hasOK && t <= sr.okAt {
+		return
+	}
+	sr.okAt, sr.hasOK = t, true
+	kept := sr.fails[:0]
+	for _, f := range sr.fails {
+		if f > t {
+			kept = append(kept, f)
+		}
+	}
+	sr.fails = kept
 }
 
 // Services tallies DNATed connections by service, backend and outcome,
@@ -113,9 +157,9 @@ func (s *Services) Add(c *Conn, now int64) bool {
 	b.total++
 	if c.Outcome.Failed() {
 		b.failed++
-		sr.streak++
+		sr.failed(c.Last, s.cfg.DeadAfter)
 	} else {
-		sr.streak = 0
+		sr.completed(c.Last)
 	}
 	return true
 }
@@ -156,7 +200,7 @@ func (s *Services) Snapshot(now int64) (out []Backend, overflow uint64) {
 				b.Failed += w.failed
 			}
 		}
-		b.Dead = sr.streak >= s.cfg.DeadAfter
+		b.Dead = len(sr.fails) >= s.cfg.DeadAfter
 		out = append(out, b)
 	}
 	sort.Slice(out, func(i, j int) bool {

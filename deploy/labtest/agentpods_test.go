@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/layerscope/layerscope/internal/labk8s"
 	"github.com/layerscope/layerscope/internal/testns"
@@ -321,7 +322,50 @@ func TestAgentPodsAndTheAPI(t *testing.T) {
 		}
 	}
 
+	checkOperatorInstall(t, l, c)
 	checkBasicAuthInstall(ctx, t, l, s)
+}
+
+// checkOperatorInstall installs the Prometheus Operator's ServiceMonitor
+// and PrometheusRule CRDs (as released) and applies the whole of
+// deploy/daemonset over the running objects: the real API server accepts
+// the ServiceMonitor and the PrometheusRule, validated strictly against
+// the CRDs' schemas, and the DaemonSet stays Ready. The chart's install
+// that follows (checkBasicAuthInstall) then finds the CRDs and must render
+// both kinds too.
+func checkOperatorInstall(t *testing.T, l *lab.Lab, c kubernetes.Interface) {
+	t.Helper()
+	crds := testns.Tool{Name: "prometheus-operator-crds", Version: "v0.89.0", Env: "LAYERSCOPE_PROMETHEUS_OPERATOR_CRDS",
+		Script: ".ci/k8stools.sh", Skip: "LAYERSCOPE_NO_K8STOOLS"}.Path(t)
+	kubectl(t, l, "apply", "--server-side", "-f", crds)
+	kubectl(t, l, "wait", "--for=condition=Established", "--timeout=30s",
+		"crd/servicemonitors.monitoring.coreos.com", "crd/prometheusrules.monitoring.coreos.com")
+	abs, err := filepath.Abs(filepath.Join(kustomizeLite, "..", "daemonset"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	base, err := filepath.Rel(dir, abs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - %s
+images:
+  - name: ghcr.io/layerscope/layerscope
+    newName: layerscope.local/layerscope
+    newTag: lab
+`, base)
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kubectl(t, l, "apply", "--server-side", "--validate=strict", "-k", dir)
+	for _, obj := range []string{"servicemonitor/layerscope", "prometheusrule/layerscope"} {
+		kubectl(t, l, "-n", chartNamespace, "get", obj)
+	}
+	labk8s.WaitDaemonSet(t, c, 60*time.Second)
 }
 
 // checkBasicAuthInstall replaces the kustomize DaemonSet by the chart's
@@ -352,6 +396,10 @@ func checkBasicAuthInstall(ctx context.Context, t *testing.T, l *lab.Lab, s *age
 	start := time.Now()
 	labk8s.HelmInstall(t, l, "webConfig.secretName=layerscope-web", "fullnameOverride=layerscope-secure")
 	labk8s.WaitDaemonSetNamed(t, c, "layerscope-secure", 60*time.Second)
+	// The CRDs exist now (checkOperatorInstall): the chart rendered both.
+	for _, obj := range []string{"servicemonitor/layerscope-secure", "prometheusrule/layerscope-secure"} {
+		kubectl(t, l, "-n", chartNamespace, "get", obj)
+	}
 	t.Logf("helm install with basic auth on the metrics port to the DaemonSet Ready: %v", time.Since(start).Round(time.Millisecond))
 	for _, n := range l.Nodes() {
 		u := fmt.Sprintf("http://%s:%d/metrics", n.IP, labk8s.MetricsPort)

@@ -1,11 +1,20 @@
 package labtest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/netip"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	corev1 "k8s.io/api/core/v1"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -13,6 +22,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/layerscope/layerscope/internal/labk8s"
+	"github.com/layerscope/layerscope/internal/otlptest"
 	"github.com/layerscope/layerscope/internal/promtest"
 	"github.com/layerscope/layerscope/lab"
 )
@@ -59,7 +69,8 @@ scrape_configs:
 // nothing more (the API server refuses the rest); Prometheus discovers and
 // scrapes them through the API; and the service join of the in-pod agents
 // finds the dead backend, then the stale DNAT of a pod deleted through
-// the API.
+// the API; their traces reach a real Collector, stitched across the nodes
+// and named with the agent pods.
 func TestChartInLabCluster(t *testing.T) {
 	for _, mode := range lab.KubeProxyModes {
 		t.Run(string(mode), func(t *testing.T) { testChartInLabCluster(t, mode) })
@@ -73,8 +84,16 @@ func testChartInLabCluster(t *testing.T, mode lab.KubeProxyMode) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
+	// The agents export every connection's trace to a real Collector,
+	// reached from the nodes through a relay in the control plane's
+	// namespace.
+	recv := otlptest.NewReceiver(t)
+	col := otlptest.StartCollector(t, recv)
+	otlpAddr := relayFromControlPlane(t, l, col.HTTPAddr)
+
 	start := time.Now()
-	labk8s.HelmInstall(t, l, "extraArgs={--conntrack-top-n=5}")
+	labk8s.HelmInstall(t, l, "extraArgs={--conntrack-top-n=5,--otlp-sample-ratio=1}",
+		"extraEnv[0].name=OTEL_EXPORTER_OTLP_ENDPOINT", "extraEnv[0].value=http://"+otlpAddr.String())
 	ds := labk8s.WaitDaemonSet(t, c, 60*time.Second)
 	t.Logf("helm install to the DaemonSet Ready on both nodes: %v", time.Since(start).Round(time.Millisecond))
 	pods, err := c.CoreV1().Pods(chartNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + chartRelease})
@@ -82,8 +101,10 @@ func testChartInLabCluster(t *testing.T, mode lab.KubeProxyMode) {
 		t.Fatal(err)
 	}
 	var nodes []string
+	agentPods := map[string]corev1.Pod{} // by node
 	for _, p := range pods.Items {
 		nodes = append(nodes, p.Spec.NodeName)
+		agentPods[p.Spec.NodeName] = p
 		if p.Spec.ServiceAccountName != chartRelease {
 			t.Errorf("pod %s runs as service account %q, want the chart's %q", p.Name, p.Spec.ServiceAccountName, chartRelease)
 		}
@@ -119,6 +140,7 @@ func testChartInLabCluster(t *testing.T, mode lab.KubeProxyMode) {
 	t.Logf("prometheus scrapes both in-pod agents %v after helm install", time.Since(start).Round(time.Millisecond))
 
 	deadBackendThenStale(ctx, t, l, prom)
+	checkPodTraces(t, recv, agentPods)
 
 	// What an agent pod costs, as its own process metrics say.
 	for _, q := range []string{`process_resident_memory_bytes{job="layerscope"} / 2^20`, `rate(process_cpu_seconds_total{job="layerscope"}[10s]) * 1000`} {
@@ -130,6 +152,125 @@ func testChartInLabCluster(t *testing.T, mode lab.KubeProxyMode) {
 			t.Logf("%s %s: %.1f", x.Metric["node"], q, x.Value)
 		}
 	}
+}
+
+// relayFromControlPlane listens on the control plane's address, in its
+// namespace (which the nodes route to), and relays each connection to
+// addr on the host's loopback: the in-pod agents reach the test's
+// Collector without any route out of the lab.
+func relayFromControlPlane(t *testing.T, l *lab.Lab, addr string) netip.AddrPort {
+	t.Helper()
+	ns, err := l.Namespace(lab.ControlPlane)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ln net.Listener
+	if err := ns.Do(func() (err error) {
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(lab.ControlPlaneIP, 0).String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer in.Close()
+				out, err := net.DialTimeout("tcp", addr, 5*time.Second)
+				if err != nil {
+					return
+				}
+				defer out.Close()
+				done := make(chan struct{})
+				go func() {
+					_, _ = io.Copy(out, in)
+					_ = out.(*net.TCPConn).CloseWrite()
+					close(done)
+				}()
+				_, _ = io.Copy(in, out)
+				_ = in.(*net.TCPConn).CloseWrite()
+				<-done
+			})
+		}
+	})
+	return netip.MustParseAddrPort(ln.Addr().String())
+}
+
+// checkPodTraces checks the spans the in-pod agents exported through the
+// Collector: each node's spans carry its agent pod's name, namespace and
+// uid from the downward API and the agent's version, and a connection
+// from one node's pod to the other's through the Service is one trace
+// whose server span (the backend's node) hangs under the client's.
+func checkPodTraces(t *testing.T, recv *otlptest.Receiver, agentPods map[string]corev1.Pod) {
+	t.Helper()
+	type connSpans struct{ client, server *otlptest.Span }
+	var (
+		byTrace  map[string]*connSpans
+		stitched *connSpans
+		res      map[string]map[string]string // node's resource
+	)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		byTrace, stitched, res = map[string]*connSpans{}, nil, map[string]map[string]string{}
+		for _, sp := range recv.All() {
+			node := sp.Res["k8s.node.name"]
+			res[node] = sp.Res
+			if sp.Attr("layerscope.hop.index") != nil || !strings.HasPrefix(sp.Span.Name, "tcp ") {
+				continue
+			}
+			c := byTrace[string(sp.Span.TraceId)]
+			if c == nil {
+				c = &connSpans{}
+				byTrace[string(sp.Span.TraceId)] = c
+			}
+			switch sp.Span.Kind {
+			case tracepb.Span_SPAN_KIND_CLIENT:
+				c.client = &sp
+			case tracepb.Span_SPAN_KIND_SERVER:
+				c.server = &sp
+			}
+			if c.client != nil && c.server != nil && c.client.Res["k8s.node.name"] != c.server.Res["k8s.node.name"] {
+				stitched = c
+			}
+		}
+		if (stitched != nil && len(res) == 2) || time.Now().After(deadline) {
+			break
+		}
+	}
+	for node, p := range agentPods {
+		r := res[node]
+		if r == nil {
+			t.Errorf("no span from the agent on %s (%d spans in all)", node, len(recv.All()))
+			continue
+		}
+		want := map[string]string{"k8s.pod.name": p.Name, "k8s.namespace.name": p.Namespace, "k8s.pod.uid": string(p.UID)}
+		for k, v := range want {
+			if r[k] != v {
+				t.Errorf("%s's spans: resource %s=%q, want %q", node, k, r[k], v)
+			}
+		}
+		if r["service.version"] == "" {
+			t.Errorf("%s's spans carry no service.version: %v", node, r)
+		}
+	}
+	if stitched == nil {
+		t.Fatalf("no connection traced by both nodes' agents in one trace (%d traces)", len(byTrace))
+	}
+	if !bytes.Equal(stitched.server.Span.ParentSpanId, stitched.client.Span.SpanId) {
+		t.Errorf("the server span's parent %x is not the client span %x", stitched.server.Span.ParentSpanId, stitched.client.Span.SpanId)
+	}
+	if b := stitched.client.Attr("layerscope.backend").GetStringValue(); b == "" {
+		t.Errorf("the client span names no backend")
+	}
+	t.Logf("%d connection traces from the in-pod agents; %s on %s to %s on %s stitched",
+		len(byTrace), stitched.client.Span.Name, stitched.client.Res["k8s.node.name"], stitched.client.Attr("layerscope.backend").GetStringValue(), stitched.server.Res["k8s.node.name"])
 }
 
 // checkLeastPrivilege acts as the agent's ServiceAccount against the real
