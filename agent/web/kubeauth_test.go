@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -25,8 +26,9 @@ import (
 // lab's real API server: tokens of ServiceAccounts from TokenRequest, the
 // permission granted by a Role with resourceNames, the answers of the
 // capture endpoint for no token, an invalid one, a user without the
-// permission and one with it, the remembered answers, and an agent whose
-// own account may not ask.
+// permission and one with it, one review for concurrent requests with one
+// token, 429 beyond KubeAuthReviews tokens under review, the remembered
+// answers, and an agent whose own account may not ask.
 func TestCaptureKubeAuth(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -135,6 +137,49 @@ func TestCaptureKubeAuth(t *testing.T) {
 		}
 	}
 
+	// KubeAuthReviews tokens under review (held at the API client until
+	// released): one more distinct token gets 429 at once, counted.
+	rc, err := l.KubeRESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, release := make(chan struct{}, KubeAuthReviews), make(chan struct{})
+	gated := rest.CopyConfig(rc)
+	gated.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return roundTrip(func(r *http.Request) (*http.Response, error) {
+			if strings.HasSuffix(r.URL.Path, "/tokenreviews") {
+				held <- struct{}{}
+				<-release
+			}
+			return rt.RoundTrip(r)
+		})
+	})
+	slow, err := kubernetes.NewForConfig(gated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy := NewKubeAuth(slow, ns, lab.Node2)
+	busySrv := serve(busy)
+	codes = make([]int, KubeAuthReviews)
+	for i := range codes {
+		tok := token("busy-" + strconv.Itoa(i))
+		wg.Go(func() { codes[i], _, _ = get(busySrv, tok) })
+	}
+	for range KubeAuthReviews {
+		<-held
+	}
+	code, hdr, body = get(busySrv, watcher)
+	if code != http.StatusTooManyRequests || hdr.Get("Retry-After") == "" || busy.Rejected() != 1 {
+		t.Errorf("a token beyond %d under review: %d %q %q, %d rejected; want 429 with Retry-After, counted", KubeAuthReviews, code, hdr.Get("Retry-After"), body, busy.Rejected())
+	}
+	close(release)
+	wg.Wait()
+	for i, c := range codes {
+		if c != http.StatusForbidden {
+			t.Errorf("held review %d: %d, want 403 once released (busy-%d has no permission)", i, c, i)
+		}
+	}
+
 	// Revoked: the answer is remembered up to KubeAuthAllowTTL, a new
 	// check sees the revocation at once.
 	if err := admin.RbacV1().RoleBindings(ns).Delete(ctx, rb.Name, metav1.DeleteOptions{}); err != nil {
@@ -156,11 +201,7 @@ func TestCaptureKubeAuth(t *testing.T) {
 	}
 
 	// An agent whose account may not create TokenReviews answers 503
-	// naming what it needs, and does not remember it.
-	rc, err := l.KubeRESTConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
+	// naming what it needs.
 	rc = rest.CopyConfig(rc)
 	rc.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:layerscope:agent"}
 	weak, err := kubernetes.NewForConfig(rc)
@@ -172,3 +213,7 @@ func TestCaptureKubeAuth(t *testing.T) {
 		t.Errorf("an agent without RBAC for the reviews: %d %q, want 503 naming tokenreviews", code, body)
 	}
 }
+
+type roundTrip func(*http.Request) (*http.Response, error)
+
+func (f roundTrip) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
