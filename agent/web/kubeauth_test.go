@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -123,8 +124,28 @@ func TestCaptureKubeAuth(t *testing.T) {
 		t.Errorf("the capturer on node-1: %d %q, want 403 (resourceNames: node-2)", code, body)
 	}
 
-	// Concurrent requests with one token share its review and all pass.
-	fresh := serve(NewKubeAuth(admin, ns, lab.Node2))
+	rc, err := l.KubeRESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Concurrent requests with one token share one review (or find its
+	// answer remembered) and all pass: the API server sees one
+	// TokenReview.
+	var reviews atomic.Int32
+	counted := rest.CopyConfig(rc)
+	counted.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return roundTrip(func(r *http.Request) (*http.Response, error) {
+			if strings.HasSuffix(r.URL.Path, "/tokenreviews") {
+				reviews.Add(1)
+			}
+			return rt.RoundTrip(r)
+		})
+	})
+	countedClient, err := kubernetes.NewForConfig(counted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := serve(NewKubeAuth(countedClient, ns, lab.Node2))
 	var wg sync.WaitGroup
 	codes := make([]int, 3*KubeAuthReviews)
 	for i := range codes {
@@ -136,13 +157,12 @@ func TestCaptureKubeAuth(t *testing.T) {
 			t.Errorf("concurrent request %d with one token: %d, want 400 (past the check)", i, c)
 		}
 	}
+	if n := reviews.Load(); n != 1 {
+		t.Errorf("%d concurrent requests with one token: %d TokenReviews, want 1", len(codes), n)
+	}
 
 	// KubeAuthReviews tokens under review (held at the API client until
 	// released): one more distinct token gets 429 at once, counted.
-	rc, err := l.KubeRESTConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
 	held, release := make(chan struct{}, KubeAuthReviews), make(chan struct{})
 	gated := rest.CopyConfig(rc)
 	gated.Wrap(func(rt http.RoundTripper) http.RoundTripper {
