@@ -132,7 +132,9 @@ func captureDuringTraffic(ctx context.Context, t *testing.T, l *lab.Lab, bin str
 // holding only ServiceAccount tokens from the real API server: the
 // operator's pcap opens in tshark; a user who may port-forward but lacks
 // the capture permission gets the agent's forbidden naming it (exit 20);
-// one who may not port-forward gets the client's; a request without a
+// one who may not port-forward gets the client's; the admin, whose
+// kubeconfig holds a client certificate, the agent's 401 explained
+// (exit 1); a request without a
 // token gets 401, with an invalid one 401; /metrics, the API and the
 // probes answer as before, without credentials.
 func TestKubectlLayerscopeCaptureKubeAuthInLabCluster(t *testing.T) {
@@ -200,6 +202,13 @@ func TestKubectlLayerscopeCaptureKubeAuthInLabCluster(t *testing.T) {
 		t.Errorf("capture as lister (no pods/portforward): exit %d %q; want 20 and a forbidden naming pods/portforward", code, out)
 	}
 	t.Logf("as lister: %s", out)
+	// The admin's kubeconfig authenticates with a client certificate: no
+	// token to send, the agent's 401 says what it takes.
+	out, code = run(adminKC)
+	if code != 1 || !strings.Contains(out, "401") || !strings.Contains(out, "--token") {
+		t.Errorf("capture with a client certificate: exit %d %q; want 1 and the agent's 401 explained", code, out)
+	}
+	t.Logf("with a client certificate: %s", out)
 
 	// Straight to node-2's agent: no token, an invalid one; the rest of
 	// its endpoints as before.
