@@ -381,7 +381,12 @@ func checkBasicAuthInstall(ctx context.Context, t *testing.T, l *lab.Lab, s *age
 	}
 	// The agents use the nodes' ports: one DaemonSet at a time.
 	kubectl(t, l, "-n", chartNamespace, "delete", "daemonset", chartRelease, "--cascade=orphan")
-	kubectl(t, l, "-n", chartNamespace, "delete", "pods", "-l", "app.kubernetes.io/name=layerscope", "--wait=true", "--timeout=60s")
+	// Right after the API server's return a kubelet may still be backing
+	// off its watch of pods (client-go's reflector, up to 30 s) before it
+	// sees the deletion, then gives the agent its grace period.
+	deleted := time.Now()
+	kubectl(t, l, "-n", chartNamespace, "delete", "pods", "-l", "app.kubernetes.io/name=layerscope", "--wait=true", "--timeout=150s")
+	t.Logf("the kustomize agent pods deleted in %v", time.Since(deleted).Round(time.Millisecond))
 	hash, err := bcrypt.GenerateFromPassword([]byte("scrape-secret"), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
