@@ -35,9 +35,11 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/layerscope
 
-# The operator's client, kubectl-layerscope, for this machine.
+# The operator's client, kubectl-layerscope, for this machine, and the
+# script kubectl's plugin completion runs (install both on PATH).
 client:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/kubectl-layerscope ./cmd/kubectl-layerscope
+	install -m 0755 cmd/kubectl-layerscope/kubectl_complete-layerscope bin/
 
 # The client for every OS and architecture kubectl runs on: fails when the
 # agent's Linux-only code leaks into it (internal/deps checks the same

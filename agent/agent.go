@@ -182,6 +182,16 @@ func (a *Agent) construct() error {
 	}
 	a.tracer = tracing.New(cfg.Traces, a.node, store, a.workers, a.pmtu, log)
 	a.fanout.Sinks = []correlate.Sink{a.history, a.services, a.workloads, a.tracer}
+	if cfg.CaptureKubeAuth != "" {
+		if !cfg.OnDemand.Enabled {
+			return fmt.Errorf("--capture-api-kubernetes-auth without --capture-api: there are no captures to authorize")
+		}
+		c := a.kube.Client()
+		if c == nil {
+			return fmt.Errorf("--capture-api-kubernetes-auth checks capture clients with the Kubernetes API, which this agent does not use: give --k8s-metadata=api, or run it in a pod (auto)")
+		}
+		cfg.OnDemand.KubeAuth = agentweb.NewKubeAuth(c, cfg.CaptureKubeAuth, a.node)
+	}
 	if a.handlers, err = agentweb.New(agentweb.Config{
 		Node: a.node, Version: cfg.Version, Logger: log, History: a.history, FollowWriteTimeout: cfg.API.FollowWriteTimeout,
 		Health: a.workers, Rings: a.workers, LinkNames: a.workers, Links: a.workers, Flows: a.workers.Table(),
@@ -222,9 +232,12 @@ func (a *Agent) construct() error {
 		return err
 	}
 	a.handlers.SetServer(a.srv)
-	if cfg.OnDemand.Enabled && !a.srv.CanIdentify() {
+	if cfg.OnDemand.KubeAuth != nil && a.srv.BasicAuth() {
+		return fmt.Errorf("--capture-api-kubernetes-auth: the --web-config-file lists basic_auth_users, which every request must then carry: a bearer token cannot reach the capture; keep its TLS, drop the users")
+	}
+	if cfg.OnDemand.Enabled && cfg.OnDemand.KubeAuth == nil && !a.srv.CanIdentify() {
 		return fmt.Errorf("--capture-api: on-demand captures hand out whole packets and are served only to authenticated clients: " +
-			"add --web-config-file with basic_auth_users or verified client certificates, or --api-socket")
+			"add --web-config-file with basic_auth_users or verified client certificates, --api-socket, or --capture-api-kubernetes-auth")
 	}
 	return nil
 }

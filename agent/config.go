@@ -59,6 +59,13 @@ type Config struct {
 	Traces TracesConfig
 	// OnDemand bounds the captures served on /api/v1/capture.
 	OnDemand OnDemandConfig
+	// CaptureKubeAuth, when not empty, has the agent identify capture
+	// clients by the Kubernetes bearer token they send (web.KubeAuth): a
+	// TokenReview and a SubjectAccessReview of create on
+	// captures.layerscope.io named after this node in this namespace (the
+	// agents'). It needs the Kubernetes API (Kube), and a web
+	// configuration without basic-auth users.
+	CaptureKubeAuth string
 	// Kube says where Kubernetes metadata (pod, service and workload
 	// names) comes from.
 	Kube KubeConfig

@@ -23,6 +23,7 @@ import (
 	"github.com/layerscope/layerscope/agent/api"
 	"github.com/layerscope/layerscope/agent/flow"
 	"github.com/layerscope/layerscope/agent/history"
+	"github.com/layerscope/layerscope/agent/kube"
 	"github.com/layerscope/layerscope/agent/ondemand"
 	"github.com/layerscope/layerscope/agent/server"
 	"github.com/layerscope/layerscope/internal/promtest"
@@ -116,6 +117,30 @@ func TestCaptureNeedsAnIdentifiedClient(t *testing.T) {
 		_, err := New(Config{NetNS: q.node.Name, MetricsAddr: "127.0.0.1:0", OnDemand: OnDemandConfig{Enabled: true}})
 		if err == nil || !strings.Contains(err.Error(), "--capture-api") || !strings.Contains(err.Error(), "--api-socket") {
 			t.Fatalf("New with captures and no authentication: %v; want an error naming --capture-api and the ways out", err)
+		}
+	})
+	t.Run("kubernetes auth without the API", func(t *testing.T) {
+		_, err := New(Config{NetNS: q.node.Name, MetricsAddr: "127.0.0.1:0", OnDemand: OnDemandConfig{Enabled: true},
+			CaptureKubeAuth: "layerscope", Kube: KubeConfig{Mode: kube.ModeOff}})
+		if err == nil || !strings.Contains(err.Error(), "--capture-api-kubernetes-auth") || !strings.Contains(err.Error(), "--k8s-metadata=api") {
+			t.Fatalf("New with Kubernetes capture auth and no API: %v; want an error naming the flag and how to give the API", err)
+		}
+		_, err = New(Config{NetNS: q.node.Name, MetricsAddr: "127.0.0.1:0", CaptureKubeAuth: "layerscope"})
+		if err == nil || !strings.Contains(err.Error(), "without --capture-api") {
+			t.Fatalf("New with Kubernetes capture auth and captures off: %v; want an error naming --capture-api", err)
+		}
+		// Beside basic-auth users, which every request must carry: no
+		// bearer token would get through.
+		kc := filepath.Join(t.TempDir(), "kubeconfig")
+		if err := os.WriteFile(kc, []byte("apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: k\n  cluster:\n    server: https://127.0.0.1:1\n"+
+			"contexts:\n- name: c\n  context:\n    cluster: k\n    user: u\nusers:\n- name: u\n  user:\n    token: t\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		web := promtest.NewWebTLS(t)
+		_, err = New(Config{NetNS: q.node.Name, MetricsAddr: "127.0.0.1:0", WebConfigFile: web.WebConfig, OnDemand: OnDemandConfig{Enabled: true},
+			CaptureKubeAuth: "layerscope", Kube: KubeConfig{Mode: kube.ModeAPI, Kubeconfig: kc}})
+		if err == nil || !strings.Contains(err.Error(), "basic_auth_users") || !strings.Contains(err.Error(), "--capture-api-kubernetes-auth") {
+			t.Fatalf("New with Kubernetes capture auth beside basic-auth users: %v; want an error naming both", err)
 		}
 	})
 	t.Run("socket", func(t *testing.T) {

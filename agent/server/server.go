@@ -213,6 +213,11 @@ func (s *Server) CanIdentify() bool {
 	return s.cfg.SocketPath != "" || s.auth.identifies()
 }
 
+// BasicAuth reports whether the web configuration asks every request on
+// the main listener for a basic-auth user (so no other credential, such as
+// a bearer token, gets through it).
+func (s *Server) BasicAuth() bool { return len(s.auth.users) > 0 }
+
 // Serve serves every listener until Shutdown; it returns the first error
 // of a listener other than http.ErrServerClosed, nil after Shutdown.
 func (s *Server) Serve() error {

@@ -26,8 +26,10 @@ import (
 // Captures hand out whole packets, payloads included: they are served
 // only to clients the HTTP server identified (a unix-socket peer that is
 // root or of the socket's group, a basic-auth user of the web
-// configuration, a verified client certificate); New refuses Enabled when
-// no client could be.
+// configuration, a verified client certificate, or with Kubernetes a
+// bearer token the API server vouches for and whose user may capture on
+// this node: KubeAuth). The agent refuses Enabled when no client could be
+// identified.
 type OnDemandConfig struct {
 	// Enabled serves /api/v1/capture; otherwise it answers 404.
 	Enabled bool
@@ -45,6 +47,10 @@ type OnDemandConfig struct {
 	// its interfaces (ondemand.RingBytes). 0 means
 	// DefaultCaptureRingMemory.
 	RingMemory int64
+	// KubeAuth, when not nil, identifies a client the server did not by
+	// the bearer token it sends, checked with the Kubernetes API: no token
+	// gets 401, an invalid one 401, a user without the permission 403.
+	KubeAuth *KubeAuth
 }
 
 // Defaults of OnDemandConfig.
@@ -83,7 +89,8 @@ func (c *OnDemandConfig) check() error {
 // parameters: filter (tcpdump-style expression), duration (Go duration),
 // max_packets, max_bytes, snaplen, interface (comma-separated globs; default
 // the pod, overlay and uplink interfaces). Errors: 403 for a client the
-// server did not identify, 405 for HEAD, 400 for a bad parameter (the
+// server did not identify (with KubeAuth: 401 without a valid bearer
+// token, 403 for a user without the permission), 405 for HEAD, 400 for a bad parameter (the
 // message names it and, for filter, the column), 429 when the agent
 // already runs its maximum of captures, 503 when a ring cannot be opened.
 // Everything a client controls is checked before a capture slot is taken;
@@ -102,6 +109,29 @@ func (h *Handlers) serveCapture(w http.ResponseWriter, r *http.Request) {
 	var who server.Identity
 	if id := h.who.Load(); id != nil {
 		who = (*id).Identify(r)
+	}
+	if who.Kind == "" && cfg.KubeAuth != nil {
+		tok, ok := bearerToken(r)
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="layerscope capture"`)
+			http.Error(w, "on-demand capture reveals packet payloads: send a Kubernetes bearer token (Authorization: Bearer) whose user has "+
+				cfg.KubeAuth.Permission()+"; kubectl layerscope capture sends your kubeconfig's", http.StatusUnauthorized)
+			return
+		}
+		id, code, msg := cfg.KubeAuth.Review(r.Context(), tok)
+		if code != 0 {
+			switch code {
+			case http.StatusUnauthorized:
+				w.Header().Set("WWW-Authenticate", `Bearer realm="layerscope capture", error="invalid_token"`)
+			case http.StatusTooManyRequests:
+				w.Header().Set("Retry-After", "1")
+			case http.StatusServiceUnavailable:
+				h.log.Warn("capture client not checked", "remote", r.RemoteAddr, "err", msg)
+			}
+			http.Error(w, msg, code)
+			return
+		}
+		who = id
 	}
 	if who.Kind == "" {
 		http.Error(w, "on-demand capture reveals packet payloads and needs an authenticated client: "+

@@ -19,6 +19,17 @@
 // metadata, hops named from the workers, the PMTU reports about it, and a
 // verdict per layer.
 //
+// # Who may capture
+//
+// A capture is served to a client the server identified (Identifier), or,
+// with OnDemandConfig.KubeAuth, to one whose bearer token the Kubernetes
+// API server vouches for (TokenReview) and whose user may create
+// captures.layerscope.io named after the node in the agents' namespace
+// (SubjectAccessReview), as kube-rbac-proxy checks its clients: 401
+// without a token or with an invalid one, 403 naming the permission
+// otherwise. Answers are remembered briefly and in bounded number
+// (kubeauth.go).
+//
 // # Bounds
 //
 // At most MaxAPIRequests connections/status/PMTU requests and MaxFollowers

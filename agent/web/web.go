@@ -262,8 +262,17 @@ func (h *Handlers) Rejected() []server.Rejection {
 	return []server.Rejection{
 		{Kind: h.api.Name(), N: h.api.Rejected()},
 		{Kind: h.follow.Name(), N: h.follow.Rejected()},
-		{Kind: "capture", N: h.capture.Rejected()},
+		{Kind: "capture", N: h.capture.Rejected() + h.kubeRejected()},
 	}
+}
+
+// kubeRejected counts the captures refused because too many tokens were
+// under review.
+func (h *Handlers) kubeRejected() uint64 {
+	if k := h.cfg.OnDemand.KubeAuth; k != nil {
+		return k.Rejected()
+	}
+	return 0
 }
 
 // Listeners returns the server's per-listener accounting (none before

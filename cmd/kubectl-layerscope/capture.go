@@ -2,6 +2,8 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -25,7 +27,13 @@ write it as a pcap file that tcpdump, tshark and Wireshark open (-w - for
 standard output). --filter is a tcpdump-style subset the agent compiles to
 a kernel socket filter; the agent's caps on duration, packets, bytes and
 snap length win. The agent serves captures only to clients it
-authenticated (the chart's captureAPI).`,
+authenticated (the chart's captureAPI): with captureAPI.kubernetesAuth,
+your kubeconfig's bearer token, which reaches the agent through a
+port-forward (create on pods/portforward in the agents' namespace) and
+which the agent checks with the API server (create on
+captures.layerscope.io, the node's name, in the agents' namespace: the
+chart's operator Role); with basic auth, --agent-user and
+--agent-password-file.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if outFile == "" {
@@ -40,16 +48,20 @@ authenticated (the chart's captureAPI).`,
 			if ifaces != "" {
 				req.Interfaces = strings.Split(ifaces, ",")
 			}
-			agents, err := cl.selected(cmd.Context())
+			pods, err := cl.agentPods(cmd.Context())
+			if err != nil {
+				return err
+			}
+			agent, err := cl.captureAgent(cmd.Context(), pods, cl.nodes[0])
 			defer cl.close()
 			if err != nil {
 				return err
 			}
-			st, err := agents[0].Client.Capture(cmd.Context(), req)
+			st, err := agent.Client.Capture(cmd.Context(), req)
 			if err != nil {
-				return err
+				return captureRefused(err)
 			}
-			return render.SaveCapture(cmd.Context(), st, outFile, agents[0].Node, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return render.SaveCapture(cmd.Context(), st, outFile, agent.Node, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
@@ -61,4 +73,21 @@ authenticated (the chart's captureAPI).`,
 	f.StringVar(&ifaces, "interface", "", "comma-separated interface name globs (default: pod, overlay and uplink interfaces)")
 	f.StringVarP(&outFile, "write", "w", "", "pcap file to write, - for standard output")
 	return cmd
+}
+
+// captureRefused turns the agent's refusal into the client's: 403 is
+// forbidden (exit 20, the agent's message names the permission), 401 says
+// which credentials the agent takes.
+func captureRefused(err error) error {
+	var se *api.StatusError
+	if !errors.As(err, &se) {
+		return err
+	}
+	switch se.Code {
+	case http.StatusForbidden:
+		return &codeError{code: exitForbidden, err: fmt.Errorf("the agent refused the capture: %s", se.Message)}
+	case http.StatusUnauthorized:
+		return fmt.Errorf("the agent refused the capture (401 unauthorized: %s); it takes your kubeconfig's bearer token (the chart's captureAPI.kubernetesAuth; a kubeconfig user with a client certificate has none: use --token) or its basic-auth users (--agent-user, --agent-password-file)", se.Message)
+	}
+	return err
 }

@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
+	"k8s.io/client-go/transport"
 	"k8s.io/client-go/transport/spdy"
 
 	"github.com/layerscope/layerscope/agent/api"
@@ -88,6 +89,12 @@ func (c *cluster) namespace() string {
 
 // forbidden is the API server's refusal, naming the permission missing.
 func forbidden(verb, resource, ns string, err error) error {
+	return forbiddenHint(verb, resource, ns, err, "an operator needs the chart's layerscope-operator ClusterRole (rbac.operator.create=true), bound to them")
+}
+
+// forbiddenHint is forbidden with hint saying where the permission comes
+// from.
+func forbiddenHint(verb, resource, ns string, err error, hint string) error {
 	where := "cluster-wide"
 	if ns != "" {
 		where = "in namespace " + ns
@@ -96,7 +103,7 @@ func forbidden(verb, resource, ns string, err error) error {
 	if err != nil {
 		msg += " (" + err.Error() + ")"
 	}
-	return &codeError{code: exitForbidden, err: errors.New(msg + "; an operator needs the chart's layerscope-operator ClusterRole (rbac.operator.create=true), bound to them")}
+	return &codeError{code: exitForbidden, err: errors.New(msg + "; " + hint)}
 }
 
 // allowed asks the API server whether the user may verb resource/sub in ns.
@@ -195,7 +202,7 @@ func (c *cluster) agents(ctx context.Context, pods map[string]*corev1.Pod, nodes
 	for _, n := range nodes {
 		var cl *api.Client
 		if forward {
-			cl, err = c.forwardClient(pods[n])
+			cl, err = c.forwardClient(pods[n], "")
 		} else {
 			cl, err = c.proxyClient(pods[n])
 		}
@@ -242,9 +249,104 @@ func (f *forbiddenExplainer) RoundTrip(r *http.Request) (*http.Response, error) 
 	return resp, err
 }
 
+// captureAgent connects to the agent of node for a capture. With
+// --agent-user, as agents() does (basic auth through a port-forward).
+// Else, when the kubeconfig's user authenticates with a bearer token, the
+// agent is reached through a port-forward carrying that token, which the
+// agent checks with the API server (its captureAPI.kubernetesAuth): the
+// API server's pod proxy drops the Authorization header of the requests it
+// forwards, a port-forward carries the bytes as they are. Without a token,
+// as agents() does, and the agent's refusal says what it wants.
+func (c *cluster) captureAgent(ctx context.Context, pods map[string]*corev1.Pod, node string) (fleet.Agent, error) {
+	tok := ""
+	if c.agentUser == "" {
+		var err error
+		if tok, err = c.bearerToken(); err != nil {
+			return fleet.Agent{}, fmt.Errorf("kubeconfig: %w", err)
+		}
+	}
+	if tok == "" {
+		agents, err := c.agents(ctx, pods, []string{node})
+		if err != nil {
+			return fleet.Agent{}, err
+		}
+		return agents[0], nil
+	}
+	p := pods[node]
+	if p == nil {
+		return fleet.Agent{}, &codeError{code: exitNoAgent, err: fmt.Errorf("no running agent pod on node %s (%s in namespace %s)", node, c.agentSelector, c.agentNamespace)}
+	}
+	ok, err := c.allowed(ctx, "create", "pods", "portforward", c.agentNamespace)
+	if err != nil {
+		return fleet.Agent{}, fmt.Errorf("asking the API server what you may do: %w", err)
+	}
+	if !ok {
+		return fleet.Agent{}, forbiddenHint("create", "pods/portforward (a capture reaches the agent through a port-forward, which carries your token to it: the pod proxy drops it)",
+			c.agentNamespace, nil, "an operator who captures needs the chart's operator Role with rbac.operator.capture=true, bound to them")
+	}
+	cl, err := c.forwardClient(p, tok)
+	if err != nil {
+		return fleet.Agent{}, fmt.Errorf("node %s: %w", node, err)
+	}
+	return fleet.Agent{Node: node, Client: cl}, nil
+}
+
+// bearerToken is the token the kubeconfig's user sends the API server
+// (a token, a token file, an exec or auth-provider plugin), "" when it
+// authenticates otherwise (a client certificate). It runs the
+// kubeconfig's own transport wrappers over a request that goes nowhere.
+func (c *cluster) bearerToken() (string, error) {
+	if err := c.init(); err != nil {
+		return "", err
+	}
+	tc, err := c.rc.TransportConfig()
+	if err != nil {
+		return "", err
+	}
+	var got string
+	rt, err := transport.HTTPWrappersForConfig(tc, roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		got = r.Header.Get("Authorization")
+		return &http.Response{StatusCode: http.StatusOK, Body: http.NoBody, Request: r}, nil
+	}))
+	if err != nil {
+		return "", err
+	}
+	req, err := http.NewRequest(http.MethodGet, c.rc.Host, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		return "", err
+	}
+	resp.Body.Close()
+	scheme, tok, ok := strings.Cut(got, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", nil
+	}
+	return strings.TrimSpace(tok), nil
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// bearer sends a bearer token with every request.
+type bearer struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b *bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.next.RoundTrip(r)
+}
+
 // forwardClient opens a port-forward to the pod's agent port on the
-// loopback and returns a client of it; the forward ends with the command.
-func (c *cluster) forwardClient(p *corev1.Pod) (*api.Client, error) {
+// loopback and returns a client of it, sending token when not empty; the
+// forward ends with the command.
+func (c *cluster) forwardClient(p *corev1.Pod, token string) (*api.Client, error) {
 	if c.agentScheme == "https" {
 		return nil, errors.New("--agent-scheme https through a port-forward: the agent's certificate names the node, not 127.0.0.1; ask for get on pods/proxy instead")
 	}
@@ -271,8 +373,14 @@ func (c *cluster) forwardClient(p *corev1.Pod) (*api.Client, error) {
 	if err != nil || len(ports) == 0 {
 		return nil, fmt.Errorf("port-forward to %s/%s: no local port (%v)", p.Namespace, p.Name, err)
 	}
-	return api.NewClient(api.ClientConfig{URL: fmt.Sprintf("http://127.0.0.1:%d", ports[0].Local),
-		Username: c.agentUser, PasswordFile: c.agentPasswordFile})
+	cfg := api.ClientConfig{URL: fmt.Sprintf("http://127.0.0.1:%d", ports[0].Local),
+		Username: c.agentUser, PasswordFile: c.agentPasswordFile}
+	if token != "" {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.Proxy = nil
+		cfg.HTTPClient = &http.Client{Transport: &bearer{token: token, next: tr}}
+	}
+	return api.NewClient(cfg)
 }
 
 // close ends the command's port-forwards.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"os"
@@ -24,6 +25,7 @@ import (
 func newAgentCmd() *cobra.Command {
 	var (
 		cfg                     agent.Config
+		kubeAuth                bool
 		roles                   []string
 		vxlan, geneve, dnsPorts []uint
 		flowMax                 int
@@ -42,6 +44,12 @@ served in the caller's namespace.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Version, cfg.Revision, cfg.Logger = version, revision, slog.Default()
+			switch {
+			case !kubeAuth:
+				cfg.CaptureKubeAuth = ""
+			case cfg.CaptureKubeAuth == "":
+				return fmt.Errorf("--capture-api-kubernetes-namespace: empty, and --capture-api-kubernetes-auth checks the permission in it")
+			}
 			for _, r := range roles {
 				role, ok := flow.ParseRole(r)
 				if !ok || role == flow.RoleReplay {
@@ -98,7 +106,9 @@ served in the caller's namespace.`,
 	f.StringVar(&cfg.APISocket, "api-socket", "", "unix socket serving the API to root and to --api-socket-group (peers checked with SO_PEERCRED)")
 	f.StringVar(&cfg.APISocketGroup, "api-socket-group", "", "group (name or gid) allowed on --api-socket besides root")
 	f.IntVar(&cfg.HTTP.MaxConns, "web-max-connections", server.DefaultMaxConns, "most HTTP connections open at once per listener (idle ones are closed first to make room)")
-	f.BoolVar(&cfg.OnDemand.Enabled, "capture-api", false, "serve on-demand captures on /api/v1/capture to authenticated clients (needs --web-config-file with users or client certificates, or --api-socket)")
+	f.BoolVar(&cfg.OnDemand.Enabled, "capture-api", false, "serve on-demand captures on /api/v1/capture to authenticated clients (needs --web-config-file with users or client certificates, --api-socket, or --capture-api-kubernetes-auth)")
+	f.BoolVar(&kubeAuth, "capture-api-kubernetes-auth", false, "identify capture clients by their Kubernetes bearer token: TokenReview, then a SubjectAccessReview of create on captures.layerscope.io named after this node in --capture-api-kubernetes-namespace")
+	f.StringVar(&cfg.CaptureKubeAuth, "capture-api-kubernetes-namespace", cmp.Or(os.Getenv("POD_NAMESPACE"), "layerscope"), "namespace of the permission --capture-api-kubernetes-auth checks (default: $POD_NAMESPACE, else layerscope)")
 	var noCaptureAPI bool
 	f.BoolVar(&noCaptureAPI, "no-capture-api", false, "on-demand captures off (the default)")
 	_ = f.MarkDeprecated("no-capture-api", "on-demand captures are off unless --capture-api is given")

@@ -35,6 +35,21 @@
 // gauge and table panels as instant queries. Each must return data, except
 // the panels listed with the agent gap that keeps them empty in the lab.
 //
+// # kubectl layerscope
+//
+// kubectl_test.go and kubectl_capture_test.go install the chart in the
+// Kubernetes lab with kubelets and run the operator's client from the root
+// namespace with only a kubeconfig (the admin's with --as, or
+// ServiceAccount tokens from TokenRequest): its diagnoses must equal the
+// node-level ones read from the agents directly (healthy, dead backend,
+// DNS, MTU, a full conntrack table under the global limit's lock), its
+// observe and observe --follow must merge both nodes in time order, its
+// completion must name the API's nodes, pods and services (also through
+// kubectl's plugin completion), RBAC refusals must name the permission,
+// and captures must open in tshark with basic auth and with the agents'
+// Kubernetes auth (TokenReview and SubjectAccessReview against the real
+// API server).
+//
 // The test needs root, the lab and the Prometheus server of
 // .ci/prometheus.sh; it skips when not root.
 package labtest

@@ -9,6 +9,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 )
 
 func configMapData(o object) map[string]string {
@@ -198,6 +199,54 @@ func TestChartValues(t *testing.T) {
 				if len(pod.Volumes) != 1 || pod.Volumes[0].HostPath == nil || pod.Volumes[0].HostPath.Path != "/run/layerscope" ||
 					len(c.VolumeMounts) != 1 || c.VolumeMounts[0].MountPath != "/run/layerscope" {
 					t.Errorf("socket volume %+v mounted %+v", pod.Volumes, c.VolumeMounts)
+				}
+			},
+		},
+		{
+			name: "capture API with Kubernetes auth, operators who capture",
+			set: []string{"captureAPI.enabled=true", "captureAPI.kubernetesAuth=true", "rbac.operator.create=true", "rbac.operator.capture=true",
+				"rbac.operator.subjects[0].kind=Group", "rbac.operator.subjects[0].name=sre"},
+			check: func(t *testing.T, objs []object) {
+				c := one[*appsv1.DaemonSet](t, objs, "DaemonSet").Spec.Template.Spec.Containers[0]
+				for _, a := range []string{"--capture-api", "--capture-api-kubernetes-auth"} {
+					if !slices.Contains(c.Args, a) {
+						t.Errorf("args %q lack %s", c.Args, a)
+					}
+				}
+				grants := func(rules []rbacv1.PolicyRule) map[string]bool {
+					out := map[string]bool{}
+					for _, r := range rules {
+						for _, g := range r.APIGroups {
+							for _, res := range r.Resources {
+								for _, v := range r.Verbs {
+									out[v+" "+g+"/"+res] = true
+								}
+							}
+						}
+					}
+					return out
+				}
+				var agent, operator map[string]bool
+				for _, cr := range find[*rbacv1.ClusterRole](t, objs, "ClusterRole") {
+					if strings.HasSuffix(cr.Name, "-operator") {
+						operator = grants(cr.Rules)
+					} else {
+						agent = grants(cr.Rules)
+					}
+				}
+				for _, g := range []string{"create authentication.k8s.io/tokenreviews", "create authorization.k8s.io/subjectaccessreviews"} {
+					if !agent[g] {
+						t.Errorf("the agent's ClusterRole lacks %s: %v", g, agent)
+					}
+				}
+				if operator["create layerscope.io/captures"] || operator["create /pods/portforward"] {
+					t.Errorf("the operator's ClusterRole grants captures or port-forwards cluster-wide: %v", operator)
+				}
+				role := grants(one[*rbacv1.Role](t, objs, "Role").Rules)
+				for _, g := range []string{"create layerscope.io/captures", "create /pods/portforward", "get /pods/proxy"} {
+					if !role[g] {
+						t.Errorf("the operator's Role lacks %s: %v", g, role)
+					}
 				}
 			},
 		},

@@ -59,20 +59,35 @@ func KubeletLab(t *testing.T, mode lab.KubeProxyMode, prefix string) *lab.Lab {
 		}
 		t.Fatal("containerd not installed: run .ci/packages.sh (or set LAYERSCOPE_NO_KUBERNETES=1 to skip)")
 	}
+	return newLab(t, &lab.Config{Kubernetes: true, KubeProxyMode: mode, K8sBin: k8sBin, Kubelets: true,
+		LayerscopeBinary: testns.LayerscopeBinary(t)}, prefix, "kubernetes lab with kubelets")
+}
+
+// APILab builds a Kubernetes lab without kubelets (its real control plane
+// and kube-proxies, the pods as the lab's namespaces) and removes it when
+// the test ends; prefix is as KubeletLab's. Without root the test is
+// skipped.
+func APILab(t *testing.T, mode lab.KubeProxyMode, prefix string) *lab.Lab {
+	t.Helper()
+	return newLab(t, &lab.Config{Kubernetes: true, KubeProxyMode: mode, K8sBin: testns.K8sBin(t)}, prefix, "kubernetes lab")
+}
+
+// newLab builds the lab of cfg under a random prefix starting with prefix.
+func newLab(t *testing.T, cfg *lab.Config, prefix, what string) *lab.Lab {
+	t.Helper()
 	var b [3]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		t.Fatal(err)
 	}
-	bin := testns.LayerscopeBinary(t)
+	cfg.Prefix, cfg.StateDir = prefix+hex.EncodeToString(b[:])+"-", t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	start := time.Now()
-	l, err := lab.New(ctx, &lab.Config{Prefix: prefix + hex.EncodeToString(b[:]) + "-", StateDir: t.TempDir(),
-		Kubernetes: true, KubeProxyMode: mode, K8sBin: k8sBin, Kubelets: true, LayerscopeBinary: bin})
+	l, err := lab.New(ctx, cfg)
 	if err != nil {
-		t.Fatalf("kubernetes lab with kubelets: %v", err)
+		t.Fatalf("%s: %v", what, err)
 	}
-	t.Logf("kubernetes lab with kubelets (%s) up in %v", mode, time.Since(start).Round(time.Millisecond))
+	t.Logf("%s (%s) up in %v", what, cfg.KubeProxyMode, time.Since(start).Round(time.Millisecond))
 	t.Cleanup(func() {
 		if err := l.Close(); err != nil {
 			t.Errorf("lab close: %v", err)
