@@ -187,6 +187,92 @@ func TestScaleAPI(t *testing.T) {
 	t.Logf("after the churn: metadata heap %.1f MiB, process RSS %.1f MiB", float64(heapInuse()-heap0)/(1<<20), rssMiB(t))
 }
 
+// TestSyncedMeansApplied: a store reports itself synced only once its
+// handlers have applied every object of the informers' initial lists,
+// not as soon as the informers' caches hold them. Against the lab's API
+// server, two sources for node-1 start together; one store's handlers are
+// held (its lock taken). Once the free one is synced (so the informers of
+// both have listed), the held one must not be; released, it must be
+// complete the moment it says it is synced.
+func TestSyncedMeansApplied(t *testing.T) {
+	const services, pods = 300, 20
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	l, client := newScaleLab(ctx, t)
+	const ns = "scale"
+	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	parallel(t, services, func(i int) error {
+		name := fmt.Sprintf("svc-%05d", i)
+		if _, err := client.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Protocol: corev1.ProtocolTCP, Port: 80}}},
+		}, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+		_, err := client.DiscoveryV1().EndpointSlices(ns).Create(ctx, slice(name, i, 15, -1), metav1.CreateOptions{})
+		return err
+	})
+	parallel(t, pods, func(i int) error {
+		_, err := client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("local-%03d", i)},
+			Spec:       corev1.PodSpec{NodeName: lab.Node1, Containers: []corev1.Container{{Name: "c", Image: "none"}}},
+		}, metav1.CreateOptions{})
+		return err
+	})
+	kc, err := l.Kubeconfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { stop(); wg.Wait() })
+	var stores []*kube.Store
+	for range 2 {
+		src, err := kube.Open(kube.Config{Mode: kube.ModeAPI, Kubeconfig: kc, Node: lab.Node1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stores = append(stores, src.Store())
+		wg.Add(1)
+		go func() { defer wg.Done(); src.Run(runCtx) }()
+	}
+	free, held := stores[0], stores[1]
+	unlock := kube.LockStore(held)
+	released := false
+	defer func() {
+		if !released {
+			unlock()
+		}
+	}()
+	start := time.Now()
+	for !free.Synced() {
+		if time.Since(start) > 2*time.Minute {
+			t.Fatal("the free store did not sync in 2 minutes")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The held store's informers listed as the free one's did; give them
+	// a second more to mark a sync.
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if held.Synced() {
+			t.Fatal("the store reports itself synced while its handlers have applied nothing")
+		}
+	}
+	unlock()
+	released = true
+	for !held.Synced() {
+		if time.Since(start) > 3*time.Minute {
+			t.Fatal("the released store did not sync")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if p, s, sl := held.Counts(); p < pods || s < services || sl < services {
+		t.Fatalf("synced with %d pods, %d Services, %d EndpointSlices; want %d, %d, %d", p, s, sl, pods, services, services)
+	}
+}
+
 // newScaleLab starts the Kubernetes lab (removed when the test ends) and
 // returns it with an admin client allowed 1,000 requests per second.
 func newScaleLab(ctx context.Context, t *testing.T) (*lab.Lab, kubernetes.Interface) {

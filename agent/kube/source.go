@@ -141,6 +141,10 @@ func Open(cfg Config) (*Source, error) {
 		}
 		s.file = &fileState{content: b, objs: objs}
 	case ModeAPI:
+		// client-go logs through klog from here on; Quiet first, so that
+		// its logger is set before any read (another source may be
+		// starting its informers meanwhile).
+		informer.Quiet()
 		var rc *rest.Config
 		if cfg.Kubeconfig != "" {
 			if rc, err = clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig); err != nil {
@@ -221,7 +225,8 @@ var errNotSynced = errors.New("no complete copy of pods, services and endpointsl
 
 // Watch starts shared informers of client for the pods of store's node,
 // Services and EndpointSlices, writing store, and returns at once. The
-// store reports itself synced once every informer has listed. onError,
+// store reports itself synced once the objects of every informer's
+// initial list have been applied to it. onError,
 // when not nil, receives the informers' list and watch errors (nil when a
 // list succeeds again).
 //
@@ -242,10 +247,15 @@ func Watch(ctx context.Context, client kubernetes.Interface, store *Store, resyn
 	_ = pods.SetTransform(trimPod)
 	_ = svcs.SetTransform(trimService)
 	_ = slices.SetTransform(trimSlice)
-	informer.Handle(pods, func(o *corev1.Pod) { store.SetPod(o) }, func(o *corev1.Pod) { store.DeletePod(o.Namespace, o.Name) })
-	informer.Handle(svcs, func(o *corev1.Service) { store.SetService(o) }, func(o *corev1.Service) { store.DeleteService(o.Namespace, o.Name) })
-	informer.Handle(slices, func(o *discoveryv1.EndpointSlice) { store.SetEndpointSlice(o) },
-		func(o *discoveryv1.EndpointSlice) { store.DeleteEndpointSlice(o.Namespace, o.Name) })
+	// The store is complete once each handler was delivered its informer's
+	// initial list (the registrations' HasSynced), not merely once the
+	// informers' caches hold it.
+	synced := []cache.InformerSynced{
+		informer.Handle(pods, func(o *corev1.Pod) { store.SetPod(o) }, func(o *corev1.Pod) { store.DeletePod(o.Namespace, o.Name) }),
+		informer.Handle(svcs, func(o *corev1.Service) { store.SetService(o) }, func(o *corev1.Service) { store.DeleteService(o.Namespace, o.Name) }),
+		informer.Handle(slices, func(o *discoveryv1.EndpointSlice) { store.SetEndpointSlice(o) },
+			func(o *discoveryv1.EndpointSlice) { store.DeleteEndpointSlice(o.Namespace, o.Name) }),
+	}
 	if onError != nil {
 		for _, inf := range []cache.SharedIndexInformer{pods, svcs, slices} {
 			_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) { onError(err) })
@@ -254,7 +264,7 @@ func Watch(ctx context.Context, client kubernetes.Interface, store *Store, resyn
 	local.Start(ctx.Done())
 	all.Start(ctx.Done())
 	go func() {
-		if cache.WaitForCacheSync(ctx.Done(), pods.HasSynced, svcs.HasSynced, slices.HasSynced) {
+		if cache.WaitForCacheSync(ctx.Done(), synced...) {
 			store.synced.Store(true)
 			if onError != nil {
 				onError(nil)
