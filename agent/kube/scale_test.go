@@ -5,14 +5,19 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -103,21 +108,46 @@ func TestScaleAPI(t *testing.T) {
 	t.Cleanup(func() { stop(); wg.Wait() })
 	store := src.Store()
 	start = time.Now()
-	// Synced says the informers' caches are complete; the store is once
-	// their handlers delivered every object.
-	for !store.Synced() || func() bool { p, s, sl := store.Counts(); return p < 110 || s < services || sl < services }() {
+	for !store.Synced() {
 		if time.Since(start) > 5*time.Minute {
 			t.Fatal("the store did not sync in 5 minutes")
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(time.Millisecond)
 	}
 	syncTime := time.Since(start)
+	// Synced means complete: every object of the initial lists applied.
+	if p, s, sl := store.Counts(); p < 110 || s < services || sl < services {
+		t.Fatalf("synced with %d pods, %d Services, %d EndpointSlices; want 110, %d, %d", p, s, sl, services, services)
+	}
 	synced := apiserverMetrics(ctx, t, client)
 	heap := heapInuse() - heap0
 	pods, svcs, slices := store.Counts()
 	t.Logf("sync: %v for %d pods, %d Services, %d EndpointSlices; metadata heap %.1f MiB; process RSS %.1f MiB",
 		syncTime.Round(time.Millisecond), pods, svcs, slices, float64(heap)/(1<<20), rssMiB(t))
 	t.Logf("initial lists: %s", synced.delta(before))
+
+	// The agent binary against the same API server, in node-1's network
+	// namespace: first with metadata off (its RSS without it), then with
+	// the API's.
+	bin := testns.LayerscopeBinary(t)
+	off := startAgent(ctx, t, bin, l.NetNS(lab.Node1), "--k8s-metadata", "off")
+	time.Sleep(3 * time.Second)
+	offRSS, _ := procMem(t, off.pid)
+	offHeap := off.heap(t)
+	off.stop(t)
+	agStart := time.Now()
+	ag := startAgent(ctx, t, bin, l.NetNS(lab.Node1), "--k8s-metadata", "api", "--kubeconfig", kc)
+	for !ag.synced(t, services) {
+		if time.Since(agStart) > 5*time.Minute {
+			t.Fatal("the agent did not sync in 5 minutes")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	agSync := time.Since(agStart)
+	agSyncCPU := procCPU(t, ag.pid)
+	agRSS, agHWM := procMem(t, ag.pid)
+	t.Logf("agent process: synced in %v (from its start) with %.2f s CPU; VmRSS %.1f MiB after sync, peak (VmHWM) %.1f MiB, %s; with metadata off: VmRSS %.1f MiB, %s",
+		agSync.Round(time.Millisecond), agSyncCPU.Seconds(), agRSS, agHWM, ag.heap(t), offRSS, offHeap)
 
 	// Lookups: every Service by ClusterIP, a sample of endpoints.
 	start = time.Now()
@@ -135,7 +165,8 @@ func TestScaleAPI(t *testing.T) {
 
 	// Churn: flip one endpoint's readiness per change, round robin over the
 	// slices; the store must show the last state of each changed slice.
-	cpu0 := cpuTime(t)
+	cpu0 := procCPU(t, 0)
+	agCPU0 := procCPU(t, ag.pid)
 	tick := time.NewTicker(time.Second / time.Duration(churnRate))
 	defer tick.Stop()
 	var changes atomic.Int64
@@ -179,12 +210,23 @@ func TestScaleAPI(t *testing.T) {
 		}
 	}
 	churned := apiserverMetrics(ctx, t, client)
-	cpu := cpuTime(t) - cpu0
+	cpu := procCPU(t, 0) - cpu0
+	agCPU := procCPU(t, ag.pid) - agCPU0
 	t.Logf("churn: %d endpoint changes in %v (%.0f/s); store caught up %v after the last; test process CPU %.2f s (%.1f%% of one core)",
 		changes.Load(), sent.Round(time.Millisecond), float64(changes.Load())/sent.Seconds(), time.Since(lag).Round(time.Millisecond),
 		cpu.Seconds(), 100*cpu.Seconds()/sent.Seconds())
 	t.Logf("during the churn: %s", churned.delta(synced))
 	t.Logf("after the churn: metadata heap %.1f MiB, process RSS %.1f MiB", float64(heapInuse()-heap0)/(1<<20), rssMiB(t))
+	// The agent saw the churn through its own watches.
+	for !ag.sawChurn(t, last, perSlice) {
+		if time.Since(lag) > 2*time.Minute {
+			t.Fatal("the agent's metrics do not show the churn's changes")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	agRSS, agHWM = procMem(t, ag.pid)
+	t.Logf("agent process during the churn: %.2f s CPU (%.1f%% of one core); VmRSS %.1f MiB after, peak (VmHWM) %.1f MiB, %s",
+		agCPU.Seconds(), 100*agCPU.Seconds()/sent.Seconds(), agRSS, agHWM, ag.heap(t))
 }
 
 // TestSyncedMeansApplied: a store reports itself synced only once its
@@ -367,22 +409,41 @@ func heapInuse() int64 {
 }
 
 func rssMiB(t *testing.T) float64 {
-	b, err := os.ReadFile("/proc/self/status")
+	rss, _ := procMem(t, 0)
+	return rss
+}
+
+// procPath is the /proc directory of process pid, 0 for this one.
+func procPath(pid int, file string) string {
+	if pid == 0 {
+		return "/proc/self/" + file
+	}
+	return fmt.Sprintf("/proc/%d/%s", pid, file)
+}
+
+// procMem is the resident set size of process pid (0: this one) and its
+// peak, in MiB.
+func procMem(t *testing.T, pid int) (rss, hwm float64) {
+	b, err := os.ReadFile(procPath(pid, "status"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			return kb / 1024
+		name, v, _ := strings.Cut(line, ":")
+		kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+		switch name {
+		case "VmRSS":
+			rss = kb / 1024
+		case "VmHWM":
+			hwm = kb / 1024
 		}
 	}
-	return 0
+	return rss, hwm
 }
 
-// cpuTime is the process's user and system CPU time.
-func cpuTime(t *testing.T) time.Duration {
-	b, err := os.ReadFile("/proc/self/stat")
+// procCPU is the user and system CPU time of process pid (0: this one).
+func procCPU(t *testing.T, pid int) time.Duration {
+	b, err := os.ReadFile(procPath(pid, "stat"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,6 +451,138 @@ func cpuTime(t *testing.T) time.Duration {
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(utime+stime) * 10 * time.Millisecond // USER_HZ 100
+}
+
+// agentProc is a layerscope agent process the test started.
+type agentProc struct {
+	pid  int
+	url  string
+	done chan error
+	cmd  *exec.Cmd
+}
+
+// startAgent runs the agent binary bin in the network namespace netns with
+// args added, serving /metrics on a free port of 127.0.0.1, and waits for
+// its /readyz; the process is stopped when the test ends.
+func startAgent(ctx context.Context, t *testing.T, bin, netns string, args ...string) *agentProc {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	cmd := exec.CommandContext(ctx, bin, append([]string{"agent", "--netns", netns, "--node-name", lab.Node1, "--metrics-addr", addr}, args...)...)
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	a := &agentProc{pid: cmd.Process.Pid, url: "http://" + addr, done: make(chan error, 1), cmd: cmd}
+	go func() { a.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		a.stop(t)
+		if t.Failed() {
+			t.Logf("agent %v output:\n%s", args, logs.String())
+		}
+	})
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if r, err := http.Get(a.url + "/readyz"); err == nil {
+			_ = r.Body.Close()
+			if r.StatusCode == http.StatusOK {
+				return a
+			}
+		}
+		select {
+		case err := <-a.done:
+			a.done <- err
+			t.Fatalf("agent %v exited: %v\n%s", args, err, logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent %v not ready in 30 s", args)
+		}
+	}
+}
+
+// stop ends the agent (SIGTERM, then SIGKILL after 10 s) and waits for it.
+func (a *agentProc) stop(t *testing.T) {
+	if a.cmd.ProcessState != nil {
+		return
+	}
+	_ = a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-a.done:
+		a.done <- err
+	case <-time.After(10 * time.Second):
+		_ = a.cmd.Process.Kill()
+		t.Errorf("agent %d did not stop in 10 s", a.pid)
+		a.done <- <-a.done
+	}
+}
+
+// scrape is the agent's /metrics.
+func (a *agentProc) scrape(t *testing.T) string {
+	r, err := http.Get(a.url + "/metrics")
+	if err != nil {
+		t.Fatalf("agent /metrics: %v", err)
+	}
+	defer r.Body.Close()
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// heap describes the agent's Go heap by its own go_memstats metrics: in
+// use, and the size at which the next collection starts.
+func (a *agentProc) heap(t *testing.T) string {
+	body := a.scrape(t)
+	return fmt.Sprintf("Go heap in use %.1f MiB, next GC at %.1f MiB",
+		metricValue(body, "go_memstats_heap_inuse_bytes")/(1<<20), metricValue(body, "go_memstats_next_gc_bytes")/(1<<20))
+}
+
+// synced reports whether the agent's metadata is synced with at least
+// services Services and EndpointSlices and 110 pods, by its own metrics.
+func (a *agentProc) synced(t *testing.T, services int) bool {
+	body := a.scrape(t)
+	return metricValue(body, `layerscope_kube_metadata_synced{source="api"}`) == 1 &&
+		metricValue(body, `layerscope_kube_metadata_objects{kind="pod"}`) >= 110 &&
+		metricValue(body, `layerscope_kube_metadata_objects{kind="service"}`) >= float64(services) &&
+		metricValue(body, `layerscope_kube_metadata_objects{kind="endpointslice"}`) >= float64(services)
+}
+
+// sawChurn reports whether every Service of changed that the agent
+// exports the ready endpoints of (the first 100 by name, its default)
+// shows perSlice-1 ready, and that it exports at least one.
+func (a *agentProc) sawChurn(t *testing.T, changed map[int]int, perSlice int) bool {
+	body := a.scrape(t)
+	listed := 0
+	for i := range changed {
+		switch metricValue(body, fmt.Sprintf(`layerscope_service_endpoints{namespace="scale",service="svc-%05d"}`, i)) {
+		case -1:
+		case float64(perSlice - 1):
+			listed++
+		default:
+			return false
+		}
+	}
+	return listed > 0
+}
+
+// metricValue is the value of the sample series (name and labels as
+// exposed) in a text exposition, or -1.
+func metricValue(body, series string) float64 {
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil {
+				return f
+			}
+		}
+	}
+	return -1
 }
 
 // apiMetrics are counters from the API server's /metrics summed by name
