@@ -1,7 +1,9 @@
 package kube
 
 import (
+	"math"
 	"net/netip"
+	"strings"
 	"unique"
 
 	corev1 "k8s.io/api/core/v1"
@@ -14,8 +16,8 @@ import (
 // API's: the informers' transforms (compactPodObj, compactServiceObj,
 // compactSliceObj) convert each pod, Service and EndpointSlice into the
 // fields the lookups read, and the store indexes the very objects the
-// caches hold, so each endpoint of the cluster is kept once, in about 60
-// bytes (its address, pod name, interned node name and readiness), where a
+// caches hold, so each endpoint of the cluster is kept once, in about 50
+// bytes (its address, interned node name, pod name and readiness), where a
 // discoveryv1.Endpoint takes several hundred. The objects are immutable
 // once made: a change of the API object replaces them.
 //
@@ -145,6 +147,9 @@ type sliceObj struct {
 	service string
 	ports   []slicePort
 	eps     []sliceEndpoint
+	// pods holds the endpoints' pod names end to end (one allocation per
+	// slice rather than one per endpoint).
+	pods string
 }
 
 type slicePort struct {
@@ -156,10 +161,18 @@ type slicePort struct {
 // sliceEndpoint is one address of an endpoint: an endpoint with several
 // addresses has an entry for each.
 type sliceEndpoint struct {
-	addr  netip.Addr
-	pod   string // the targetRef's name when it is a Pod
-	node  unique.Handle[string]
-	ready bool // the ready condition; unset counts as ready
+	addr netip.Addr
+	node unique.Handle[string]
+	// pod is the targetRef's name when it is a Pod: the slice's
+	// pods[podOff:podOff+podLen] (a name has at most 253 bytes).
+	podOff uint32
+	podLen uint16
+	ready  bool // the ready condition; unset counts as ready
+}
+
+// pod is the pod name of endpoint address e.
+func (o *sliceObj) pod(e *sliceEndpoint) string {
+	return o.pods[e.podOff : e.podOff+uint32(e.podLen)]
 }
 
 func (o *sliceObj) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
@@ -197,12 +210,15 @@ func compactSlice(sl *discoveryv1.EndpointSlice) *sliceObj {
 		n += len(sl.Endpoints[i].Addresses)
 	}
 	o.eps = make([]sliceEndpoint, 0, n)
+	var pods strings.Builder
+	pods.Grow(podNamesLen(sl))
 	noNode := intern("")
 	for i := range sl.Endpoints {
 		ep := &sl.Endpoints[i]
 		e := sliceEndpoint{node: noNode, ready: ep.Conditions.Ready == nil || *ep.Conditions.Ready}
-		if ep.TargetRef != nil && ep.TargetRef.Kind == "Pod" {
-			e.pod = ep.TargetRef.Name
+		if r := ep.TargetRef; r != nil && r.Kind == "Pod" && len(r.Name) <= math.MaxUint16 {
+			e.podOff, e.podLen = uint32(pods.Len()), uint16(len(r.Name))
+			pods.WriteString(r.Name)
 		}
 		if ep.NodeName != nil {
 			e.node = intern(*ep.NodeName)
@@ -214,7 +230,19 @@ func compactSlice(sl *discoveryv1.EndpointSlice) *sliceObj {
 			}
 		}
 	}
+	o.pods = pods.String()
 	return o
+}
+
+// podNamesLen is the length of sl's endpoints' pod names end to end.
+func podNamesLen(sl *discoveryv1.EndpointSlice) int {
+	n := 0
+	for i := range sl.Endpoints {
+		if r := sl.Endpoints[i].TargetRef; r != nil && r.Kind == "Pod" {
+			n += len(r.Name)
+		}
+	}
+	return n
 }
 
 // compactSliceObj is the EndpointSlice informer's transform.

@@ -59,12 +59,13 @@
 // the informer caches it: a pod's IPs, node and workload; a Service's
 // addresses and ports (name, port, NodePort, protocol); a slice's Service,
 // ports and, per endpoint address, the pod, node and readiness, in about
-// 60 bytes (node and port names interned). The store indexes those very
-// objects (one copy, shared with the informer cache): by pod IP, by
-// Service address and port or NodePort, by endpoint address (a 4-byte key
-// for IPv4) and by Service for its slices. The lists and watches are read
-// as protobuf. TestScaleAPI measures it against the lab's API server,
-// BenchmarkLookupsAtScale the lookups (bench/README.md). The reflectors
+// 50 bytes (node and port names interned, a slice's pod names end to end
+// in one string). The store indexes those very objects (one copy, shared
+// with the informer cache): by pod IP, by Service address and port or
+// NodePort, by endpoint address (a 4-byte key for IPv4) and by Service for
+// its slices. Lists and watches are read as protobuf. TestScaleAPI
+// measures it against the lab's API server, BenchmarkLookupsAtScale the
+// lookups (bench/README.md). The reflectors
 // are client-go's: watches ask for bookmarks, so a reconnecting watch
 // resumes from its last resource version instead of relisting, and
 // relists after errors back off with jitter.

@@ -88,7 +88,7 @@ type epRef struct {
 
 func (r epRef) endpoint() Endpoint {
 	e := &r.o.eps[r.i]
-	return Endpoint{Namespace: r.o.Namespace, Service: r.o.service, Pod: e.pod, Node: e.node.Value(), Ready: e.ready}
+	return Endpoint{Namespace: r.o.Namespace, Service: r.o.service, Pod: r.o.pod(e), Node: e.node.Value(), Ready: e.ready}
 }
 
 // index holds the lookup maps over the compact objects the informer
@@ -371,8 +371,8 @@ func (s *Store) Endpoints() []ServiceEndpoints {
 		for _, sl := range s.ix.bySvc[k] {
 			for i := range sl.eps {
 				if e := &sl.eps[i]; e.ready {
-					if e.pod != "" {
-						seen[id{pod: e.pod}] = struct{}{}
+					if pod := sl.pod(e); pod != "" {
+						seen[id{pod: pod}] = struct{}{}
 					} else {
 						seen[id{addr: e.addr}] = struct{}{}
 					}
