@@ -128,26 +128,30 @@ func TestScaleAPI(t *testing.T) {
 
 	// The agent binary against the same API server, in node-1's network
 	// namespace: first with metadata off (its RSS without it), then with
-	// the API's.
+	// the API's, without a memory limit and with GOMEMLIMIT at the
+	// DaemonSet's memory request (128 MiB), one after the other.
 	bin := testns.LayerscopeBinary(t)
-	off := startAgent(ctx, t, bin, l.NetNS(lab.Node1), "--k8s-metadata", "off")
+	off := startAgent(ctx, t, bin, l.NetNS(lab.Node1), nil, "--k8s-metadata", "off")
 	time.Sleep(3 * time.Second)
 	offRSS, _ := procMem(t, off.pid)
-	offHeap := off.heap(t)
+	t.Logf("agent process with metadata off: VmRSS %.1f MiB, %s", offRSS, off.heap(t))
 	off.stop(t)
-	agStart := time.Now()
-	ag := startAgent(ctx, t, bin, l.NetNS(lab.Node1), "--k8s-metadata", "api", "--kubeconfig", kc)
-	for !ag.synced(t, services) {
-		if time.Since(agStart) > 5*time.Minute {
-			t.Fatal("the agent did not sync in 5 minutes")
+	var agents []*agentProc
+	for _, env := range [][]string{nil, {"GOMEMLIMIT=128MiB"}} {
+		start := time.Now()
+		ag := startAgent(ctx, t, bin, l.NetNS(lab.Node1), env, "--k8s-metadata", "api", "--kubeconfig", kc)
+		for !ag.synced(t, services) {
+			if time.Since(start) > 5*time.Minute {
+				t.Fatal("the agent did not sync in 5 minutes")
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		time.Sleep(100 * time.Millisecond)
+		took, cpu := time.Since(start), procCPU(t, ag.pid)
+		rss, hwm := procMem(t, ag.pid)
+		t.Logf("agent process %v: synced in %v (from its start) with %.2f s CPU; VmRSS %.1f MiB after sync, peak (VmHWM) %.1f MiB, %s",
+			env, took.Round(time.Millisecond), cpu.Seconds(), rss, hwm, ag.heap(t))
+		agents = append(agents, ag)
 	}
-	agSync := time.Since(agStart)
-	agSyncCPU := procCPU(t, ag.pid)
-	agRSS, agHWM := procMem(t, ag.pid)
-	t.Logf("agent process: synced in %v (from its start) with %.2f s CPU; VmRSS %.1f MiB after sync, peak (VmHWM) %.1f MiB, %s; with metadata off: VmRSS %.1f MiB, %s",
-		agSync.Round(time.Millisecond), agSyncCPU.Seconds(), agRSS, agHWM, ag.heap(t), offRSS, offHeap)
 
 	// Lookups: every Service by ClusterIP, a sample of endpoints.
 	start = time.Now()
@@ -166,7 +170,10 @@ func TestScaleAPI(t *testing.T) {
 	// Churn: flip one endpoint's readiness per change, round robin over the
 	// slices; the store must show the last state of each changed slice.
 	cpu0 := procCPU(t, 0)
-	agCPU0 := procCPU(t, ag.pid)
+	agCPU0 := make([]time.Duration, len(agents))
+	for i, ag := range agents {
+		agCPU0[i] = procCPU(t, ag.pid)
+	}
 	tick := time.NewTicker(time.Second / time.Duration(churnRate))
 	defer tick.Stop()
 	var changes atomic.Int64
@@ -211,22 +218,29 @@ func TestScaleAPI(t *testing.T) {
 	}
 	churned := apiserverMetrics(ctx, t, client)
 	cpu := procCPU(t, 0) - cpu0
-	agCPU := procCPU(t, ag.pid) - agCPU0
+	agCPU := make([]time.Duration, len(agents))
+	for i, ag := range agents {
+		agCPU[i] = procCPU(t, ag.pid) - agCPU0[i]
+	}
 	t.Logf("churn: %d endpoint changes in %v (%.0f/s); store caught up %v after the last; test process CPU %.2f s (%.1f%% of one core)",
 		changes.Load(), sent.Round(time.Millisecond), float64(changes.Load())/sent.Seconds(), time.Since(lag).Round(time.Millisecond),
 		cpu.Seconds(), 100*cpu.Seconds()/sent.Seconds())
 	t.Logf("during the churn: %s", churned.delta(synced))
 	t.Logf("after the churn: metadata heap %.1f MiB, process RSS %.1f MiB", float64(heapInuse()-heap0)/(1<<20), rssMiB(t))
-	// The agent saw the churn through its own watches.
-	for !ag.sawChurn(t, last, perSlice) {
-		if time.Since(lag) > 2*time.Minute {
-			t.Fatal("the agent's metrics do not show the churn's changes")
+	// The agents saw the churn through their own watches.
+	for _, ag := range agents {
+		for !ag.sawChurn(t, last, perSlice) {
+			if time.Since(lag) > 2*time.Minute {
+				t.Fatalf("agent %v: its metrics do not show the churn's changes", ag.env)
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
-		time.Sleep(200 * time.Millisecond)
 	}
-	agRSS, agHWM = procMem(t, ag.pid)
-	t.Logf("agent process during the churn: %.2f s CPU (%.1f%% of one core); VmRSS %.1f MiB after, peak (VmHWM) %.1f MiB, %s",
-		agCPU.Seconds(), 100*agCPU.Seconds()/sent.Seconds(), agRSS, agHWM, ag.heap(t))
+	for i, ag := range agents {
+		rss, hwm := procMem(t, ag.pid)
+		t.Logf("agent process %v during the churn: %.2f s CPU (%.1f%% of one core); VmRSS %.1f MiB after, peak (VmHWM) %.1f MiB, %s",
+			ag.env, agCPU[i].Seconds(), 100*agCPU[i].Seconds()/sent.Seconds(), rss, hwm, ag.heap(t))
+	}
 }
 
 // TestSyncedMeansApplied: a store reports itself synced only once its
@@ -455,6 +469,7 @@ func procCPU(t *testing.T, pid int) time.Duration {
 
 // agentProc is a layerscope agent process the test started.
 type agentProc struct {
+	env  []string // added to the environment
 	pid  int
 	url  string
 	done chan error
@@ -462,9 +477,10 @@ type agentProc struct {
 }
 
 // startAgent runs the agent binary bin in the network namespace netns with
-// args added, serving /metrics on a free port of 127.0.0.1, and waits for
-// its /readyz; the process is stopped when the test ends.
-func startAgent(ctx context.Context, t *testing.T, bin, netns string, args ...string) *agentProc {
+// args and the environment variables env added, serving /metrics on a
+// free port of 127.0.0.1, and waits for its /readyz; the process is
+// stopped when the test ends.
+func startAgent(ctx context.Context, t *testing.T, bin, netns string, env []string, args ...string) *agentProc {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -473,12 +489,13 @@ func startAgent(ctx context.Context, t *testing.T, bin, netns string, args ...st
 	addr := ln.Addr().String()
 	_ = ln.Close()
 	cmd := exec.CommandContext(ctx, bin, append([]string{"agent", "--netns", netns, "--node-name", lab.Node1, "--metrics-addr", addr}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	var logs strings.Builder
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	a := &agentProc{pid: cmd.Process.Pid, url: "http://" + addr, done: make(chan error, 1), cmd: cmd}
+	a := &agentProc{env: env, pid: cmd.Process.Pid, url: "http://" + addr, done: make(chan error, 1), cmd: cmd}
 	go func() { a.done <- cmd.Wait() }()
 	t.Cleanup(func() {
 		a.stop(t)
