@@ -852,6 +852,16 @@ func BenchmarkLookupsAtScale(b *testing.B) {
 			b.Fatalf("%d backends", len(dst))
 		}
 	})
+	// Not a lookup: the ready endpoint count of every Service, which each
+	// scrape of the kube metrics reads.
+	b.Run("EndpointsOfAllServices", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if n := len(s.Endpoints()); n != len(vips) {
+				b.Fatalf("%d Services", n)
+			}
+		}
+	})
 	b.Run("ParallelEndpointByBackend", func(b *testing.B) {
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
