@@ -63,9 +63,8 @@
 // in one string). The store indexes those very objects (one copy, shared
 // with the informer cache): by pod IP, by Service address and port or
 // NodePort, by endpoint address (a 4-byte key for IPv4) and by Service for
-// its slices. Lists and watches are read as protobuf. TestScaleAPI
-// measures it against the lab's API server, BenchmarkLookupsAtScale the
-// lookups (bench/README.md). The reflectors
+// its slices. TestScaleAPI measures it against the lab's API server,
+// BenchmarkLookupsAtScale the lookups (bench/README.md). The reflectors
 // are client-go's: watches ask for bookmarks, so a reconnecting watch
 // resumes from its last resource version instead of relisting, and
 // relists after errors back off with jitter.

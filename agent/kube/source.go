@@ -153,11 +153,6 @@ func Open(cfg Config) (*Source, error) {
 			return s, nil
 		}
 		rc.UserAgent = "layerscope-agent"
-		// Protobuf, as the kubelet and kube-proxy read: the initial lists
-		// and every watch event decode with a fraction of JSON's CPU and
-		// garbage. The types the agent watches all have it.
-		rc.ContentType = runtime.ContentTypeProtobuf
-		rc.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
 		rc.Wrap(s.wrapTransport)
 		if cfg.Node == "" {
 			s.log.Warn("no node name (--node-name, $NODE_NAME): watching the pods of every node")
