@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
@@ -52,42 +53,8 @@ func TestScaleAPI(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	l, client := newScaleLab(ctx, t)
-	const ns = "scale"
-	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-
-	// Services without a selector, their EndpointSlices written here (the
-	// controller leaves slices managed by others alone); pods on node-1
-	// with their IPs set through the status subresource.
 	start := time.Now()
-	clusterIPs := make([]netip.Addr, services)
-	parallel(t, services, func(i int) error {
-		name := fmt.Sprintf("svc-%05d", i)
-		sv, err := client.CoreV1().Services(ns).Create(ctx, &corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{Name: name},
-			Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Protocol: corev1.ProtocolTCP, Port: 80}}},
-		}, metav1.CreateOptions{})
-		if err != nil {
-			return err
-		}
-		clusterIPs[i] = netip.MustParseAddr(sv.Spec.ClusterIP)
-		_, err = client.DiscoveryV1().EndpointSlices(ns).Create(ctx, slice(name, i, perSlice, -1), metav1.CreateOptions{})
-		return err
-	})
-	parallel(t, 110, func(i int) error {
-		p, err := client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("local-%03d", i)},
-			Spec:       corev1.PodSpec{NodeName: lab.Node1, Containers: []corev1.Container{{Name: "c", Image: "none"}}},
-		}, metav1.CreateOptions{})
-		if err != nil {
-			return err
-		}
-		ip := fmt.Sprintf("10.250.0.%d", 10+i)
-		p.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}}
-		_, err = client.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{})
-		return err
-	})
+	clusterIPs := populate(ctx, t, client, services, perSlice, 110)
 	t.Logf("created %d Services, %d endpoints in EndpointSlices, 110 pods on %s in %v",
 		services, services*perSlice, lab.Node1, time.Since(start).Round(time.Millisecond))
 
@@ -255,28 +222,7 @@ func TestSyncedMeansApplied(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	l, client := newScaleLab(ctx, t)
-	const ns = "scale"
-	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	parallel(t, services, func(i int) error {
-		name := fmt.Sprintf("svc-%05d", i)
-		if _, err := client.CoreV1().Services(ns).Create(ctx, &corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{Name: name},
-			Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Protocol: corev1.ProtocolTCP, Port: 80}}},
-		}, metav1.CreateOptions{}); err != nil {
-			return err
-		}
-		_, err := client.DiscoveryV1().EndpointSlices(ns).Create(ctx, slice(name, i, 15, -1), metav1.CreateOptions{})
-		return err
-	})
-	parallel(t, pods, func(i int) error {
-		_, err := client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("local-%03d", i)},
-			Spec:       corev1.PodSpec{NodeName: lab.Node1, Containers: []corev1.Container{{Name: "c", Image: "none"}}},
-		}, metav1.CreateOptions{})
-		return err
-	})
+	populate(ctx, t, client, services, 15, pods)
 	kc, err := l.Kubeconfig()
 	if err != nil {
 		t.Fatal(err)
@@ -327,6 +273,50 @@ func TestSyncedMeansApplied(t *testing.T) {
 	if p, s, sl := held.Counts(); p < pods || s < services || sl < services {
 		t.Fatalf("synced with %d pods, %d Services, %d EndpointSlices; want %d, %d, %d", p, s, sl, pods, services, services)
 	}
+}
+
+// ns is the namespace of the scale tests' objects.
+const ns = "scale"
+
+// populate creates the namespace ns and in it, through client,
+// services Services without a selector with one EndpointSlice of
+// perSlice endpoints each, written here (the controller leaves slices
+// managed by others alone), and pods pods on node-1 with their IPs set
+// through the status subresource (10.250.0.10 on). It returns the
+// Services' ClusterIPs.
+func populate(ctx context.Context, t *testing.T, client kubernetes.Interface, services, perSlice, pods int) []netip.Addr {
+	t.Helper()
+	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	clusterIPs := make([]netip.Addr, services)
+	parallel(t, services, func(i int) error {
+		name := fmt.Sprintf("svc-%05d", i)
+		sv, err := client.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Protocol: corev1.ProtocolTCP, Port: 80}}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			return err
+		}
+		clusterIPs[i] = netip.MustParseAddr(sv.Spec.ClusterIP)
+		_, err = client.DiscoveryV1().EndpointSlices(ns).Create(ctx, slice(name, i, perSlice, -1), metav1.CreateOptions{})
+		return err
+	})
+	parallel(t, pods, func(i int) error {
+		p, err := client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("local-%03d", i)},
+			Spec:       corev1.PodSpec{NodeName: lab.Node1, Containers: []corev1.Container{{Name: "c", Image: "none"}}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			return err
+		}
+		ip := fmt.Sprintf("10.250.0.%d", 10+i)
+		p.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}}
+		_, err = client.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{})
+		return err
+	})
+	return clusterIPs
 }
 
 // newScaleLab starts the Kubernetes lab (removed when the test ends) and
@@ -469,7 +459,8 @@ func procCPU(t *testing.T, pid int) time.Duration {
 
 // agentProc is a layerscope agent process the test started.
 type agentProc struct {
-	env  []string // added to the environment
+	once sync.Once // stop
+	env  []string  // added to the environment
 	pid  int
 	url  string
 	done chan error
@@ -490,17 +481,23 @@ func startAgent(ctx context.Context, t *testing.T, bin, netns string, env []stri
 	_ = ln.Close()
 	cmd := exec.CommandContext(ctx, bin, append([]string{"agent", "--netns", netns, "--node-name", lab.Node1, "--metrics-addr", addr}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
-	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
+	logs, err := os.Create(filepath.Join(t.TempDir(), "agent.log"))
+	if err != nil {
 		t.Fatal(err)
 	}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	err = cmd.Start()
+	_ = logs.Close() // the agent has its own descriptor
+	if err != nil {
+		t.Fatal(err)
+	}
+	output := func() string { b, _ := os.ReadFile(logs.Name()); return string(b) }
 	a := &agentProc{env: env, pid: cmd.Process.Pid, url: "http://" + addr, done: make(chan error, 1), cmd: cmd}
 	go func() { a.done <- cmd.Wait() }()
 	t.Cleanup(func() {
 		a.stop(t)
 		if t.Failed() {
-			t.Logf("agent %v output:\n%s", args, logs.String())
+			t.Logf("agent %v output:\n%s", args, output())
 		}
 	})
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
@@ -512,8 +509,8 @@ func startAgent(ctx context.Context, t *testing.T, bin, netns string, env []stri
 		}
 		select {
 		case err := <-a.done:
-			a.done <- err
-			t.Fatalf("agent %v exited: %v\n%s", args, err, logs.String())
+			a.once.Do(func() {})
+			t.Fatalf("agent %v exited: %v\n%s", args, err, output())
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -522,20 +519,19 @@ func startAgent(ctx context.Context, t *testing.T, bin, netns string, env []stri
 	}
 }
 
-// stop ends the agent (SIGTERM, then SIGKILL after 10 s) and waits for it.
+// stop ends the agent (SIGTERM, then SIGKILL after 10 s) and waits for
+// it, once.
 func (a *agentProc) stop(t *testing.T) {
-	if a.cmd.ProcessState != nil {
-		return
-	}
-	_ = a.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-a.done:
-		a.done <- err
-	case <-time.After(10 * time.Second):
-		_ = a.cmd.Process.Kill()
-		t.Errorf("agent %d did not stop in 10 s", a.pid)
-		a.done <- <-a.done
-	}
+	a.once.Do(func() {
+		_ = a.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-a.done:
+		case <-time.After(10 * time.Second):
+			_ = a.cmd.Process.Kill()
+			t.Errorf("agent %d did not stop in 10 s", a.pid)
+			<-a.done
+		}
+	})
 }
 
 // scrape is the agent's /metrics.
@@ -681,21 +677,7 @@ func TestFiftyAgentsRequestRate(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	l, client := newScaleLab(ctx, t)
-	const ns = "scale"
-	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	parallel(t, services, func(i int) error {
-		name := fmt.Sprintf("svc-%05d", i)
-		if _, err := client.CoreV1().Services(ns).Create(ctx, &corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{Name: name},
-			Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Protocol: corev1.ProtocolTCP, Port: 80}}},
-		}, metav1.CreateOptions{}); err != nil {
-			return err
-		}
-		_, err := client.DiscoveryV1().EndpointSlices(ns).Create(ctx, slice(name, i, perSlice, -1), metav1.CreateOptions{})
-		return err
-	})
+	populate(ctx, t, client, services, perSlice, 0)
 	kc, err := l.Kubeconfig()
 	if err != nil {
 		t.Fatal(err)
