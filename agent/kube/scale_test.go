@@ -119,6 +119,8 @@ func TestScaleAPI(t *testing.T) {
 			env, took.Round(time.Millisecond), cpu.Seconds(), rss, hwm, ag.heap(t))
 		agents = append(agents, ag)
 	}
+	agentsSynced := apiserverMetrics(ctx, t, client)
+	t.Logf("the agents' initial lists: %s", agentsSynced.delta(synced))
 
 	// Lookups: every Service by ClusterIP, a sample of endpoints.
 	start = time.Now()
@@ -192,7 +194,7 @@ func TestScaleAPI(t *testing.T) {
 	t.Logf("churn: %d endpoint changes in %v (%.0f/s); store caught up %v after the last; test process CPU %.2f s (%.1f%% of one core)",
 		changes.Load(), sent.Round(time.Millisecond), float64(changes.Load())/sent.Seconds(), time.Since(lag).Round(time.Millisecond),
 		cpu.Seconds(), 100*cpu.Seconds()/sent.Seconds())
-	t.Logf("during the churn: %s", churned.delta(synced))
+	t.Logf("during the churn: %s", churned.delta(agentsSynced))
 	t.Logf("after the churn: metadata heap %.1f MiB, process RSS %.1f MiB", float64(heapInuse()-heap0)/(1<<20), rssMiB(t))
 	// The agents saw the churn through their own watches.
 	for _, ag := range agents {
