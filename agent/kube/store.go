@@ -64,20 +64,24 @@ type wlKey struct{ ns, name string }
 // nsName is a namespaced object's key in the index.
 type nsName struct{ ns, name string }
 
-// svcRef is port port of a Service, by its NodePort when nodePort is set.
+// svcRef is port port of Service o, and the answer to a lookup of it: kept
+// whole in the map entry (a Service lookup is on every flow's path and
+// there are far fewer Service ports than endpoints), o to tell whose
+// entry it is.
 type svcRef struct {
-	o        *svcObj
-	port     int32
-	nodePort bool
+	v    Service
+	o    *svcObj
+	port int32
 }
 
-func (r svcRef) service() Service {
-	p := &r.o.ports[r.port]
-	v := Service{Namespace: r.o.Namespace, Name: r.o.Name, Port: p.port, PortName: p.name.Value()}
-	if r.nodePort {
-		v.Port = p.nodePort
+// ref is port i of o, by its NodePort when nodePort is set.
+func (o *svcObj) ref(i int, nodePort bool) svcRef {
+	p := &o.ports[i]
+	r := svcRef{v: Service{Namespace: o.Namespace, Name: o.Name, Port: p.port, PortName: p.name.Value()}, o: o, port: int32(i)}
+	if nodePort {
+		r.v.Port = p.nodePort
 	}
-	return v
+	return r
 }
 
 // epRef is endpoint address i of a slice.
@@ -270,7 +274,7 @@ func (s *Store) Service(ap netip.AddrPort, proto uint8) (Service, bool) {
 	if !ok {
 		return Service{}, false
 	}
-	return r.service(), true
+	return r.v, true
 }
 
 func (s *Store) serviceLocked(ap netip.AddrPort, proto uint8) (svcRef, bool) {
@@ -479,10 +483,10 @@ func (s *Store) setService(o *svcObj) {
 	}
 	for i, p := range o.ports {
 		for _, a := range o.addrs {
-			s.ix.byAddr[svcKey{a, p.port, p.proto}] = svcRef{o: o, port: int32(i)}
+			s.ix.byAddr[svcKey{a, p.port, p.proto}] = o.ref(i, false)
 		}
 		if p.nodePort > 0 {
-			s.ix.byNode[portKey{p.nodePort, p.proto}] = svcRef{o: o, port: int32(i), nodePort: true}
+			s.ix.byNode[portKey{p.nodePort, p.proto}] = o.ref(i, true)
 		}
 	}
 	s.ix.services[key] = o
