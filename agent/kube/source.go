@@ -224,9 +224,8 @@ var errNotSynced = errors.New("no complete copy of pods, services and endpointsl
 // Watch starts shared informers of client for the pods of store's node,
 // Services and EndpointSlices, writing store, and returns at once. The
 // store reports itself synced once the objects of every informer's
-// initial list have been applied to it. onError,
-// when not nil, receives the informers' list and watch errors (nil when a
-// list succeeds again).
+// initial list have been applied to it. onError, when not nil, receives
+// the informers' list and watch errors (nil when a list succeeds again).
 //
 // client-go's own logging (klog) is discarded: the errors that matter
 // reach onError.

@@ -17,11 +17,10 @@ import (
 // Watch starts shared informers of client for every NetworkPolicy,
 // Namespace and Pod, writing store, and returns at once. The store reports
 // itself synced once the objects of every informer's initial list have
-// been applied to it. onPolicyError, when not
-// nil, receives each policy the store leaves out (it does not compile);
-// onError, when not nil, the informers' list and watch errors (nil when
-// the informers have synced). client-go's own logging is discarded
-// (informer.Quiet).
+// been applied to it. onPolicyError, when not nil, receives each policy
+// the store leaves out (it does not compile); onError, when not nil, the
+// informers' list and watch errors (nil when the informers have synced).
+// client-go's own logging is discarded (informer.Quiet).
 func Watch(ctx context.Context, client kubernetes.Interface, store *Store, resync time.Duration,
 	onError func(error), onPolicyError func(*networkingv1.NetworkPolicy, error)) {
 	informer.Quiet()
