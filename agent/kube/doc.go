@@ -46,20 +46,25 @@
 //
 // # Concurrency and cost
 //
-// Lookups (Pod, Service, Endpoint, IsEndpoint) take the store's read lock
-// for a map probe or two and do not allocate; the returned values hold
-// strings shared with the store. Informer handlers take the write lock per
-// object.
+// Lookups (Pod, Service, Endpoint, IsEndpoint, Backends) take the
+// store's read lock for a map probe or two and do not allocate (Backends
+// only to grow the slice it is given); the returned values hold strings
+// shared with the store. Informer handlers take the write lock per object.
 //
 // Every Service and EndpointSlice of the cluster is watched (a client's
-// connection may go to any of them), and the memory is kept proportional
-// to what the lookups need rather than to the objects: informer
-// transforms trim pods, Services and EndpointSlices to the fields the
-// store indexes before the informer caches them (no ports of slices, hints,
-// zones, labels other than the Service name, managed fields or
-// annotations), and the store indexes compact entries: per Service address
-// and port the name, per endpoint address its slice endpoints. TestScaleAPI
-// measures it against the lab's API server (bench/README.md). The reflectors
+// connection may go to any of them), so the memory is kept proportional to
+// what the lookups read rather than to the API objects: compact indexes
+// instead of objects. The informers' transforms convert each pod, Service
+// and EndpointSlice into a small object of this package (compact.go) before
+// the informer caches it: a pod's IPs, node and workload; a Service's
+// addresses and ports (name, port, NodePort, protocol); a slice's Service,
+// ports and, per endpoint address, the pod, node and readiness, in about
+// 50 bytes (node and port names interned, a slice's pod names end to end
+// in one string). The store indexes those very objects (one copy, shared
+// with the informer cache): by pod IP, by Service address and port or
+// NodePort, by endpoint address (a 4-byte key for IPv4) and by Service for
+// its slices. TestScaleAPI measures it against the lab's API server,
+// BenchmarkLookupsAtScale the lookups (bench/README.md). The reflectors
 // are client-go's: watches ask for bookmarks, so a reconnecting watch
 // resumes from its last resource version instead of relisting, and
 // relists after errors back off with jitter.

@@ -9,8 +9,6 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -141,6 +139,10 @@ func Open(cfg Config) (*Source, error) {
 		}
 		s.file = &fileState{content: b, objs: objs}
 	case ModeAPI:
+		// client-go logs through klog from here on; Quiet first, so that
+		// its logger is set before any read (another source may be
+		// starting its informers meanwhile).
+		informer.Quiet()
 		var rc *rest.Config
 		if cfg.Kubeconfig != "" {
 			if rc, err = clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig); err != nil {
@@ -221,9 +223,9 @@ var errNotSynced = errors.New("no complete copy of pods, services and endpointsl
 
 // Watch starts shared informers of client for the pods of store's node,
 // Services and EndpointSlices, writing store, and returns at once. The
-// store reports itself synced once every informer has listed. onError,
-// when not nil, receives the informers' list and watch errors (nil when a
-// list succeeds again).
+// store reports itself synced once the objects of every informer's
+// initial list have been applied to it. onError, when not nil, receives
+// the informers' list and watch errors (nil when a list succeeds again).
 //
 // client-go's own logging (klog) is discarded: the errors that matter
 // reach onError.
@@ -239,13 +241,17 @@ func Watch(ctx context.Context, client kubernetes.Interface, store *Store, resyn
 	pods := local.Core().V1().Pods().Informer()
 	svcs := all.Core().V1().Services().Informer()
 	slices := all.Discovery().V1().EndpointSlices().Informer()
-	_ = pods.SetTransform(trimPod)
-	_ = svcs.SetTransform(trimService)
-	_ = slices.SetTransform(trimSlice)
-	informer.Handle(pods, func(o *corev1.Pod) { store.SetPod(o) }, func(o *corev1.Pod) { store.DeletePod(o.Namespace, o.Name) })
-	informer.Handle(svcs, func(o *corev1.Service) { store.SetService(o) }, func(o *corev1.Service) { store.DeleteService(o.Namespace, o.Name) })
-	informer.Handle(slices, func(o *discoveryv1.EndpointSlice) { store.SetEndpointSlice(o) },
-		func(o *discoveryv1.EndpointSlice) { store.DeleteEndpointSlice(o.Namespace, o.Name) })
+	_ = pods.SetTransform(compactPodObj)
+	_ = svcs.SetTransform(compactServiceObj)
+	_ = slices.SetTransform(compactSliceObj)
+	// The store is complete once each handler was delivered its informer's
+	// initial list (the registrations' HasSynced), not merely once the
+	// informers' caches hold it.
+	synced := []cache.InformerSynced{
+		informer.Handle(pods, store.setPod, func(o *podObj) { store.DeletePod(o.Namespace, o.Name) }),
+		informer.Handle(svcs, store.setService, func(o *svcObj) { store.DeleteService(o.Namespace, o.Name) }),
+		informer.Handle(slices, store.setSlice, func(o *sliceObj) { store.DeleteEndpointSlice(o.Namespace, o.Name) }),
+	}
 	if onError != nil {
 		for _, inf := range []cache.SharedIndexInformer{pods, svcs, slices} {
 			_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) { onError(err) })
@@ -254,35 +260,13 @@ func Watch(ctx context.Context, client kubernetes.Interface, store *Store, resyn
 	local.Start(ctx.Done())
 	all.Start(ctx.Done())
 	go func() {
-		if cache.WaitForCacheSync(ctx.Done(), pods.HasSynced, svcs.HasSynced, slices.HasSynced) {
+		if cache.WaitForCacheSync(ctx.Done(), synced...) {
 			store.synced.Store(true)
 			if onError != nil {
 				onError(nil)
 			}
 		}
 	}()
-}
-
-// trimPod keeps of a pod what the store uses, so that the informer's
-// cache stays small.
-func trimPod(o any) (any, error) {
-	p, ok := o.(*corev1.Pod)
-	if !ok {
-		return o, nil
-	}
-	t := &corev1.Pod{
-		TypeMeta: p.TypeMeta,
-		ObjectMeta: metav1.ObjectMeta{
-			Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion,
-			OwnerReferences: p.OwnerReferences,
-		},
-		Spec:   corev1.PodSpec{NodeName: p.Spec.NodeName, HostNetwork: p.Spec.HostNetwork},
-		Status: corev1.PodStatus{Phase: p.Status.Phase, PodIP: p.Status.PodIP, PodIPs: p.Status.PodIPs},
-	}
-	if h, ok := p.Labels["pod-template-hash"]; ok {
-		t.Labels = map[string]string{"pod-template-hash": h}
-	}
-	return t, nil
 }
 
 // onWatchError logs the first error of a failure streak and the recovery.

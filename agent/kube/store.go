@@ -61,61 +61,110 @@ type portKey struct {
 
 type wlKey struct{ ns, name string }
 
-type podEntry struct {
-	info Pod
-	ips  []netip.Addr
+// nsName is a namespaced object's key in the index.
+type nsName struct{ ns, name string }
+
+// svcRef is port port of Service o, and the answer to a lookup of it: kept
+// whole in the map entry (a Service lookup is on every flow's path and
+// there are far fewer Service ports than endpoints), o to tell whose
+// entry it is.
+type svcRef struct {
+	v    Service
+	o    *svcObj
+	port int32
 }
 
-type svcEntry struct {
-	keys      []svcKey
-	nodePorts []portKey
-	selector  bool // the Service selects pods (its EndpointSlices are managed)
+// ref is port i of o, by its NodePort when nodePort is set.
+func (o *svcObj) ref(i int, nodePort bool) svcRef {
+	p := &o.ports[i]
+	r := svcRef{v: Service{Namespace: o.Namespace, Name: o.Name, Port: p.port, PortName: p.name.Value()}, o: o, port: int32(i)}
+	if nodePort {
+		r.v.Port = p.nodePort
+	}
+	return r
 }
 
-type sliceEntry struct {
-	ns, service string
-	eps         []sliceEndpoint
-	ports       []slicePort
+// epRef is endpoint address i of a slice.
+type epRef struct {
+	o *sliceObj
+	i int32
 }
 
-type slicePort struct {
-	name  string
-	port  uint16
-	proto uint8
+func (r epRef) endpoint() Endpoint {
+	e := &r.o.eps[r.i]
+	return Endpoint{Namespace: r.o.Namespace, Service: r.o.service, Pod: r.o.pod(e), Node: e.node.Value(), Ready: e.ready}
 }
 
-type sliceEndpoint struct {
-	addr netip.Addr
-	ep   Endpoint
-}
-
-// index holds the lookup maps. It is guarded by Store.mu: informer
-// handlers write under the write lock, lookups read under the read lock.
+// index holds the lookup maps over the compact objects the informer
+// caches hold (compact.go). It is guarded by Store.mu: informer handlers
+// write under the write lock, lookups read under the read lock.
 type index struct {
-	pods     map[string]*podEntry // namespace/name
-	byIP     map[netip.Addr]*podEntry
-	wl       map[wlKey]int        // pods per workload
-	services map[string]*svcEntry // namespace/name
-	byAddr   map[svcKey]Service
-	byNode   map[portKey]Service
-	slices   map[string]*sliceEntry // namespace/name of the slice
-	// backends lists the slice endpoints of each address: usually one, so
-	// a slice rather than a map per address (150,000 endpoints in a large
-	// cluster).
-	backends map[netip.Addr][]sliceRef
+	pods     map[nsName]*podObj
+	byIP     map[netip.Addr]*podObj
+	wl       map[wlKey]int // pods per workload
+	services map[nsName]*svcObj
+	byAddr   map[svcKey]svcRef
+	byNode   map[portKey]svcRef
+	slices   map[nsName]*sliceObj
+	// bySvc lists the slices of each Service (namespace, Service name).
+	bySvc map[nsName][]*sliceObj
+	// backends is the first slice endpoint listing each address; more
+	// the others of the addresses listed more than once (an address
+	// usually is in one slice: 150,000 endpoints in a large cluster cost
+	// one map entry each).
+	backends addrMap[epRef]
+	more     map[netip.Addr][]epRef
 }
 
-// sliceRef is an endpoint of the EndpointSlice namespace/name slice.
-type sliceRef struct {
-	slice string
-	ep    Endpoint
+// addrMap is a map by address whose IPv4 keys take 4 bytes rather than a
+// netip.Addr's 24.
+type addrMap[V any] struct {
+	v4 map[uint32]V
+	v6 map[netip.Addr]V
 }
+
+func newAddrMap[V any]() addrMap[V] {
+	return addrMap[V]{v4: map[uint32]V{}, v6: map[netip.Addr]V{}}
+}
+
+func v4key(a netip.Addr) uint32 {
+	b := a.As4()
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
+
+func (m addrMap[V]) get(a netip.Addr) (V, bool) {
+	if a.Is4() {
+		v, ok := m.v4[v4key(a)]
+		return v, ok
+	}
+	v, ok := m.v6[a]
+	return v, ok
+}
+
+func (m addrMap[V]) set(a netip.Addr, v V) {
+	if a.Is4() {
+		m.v4[v4key(a)] = v
+	} else {
+		m.v6[a] = v
+	}
+}
+
+func (m addrMap[V]) delete(a netip.Addr) {
+	if a.Is4() {
+		delete(m.v4, v4key(a))
+	} else {
+		delete(m.v6, a)
+	}
+}
+
+func (m addrMap[V]) len() int { return len(m.v4) + len(m.v6) }
 
 func newIndex() index {
 	return index{
-		pods: map[string]*podEntry{}, byIP: map[netip.Addr]*podEntry{}, wl: map[wlKey]int{},
-		services: map[string]*svcEntry{}, byAddr: map[svcKey]Service{}, byNode: map[portKey]Service{},
-		slices: map[string]*sliceEntry{}, backends: map[netip.Addr][]sliceRef{},
+		pods: map[nsName]*podObj{}, byIP: map[netip.Addr]*podObj{}, wl: map[wlKey]int{},
+		services: map[nsName]*svcObj{}, byAddr: map[svcKey]svcRef{}, byNode: map[portKey]svcRef{},
+		slices: map[nsName]*sliceObj{}, bySvc: map[nsName][]*sliceObj{},
+		backends: newAddrMap[epRef](), more: map[netip.Addr][]epRef{},
 	}
 }
 
@@ -175,7 +224,7 @@ func (s *Store) Pod(addr netip.Addr) (Pod, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if p := s.ix.byIP[addr.Unmap()]; p != nil {
-		return p.info, true
+		return Pod{Namespace: p.Namespace, Name: p.Name, Node: p.node, WorkloadKind: p.workloadKind, Workload: p.workload}, true
 	}
 	return Pod{}, false
 }
@@ -197,7 +246,7 @@ func (s *Store) HasPod(namespace, name string) bool {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	_, ok := s.ix.pods[namespace+"/"+name]
+	_, ok := s.ix.pods[nsName{namespace, name}]
 	return ok
 }
 
@@ -221,33 +270,42 @@ func (s *Store) Service(ap netip.AddrPort, proto uint8) (Service, bool) {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if v, ok := s.ix.byAddr[svcKey{ap.Addr().Unmap(), ap.Port(), proto}]; ok {
-		return v, true
+	r, ok := s.serviceLocked(ap, proto)
+	if !ok {
+		return Service{}, false
 	}
-	v, ok := s.ix.byNode[portKey{ap.Port(), proto}]
-	return v, ok
+	return r.v, true
+}
+
+func (s *Store) serviceLocked(ap netip.AddrPort, proto uint8) (svcRef, bool) {
+	if r, ok := s.ix.byAddr[svcKey{ap.Addr().Unmap(), ap.Port(), proto}]; ok {
+		return r, true
+	}
+	r, ok := s.ix.byNode[portKey{ap.Port(), proto}]
+	return r, ok
 }
 
 // Backends appends to dst the ready endpoints, with their target port,
 // of the Service port a client reached at ap over proto (see Service):
 // where the kernel may DNAT the connection. It allocates only to grow dst.
 func (s *Store) Backends(ap netip.AddrPort, proto uint8, dst []netip.AddrPort) []netip.AddrPort {
-	v, ok := s.Service(ap, proto)
-	if !ok {
+	if s == nil {
 		return dst
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	for _, e := range s.ix.slices {
-		if e.ns != v.Namespace || e.service != v.Name {
-			continue
-		}
-		for _, p := range e.ports {
-			if p.name != v.PortName || p.proto != proto || p.port == 0 {
+	r, ok := s.serviceLocked(ap, proto)
+	if !ok {
+		return dst
+	}
+	name := r.o.ports[r.port].name
+	for _, sl := range s.ix.bySvc[nsName{r.o.Namespace, r.o.Name}] {
+		for _, p := range sl.ports {
+			if p.name != name || p.proto != proto || p.port == 0 {
 				continue
 			}
-			for _, ep := range e.eps {
-				if ep.ep.Ready {
+			for i := range sl.eps {
+				if ep := &sl.eps[i]; ep.ready {
 					dst = append(dst, netip.AddrPortFrom(ep.addr, p.port))
 				}
 			}
@@ -264,8 +322,8 @@ func (s *Store) Endpoint(addr netip.Addr) (Endpoint, bool) {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if refs := s.ix.backends[addr.Unmap()]; len(refs) > 0 {
-		return refs[0].ep, true
+	if r, ok := s.ix.backends.get(addr.Unmap()); ok {
+		return r.endpoint(), true
 	}
 	return Endpoint{}, false
 }
@@ -276,10 +334,19 @@ func (s *Store) IsEndpoint(namespace, service string, addr netip.Addr) bool {
 	if s == nil {
 		return false
 	}
+	addr = addr.Unmap()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	for _, r := range s.ix.backends[addr.Unmap()] {
-		if e := r.ep; e.Service == service && e.Namespace == namespace {
+	of := func(r epRef) bool { return r.o.service == service && r.o.Namespace == namespace }
+	r, ok := s.ix.backends.get(addr)
+	if !ok {
+		return false
+	}
+	if of(r) {
+		return true
+	}
+	for _, r := range s.ix.more[addr] {
+		if of(r) {
 			return true
 		}
 	}
@@ -296,30 +363,30 @@ func (s *Store) Endpoints() []ServiceEndpoints {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	ready := map[string]map[string]struct{}{}
-	for _, sl := range s.ix.slices {
-		k := sl.ns + "/" + sl.service
-		for _, e := range sl.eps {
-			if !e.ep.Ready {
-				continue
-			}
-			id := e.ep.Pod
-			if id == "" {
-				id = e.addr.String()
-			}
-			if ready[k] == nil {
-				ready[k] = map[string]struct{}{}
-			}
-			ready[k][id] = struct{}{}
-		}
+	// An endpoint is its pod, or its address when it names none.
+	type id struct {
+		pod  string
+		addr netip.Addr
 	}
+	seen := map[id]struct{}{}
 	out := make([]ServiceEndpoints, 0, len(s.ix.services))
 	for k, sv := range s.ix.services {
-		if !sv.selector && ready[k] == nil {
+		clear(seen)
+		for _, sl := range s.ix.bySvc[k] {
+			for i := range sl.eps {
+				if e := &sl.eps[i]; e.ready {
+					if pod := sl.pod(e); pod != "" {
+						seen[id{pod: pod}] = struct{}{}
+					} else {
+						seen[id{addr: e.addr}] = struct{}{}
+					}
+				}
+			}
+		}
+		if !sv.selector && len(seen) == 0 {
 			continue // endpoints managed by hand, or none at all by design
 		}
-		ns, name := splitKey(k)
-		out = append(out, ServiceEndpoints{Namespace: ns, Name: name, Ready: len(ready[k])})
+		out = append(out, ServiceEndpoints{Namespace: k.ns, Name: k.name, Ready: len(seen)})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Namespace != out[j].Namespace {
@@ -340,15 +407,6 @@ func (s *Store) Counts() (pods, services, slices int) {
 	return len(s.ix.pods), len(s.ix.services), len(s.ix.slices)
 }
 
-func splitKey(k string) (string, string) {
-	for i := 0; i < len(k); i++ {
-		if k[i] == '/' {
-			return k[:i], k[i+1:]
-		}
-	}
-	return "", k
-}
-
 func protoNumber(p corev1.Protocol) uint8 {
 	switch p {
 	case corev1.ProtocolUDP:
@@ -362,58 +420,46 @@ func protoNumber(p corev1.Protocol) uint8 {
 // SetPod adds or replaces a pod. Pods that hold no IP of their own (host
 // network) or that finished (Succeeded, Failed: their IPs are free for
 // others) are removed.
-func (s *Store) SetPod(p *corev1.Pod) {
-	key := p.Namespace + "/" + p.Name
+func (s *Store) SetPod(p *corev1.Pod) { s.setPod(compactPod(p)) }
+
+func (s *Store) setPod(o *podObj) {
+	key := nsName{o.Namespace, o.Name}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.ix.pods[key] == o {
+		return // a resync: the informer delivers the object it holds again
+	}
 	defer s.gen.Add(1)
 	s.deletePodLocked(key)
-	if p.Spec.HostNetwork || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+	if o.gone {
 		return
 	}
-	kind, wl := workloadOf(p)
-	e := &podEntry{info: Pod{Namespace: p.Namespace, Name: p.Name, Node: p.Spec.NodeName, WorkloadKind: kind, Workload: wl}}
-	addIP := func(ip string) {
-		a, err := netip.ParseAddr(ip)
-		if err != nil {
-			return
-		}
-		a = a.Unmap()
-		for _, x := range e.ips {
-			if x == a {
-				return
-			}
-		}
-		e.ips = append(e.ips, a)
-		s.ix.byIP[a] = e
+	for _, a := range o.ips {
+		s.ix.byIP[a] = o
 	}
-	addIP(p.Status.PodIP)
-	for _, ip := range p.Status.PodIPs {
-		addIP(ip.IP)
-	}
-	s.ix.pods[key] = e
-	s.ix.wl[wlKey{p.Namespace, wl}]++
+	s.ix.pods[key] = o
+	s.ix.wl[wlKey{o.Namespace, o.workload}]++
 }
 
 // DeletePod removes the pod namespace/name.
 func (s *Store) DeletePod(namespace, name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.deletePodLocked(namespace + "/" + name)
+	s.deletePodLocked(nsName{namespace, name})
 	s.gen.Add(1)
 }
 
-func (s *Store) deletePodLocked(key string) {
-	e := s.ix.pods[key]
-	if e == nil {
+func (s *Store) deletePodLocked(key nsName) {
+	o := s.ix.pods[key]
+	if o == nil {
 		return
 	}
-	for _, a := range e.ips {
-		if s.ix.byIP[a] == e { // not taken over by a newer pod
+	for _, a := range o.ips {
+		if s.ix.byIP[a] == o { // not taken over by a newer pod
 			delete(s.ix.byIP, a)
 		}
 	}
-	k := wlKey{e.info.Namespace, e.info.Workload}
+	k := wlKey{o.Namespace, o.workload}
 	if s.ix.wl[k]--; s.ix.wl[k] <= 0 {
 		delete(s.ix.wl, k)
 	}
@@ -421,80 +467,52 @@ func (s *Store) deletePodLocked(key string) {
 }
 
 // SetService adds or replaces a Service.
-func (s *Store) SetService(v *corev1.Service) {
-	key := v.Namespace + "/" + v.Name
+func (s *Store) SetService(v *corev1.Service) { s.setService(compactService(v)) }
+
+func (s *Store) setService(o *svcObj) {
+	key := nsName{o.Namespace, o.Name}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	defer s.gen.Add(1)
-	s.deleteServiceLocked(key)
-	if v.Spec.Type == corev1.ServiceTypeExternalName {
+	if s.ix.services[key] == o {
 		return
 	}
-	e := &svcEntry{selector: len(v.Spec.Selector) > 0}
-	var addrs []netip.Addr
-	add := func(ip string) {
-		if a, err := netip.ParseAddr(ip); err == nil {
-			addrs = append(addrs, a.Unmap())
+	defer s.gen.Add(1)
+	s.deleteServiceLocked(key)
+	if o.externalName {
+		return
+	}
+	for i, p := range o.ports {
+		for _, a := range o.addrs {
+			s.ix.byAddr[svcKey{a, p.port, p.proto}] = o.ref(i, false)
+		}
+		if p.nodePort > 0 {
+			s.ix.byNode[portKey{p.nodePort, p.proto}] = o.ref(i, true)
 		}
 	}
-	add(v.Spec.ClusterIP)
-	for _, ip := range v.Spec.ClusterIPs {
-		add(ip)
-	}
-	for _, ip := range v.Spec.ExternalIPs {
-		add(ip)
-	}
-	for _, in := range v.Status.LoadBalancer.Ingress {
-		add(in.IP)
-	}
-	for _, p := range v.Spec.Ports {
-		proto := protoNumber(p.Protocol)
-		for _, a := range addrs {
-			k := svcKey{a, uint16(p.Port), proto}
-			if !containsKey(e.keys, k) {
-				e.keys = append(e.keys, k)
-			}
-			s.ix.byAddr[k] = Service{Namespace: v.Namespace, Name: v.Name, Port: uint16(p.Port), PortName: p.Name}
-		}
-		if p.NodePort > 0 {
-			k := portKey{uint16(p.NodePort), proto}
-			e.nodePorts = append(e.nodePorts, k)
-			s.ix.byNode[k] = Service{Namespace: v.Namespace, Name: v.Name, Port: uint16(p.NodePort), PortName: p.Name}
-		}
-	}
-	s.ix.services[key] = e
-}
-
-func containsKey(ks []svcKey, k svcKey) bool {
-	for _, x := range ks {
-		if x == k {
-			return true
-		}
-	}
-	return false
+	s.ix.services[key] = o
 }
 
 // DeleteService removes the Service namespace/name.
 func (s *Store) DeleteService(namespace, name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.deleteServiceLocked(namespace + "/" + name)
+	s.deleteServiceLocked(nsName{namespace, name})
 	s.gen.Add(1)
 }
 
-func (s *Store) deleteServiceLocked(key string) {
-	e := s.ix.services[key]
-	if e == nil {
+func (s *Store) deleteServiceLocked(key nsName) {
+	o := s.ix.services[key]
+	if o == nil {
 		return
 	}
-	ns, name := splitKey(key)
-	for _, k := range e.keys {
-		if v, ok := s.ix.byAddr[k]; ok && v.Namespace == ns && v.Name == name {
-			delete(s.ix.byAddr, k)
+	for _, p := range o.ports {
+		for _, a := range o.addrs {
+			k := svcKey{a, p.port, p.proto}
+			if r, ok := s.ix.byAddr[k]; ok && r.o == o { // not taken over by another Service
+				delete(s.ix.byAddr, k)
+			}
 		}
-	}
-	for _, k := range e.nodePorts {
-		if v, ok := s.ix.byNode[k]; ok && v.Namespace == ns && v.Name == name {
+		if k := (portKey{p.nodePort, p.proto}); p.nodePort > 0 && s.ix.byNode[k].o == o {
 			delete(s.ix.byNode, k)
 		}
 	}
@@ -503,72 +521,69 @@ func (s *Store) deleteServiceLocked(key string) {
 
 // SetEndpointSlice adds or replaces an EndpointSlice. Slices without the
 // kubernetes.io/service-name label belong to no Service and are ignored.
-func (s *Store) SetEndpointSlice(sl *discoveryv1.EndpointSlice) {
-	key := sl.Namespace + "/" + sl.Name
+func (s *Store) SetEndpointSlice(sl *discoveryv1.EndpointSlice) { s.setSlice(compactSlice(sl)) }
+
+func (s *Store) setSlice(o *sliceObj) {
+	key := nsName{o.Namespace, o.Name}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	defer s.gen.Add(1)
-	s.deleteSliceLocked(key)
-	svc := sl.Labels[discoveryv1.LabelServiceName]
-	if svc == "" {
+	if s.ix.slices[key] == o {
 		return
 	}
-	e := &sliceEntry{ns: sl.Namespace, service: svc}
-	for _, p := range sl.Ports {
-		sp := slicePort{proto: protoNumber(corev1.ProtocolTCP)}
-		if p.Name != nil {
-			sp.name = *p.Name
-		}
-		if p.Port != nil && *p.Port > 0 && *p.Port <= 65535 {
-			sp.port = uint16(*p.Port)
-		}
-		if p.Protocol != nil {
-			sp.proto = protoNumber(*p.Protocol)
-		}
-		e.ports = append(e.ports, sp)
+	defer s.gen.Add(1)
+	s.deleteSliceLocked(key)
+	if o.service == "" {
+		return
 	}
-	for i := range sl.Endpoints {
-		ep := &sl.Endpoints[i]
-		info := Endpoint{Namespace: sl.Namespace, Service: svc, Ready: ep.Conditions.Ready == nil || *ep.Conditions.Ready}
-		if ep.TargetRef != nil && ep.TargetRef.Kind == "Pod" {
-			info.Pod = ep.TargetRef.Name
-		}
-		if ep.NodeName != nil {
-			info.Node = *ep.NodeName
-		}
-		for _, a := range ep.Addresses {
-			addr, err := netip.ParseAddr(a)
-			if err != nil {
-				continue
-			}
-			addr = addr.Unmap()
-			e.eps = append(e.eps, sliceEndpoint{addr, info})
-			s.ix.backends[addr] = append(s.ix.backends[addr], sliceRef{key, info})
+	for i := range o.eps {
+		a, r := o.eps[i].addr, epRef{o, int32(i)}
+		if _, ok := s.ix.backends.get(a); ok {
+			s.ix.more[a] = append(s.ix.more[a], r)
+		} else {
+			s.ix.backends.set(a, r)
 		}
 	}
-	s.ix.slices[key] = e
+	svc := nsName{o.Namespace, o.service}
+	s.ix.bySvc[svc] = append(s.ix.bySvc[svc], o)
+	s.ix.slices[key] = o
 }
 
 // DeleteEndpointSlice removes the EndpointSlice namespace/name.
 func (s *Store) DeleteEndpointSlice(namespace, name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.deleteSliceLocked(namespace + "/" + name)
+	s.deleteSliceLocked(nsName{namespace, name})
 	s.gen.Add(1)
 }
 
-func (s *Store) deleteSliceLocked(key string) {
-	e := s.ix.slices[key]
-	if e == nil {
+func (s *Store) deleteSliceLocked(key nsName) {
+	o := s.ix.slices[key]
+	if o == nil {
 		return
 	}
-	for _, ep := range e.eps {
-		refs := slices.DeleteFunc(s.ix.backends[ep.addr], func(r sliceRef) bool { return r.slice == key })
-		if len(refs) == 0 {
-			delete(s.ix.backends, ep.addr)
-		} else {
-			s.ix.backends[ep.addr] = refs
+	of := func(r epRef) bool { return r.o == o }
+	for i := range o.eps {
+		a := o.eps[i].addr
+		more := slices.DeleteFunc(s.ix.more[a], of)
+		if r, _ := s.ix.backends.get(a); of(r) {
+			if len(more) > 0 {
+				s.ix.backends.set(a, more[0])
+				more = slices.Delete(more, 0, 1)
+			} else {
+				s.ix.backends.delete(a)
+			}
 		}
+		if len(more) == 0 {
+			delete(s.ix.more, a)
+		} else {
+			s.ix.more[a] = more
+		}
+	}
+	svc := nsName{o.Namespace, o.service}
+	if rest := slices.DeleteFunc(s.ix.bySvc[svc], func(x *sliceObj) bool { return x == o }); len(rest) > 0 {
+		s.ix.bySvc[svc] = rest
+	} else {
+		delete(s.ix.bySvc, svc)
 	}
 	delete(s.ix.slices, key)
 }

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -569,12 +571,14 @@ func TestForbiddenLoggedOnce(t *testing.T) {
 func TestLookupsDoNotAllocate(t *testing.T) {
 	s := benchStore()
 	ap := netip.AddrPortFrom(vip, 8080)
+	dst := make([]netip.AddrPort, 0, 8)
 	n := testing.AllocsPerRun(1000, func() {
 		s.Pod(ipA)
 		s.LocalPod(ipA)
 		s.Service(ap, 6)
 		s.Endpoint(ipC)
 		s.IsEndpoint("default", "my-service", ipC)
+		dst = s.Backends(ap, 6, dst[:0])
 	})
 	if n != 0 {
 		t.Errorf("%v allocations per lookup round, want 0", n)
@@ -647,5 +651,255 @@ func TestBackends(t *testing.T) {
 	}
 	if got := s.Backends(netip.AddrPortFrom(ipA, 8080), 6, nil); len(got) != 0 {
 		t.Errorf("not a service: %v", got)
+	}
+}
+
+// TestAddressInSeveralSlices: an address listed by the slices of two
+// Services is an endpoint of both; removing or changing either slice
+// leaves the other's entry.
+func TestAddressInSeveralSlices(t *testing.T) {
+	s := NewStore(ModeAPI, "")
+	s.SetEndpointSlice(slice("default", "a-1", "a", ep{ipA.String(), "pod-a", "n1", true}))
+	s.SetEndpointSlice(slice("default", "b-1", "b", ep{ipA.String(), "pod-a", "n1", false}, ep{ipB.String(), "pod-b", "n1", true}))
+	s.SetEndpointSlice(slice("other", "a-1", "a", ep{ipA.String(), "pod-a", "n1", true}))
+	for _, svc := range []string{"default/a", "default/b", "other/a"} {
+		ns, name, _ := strings.Cut(svc, "/")
+		if !s.IsEndpoint(ns, name, ipA) {
+			t.Errorf("%s not an endpoint of %s", ipA, svc)
+		}
+	}
+	if e, ok := s.Endpoint(ipA); !ok || e.Service != "a" || e.Namespace != "default" || !e.Ready || e.Node != "n1" || e.Pod != "pod-a" {
+		t.Errorf("Endpoint(%s) = %+v, %v; want the first slice's", ipA, e, ok)
+	}
+	s.DeleteEndpointSlice("default", "a-1")
+	if s.IsEndpoint("default", "a", ipA) || !s.IsEndpoint("default", "b", ipA) || !s.IsEndpoint("other", "a", ipA) {
+		t.Error("deleting default/a-1 did not leave exactly the other two")
+	}
+	if e, ok := s.Endpoint(ipA); !ok || e.Service != "b" || e.Ready {
+		t.Errorf("Endpoint(%s) = %+v, %v; want b's (not ready)", ipA, e, ok)
+	}
+	// b's slice no longer lists ipA: other/a's entry remains.
+	s.SetEndpointSlice(slice("default", "b-1", "b", ep{ipB.String(), "pod-b", "n1", true}))
+	if e, ok := s.Endpoint(ipA); !ok || e.Namespace != "other" || s.IsEndpoint("default", "b", ipA) {
+		t.Errorf("Endpoint(%s) = %+v, %v; want other/a's only", ipA, e, ok)
+	}
+	s.DeleteEndpointSlice("other", "a-1")
+	if _, ok := s.Endpoint(ipA); ok {
+		t.Errorf("%s still an endpoint with no slice listing it", ipA)
+	}
+	if !s.IsEndpoint("default", "b", ipB) {
+		t.Errorf("%s lost", ipB)
+	}
+	if len(s.ix.more) != 0 || s.ix.backends.len() != 1 || len(s.ix.bySvc) != 1 {
+		t.Errorf("index left with %d extra refs, %d addresses, %d Services' slices; want 0, 1, 1", len(s.ix.more), s.ix.backends.len(), len(s.ix.bySvc))
+	}
+}
+
+// TestServiceAddressTakenOver: when a second Service claims an address
+// and port, deleting the first leaves the second's.
+func TestServiceAddressTakenOver(t *testing.T) {
+	s := NewStore(ModeAPI, "")
+	s.SetService(service("default", "old", vip.String(), 30080))
+	s.SetService(service("default", "new", vip.String(), 30080))
+	s.DeleteService("default", "old")
+	for _, ap := range []string{"10.96.0.42:8080", "192.0.2.1:30080"} {
+		if sv, ok := s.Service(netip.MustParseAddrPort(ap), 6); !ok || sv.Name != "new" || sv.PortName != "http" {
+			t.Errorf("Service(%s) = %+v, %v; want new's http port", ap, sv, ok)
+		}
+	}
+	if sv, ok := s.Service(netip.MustParseAddrPort("192.0.2.1:30080"), 6); sv.Port != 30080 || !ok {
+		t.Errorf("by NodePort: port %d, want the NodePort", sv.Port)
+	}
+}
+
+// TestResyncKeepsIndex: the informers' resyncs deliver the objects they
+// hold again; the store keeps its entries and generation.
+func TestResyncKeepsIndex(t *testing.T) {
+	s := NewStore(ModeAPI, "")
+	o := compactSlice(slice("default", "a-1", "a", ep{ipA.String(), "pod-a", "n1", true}))
+	s.setSlice(o)
+	g := s.Generation()
+	s.setSlice(o)
+	if s.Generation() != g {
+		t.Error("a resync changed the generation")
+	}
+	s.setSlice(compactSlice(slice("default", "a-1", "a", ep{ipA.String(), "pod-a", "n1", false})))
+	if s.Generation() == g {
+		t.Error("a change kept the generation")
+	}
+	if e, ok := s.Endpoint(ipA); !ok || e.Ready {
+		t.Errorf("Endpoint(%s) = %+v, %v after the change", ipA, e, ok)
+	}
+}
+
+// TestCompactObjectsCopy: the compact objects are runtime.Objects whose
+// deep copies share nothing writable with the original.
+func TestCompactObjectsCopy(t *testing.T) {
+	sl := compactSlice(slice("default", "a-1", "a", ep{ipA.String(), "pod-a", "n1", true}))
+	c := sl.DeepCopyObject().(*sliceObj)
+	c.eps[0].ready = false
+	c.Name = "x"
+	if !sl.eps[0].ready || sl.Name != "a-1" {
+		t.Error("the slice's copy shares its endpoints or metadata")
+	}
+	sv := compactService(service("default", "s", vip.String(), 0))
+	if c := sv.DeepCopyObject().(*svcObj); len(c.ports) != 2 || c.addrs[0] != vip {
+		t.Errorf("Service copy %+v", c)
+	} else if c.ports[0].port = 1; sv.ports[0].port != 8080 {
+		t.Error("the Service's copy shares its ports")
+	}
+	p := compactPod(pod("default", "p", node1, ipA.String(), owner("StatefulSet", "web")))
+	if c := p.DeepCopyObject().(*podObj); c.workload != "web" || c.ips[0] != ipA {
+		t.Errorf("pod copy %+v", c)
+	} else if c.ips[0] = ipB; p.ips[0] != ipA {
+		t.Error("the pod's copy shares its IPs")
+	}
+	for _, o := range []runtime.Object{sl, sv, p} {
+		if m, err := meta.Accessor(o); err != nil || m.GetNamespace() != "default" {
+			t.Errorf("%T: accessor %v, %v", o, m, err)
+		}
+	}
+}
+
+// scaleStore is a store filled the way TestScaleAPI fills the lab's API
+// server: services Services with one port each and a slice of perSlice
+// endpoints (on 5,000 nodes), and 110 pods on node-1.
+func scaleStore(services, perSlice int) (*Store, []netip.Addr, []netip.Addr, []netip.Addr) {
+	s := NewStore(ModeAPI, node1)
+	var vips, backends, pods []netip.Addr
+	for i := range services {
+		name := fmt.Sprintf("svc-%05d", i)
+		v := netip.AddrFrom4([4]byte{10, 96, byte(i >> 8), byte(i)})
+		vips = append(vips, v)
+		s.SetService(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "scale", Name: name},
+			Spec: corev1.ServiceSpec{ClusterIP: v.String(), ClusterIPs: []string{v.String()},
+				Ports: []corev1.ServicePort{{Protocol: corev1.ProtocolTCP, Port: 80}}}})
+		sl := &discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Namespace: "scale", Name: name, Labels: map[string]string{discoveryv1.LabelServiceName: name}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Ports:       []discoveryv1.EndpointPort{{Port: ptr(int32(8080)), Protocol: ptr(corev1.ProtocolTCP)}},
+		}
+		node := fmt.Sprintf("node-%04d", i%5000)
+		for j := range perSlice {
+			n := 10<<24 | 128<<16 + uint32(i*perSlice+j)
+			a := netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
+			backends = append(backends, a)
+			sl.Endpoints = append(sl.Endpoints, discoveryv1.Endpoint{Addresses: []string{a.String()},
+				Conditions: discoveryv1.EndpointConditions{Ready: ptr(true)}, NodeName: &node,
+				TargetRef: &corev1.ObjectReference{Kind: "Pod", Name: fmt.Sprintf("%s-%02d", name, j)}})
+		}
+		s.SetEndpointSlice(sl)
+	}
+	for i := range 110 {
+		a := netip.AddrFrom4([4]byte{10, 250, 0, byte(10 + i)})
+		pods = append(pods, a)
+		s.SetPod(pod("scale", fmt.Sprintf("local-%03d", i), node1, a.String(), owner("ReplicaSet", fmt.Sprintf("wl%02d-6d5f7b8c9d", i%22))))
+	}
+	return s, vips, backends, pods
+}
+
+// BenchmarkLookupsAtScale: the lookups of the record path in a store
+// holding TestScaleAPI's full scale (10,000 Services, 150,000 endpoints,
+// 110 local pods), each round over different keys; it logs the Go heap
+// the store holds.
+func BenchmarkLookupsAtScale(b *testing.B) {
+	heap0 := heapInuse()
+	s, vips, backends, pods := scaleStore(10000, 15)
+	b.Logf("the store holds %.1f MiB of heap", float64(heapInuse()-heap0)/(1<<20))
+	bench := func(name string, fn func(i int)) {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				fn(i)
+				i++
+			}
+		})
+	}
+	bench("ServiceByClusterIP", func(i int) {
+		if _, ok := s.Service(netip.AddrPortFrom(vips[i%len(vips)], 80), 6); !ok {
+			b.Fatal("miss")
+		}
+	})
+	bench("ServiceMiss", func(i int) {
+		if _, ok := s.Service(netip.AddrPortFrom(backends[i%len(backends)], 8080), 6); ok {
+			b.Fatal("hit")
+		}
+	})
+	bench("PodByIP", func(i int) {
+		if _, ok := s.Pod(pods[i%len(pods)]); !ok {
+			b.Fatal("miss")
+		}
+	})
+	bench("EndpointByBackend", func(i int) {
+		if _, ok := s.Endpoint(backends[i%len(backends)]); !ok {
+			b.Fatal("miss")
+		}
+	})
+	names := make([]string, len(vips))
+	for i := range names {
+		names[i] = fmt.Sprintf("svc-%05d", i)
+	}
+	bench("IsEndpoint", func(i int) {
+		k := i % len(backends)
+		if !s.IsEndpoint("scale", names[k/15], backends[k]) {
+			b.Fatal("miss")
+		}
+	})
+	dst := make([]netip.AddrPort, 0, 16)
+	bench("BackendsOfService", func(i int) {
+		if dst = s.Backends(netip.AddrPortFrom(vips[i%len(vips)], 80), 6, dst[:0]); len(dst) != 15 {
+			b.Fatalf("%d backends", len(dst))
+		}
+	})
+	// Not a lookup: the ready endpoint count of every Service, which each
+	// scrape of the kube metrics reads.
+	b.Run("EndpointsOfAllServices", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if n := len(s.Endpoints()); n != len(vips) {
+				b.Fatalf("%d Services", n)
+			}
+		}
+	})
+	b.Run("ParallelEndpointByBackend", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for i := 0; pb.Next(); i++ {
+				s.Endpoint(backends[i%len(backends)])
+			}
+		})
+	})
+}
+
+func heapInuse() int64 {
+	goruntime.GC()
+	var m goruntime.MemStats
+	goruntime.ReadMemStats(&m)
+	return int64(m.HeapInuse)
+}
+
+// TestIPv6Endpoints: IPv6 endpoints are found by their address, IPv4 ones
+// also by the IPv4-mapped form.
+func TestIPv6Endpoints(t *testing.T) {
+	s := NewStore(ModeAPI, "")
+	s.SetService(service("default", "web", vip.String(), 0))
+	v6 := netip.MustParseAddr("fd00:10:244::5")
+	sl := slice("default", "web-v6", "web", ep{v6.String(), "pod-a", "n1", true})
+	sl.AddressType = discoveryv1.AddressTypeIPv6
+	s.SetEndpointSlice(sl)
+	s.SetEndpointSlice(slice("default", "web-v4", "web", ep{ipA.String(), "pod-a", "n1", true}))
+	if e, ok := s.Endpoint(v6); !ok || e.Pod != "pod-a" || !s.IsEndpoint("default", "web", v6) {
+		t.Errorf("Endpoint(%s) = %+v, %v", v6, e, ok)
+	}
+	if _, ok := s.Endpoint(netip.AddrFrom16(ipA.As16())); !ok {
+		t.Errorf("%s not found by its IPv4-mapped form", ipA)
+	}
+	if got := s.Endpoints(); len(got) != 1 || got[0].Ready != 1 {
+		t.Errorf("Endpoints() = %+v, want web with 1 (one pod in two slices)", got)
+	}
+	s.DeleteEndpointSlice("default", "web-v6")
+	if _, ok := s.Endpoint(v6); ok {
+		t.Errorf("%s outlived its slice", v6)
 	}
 }

@@ -16,11 +16,11 @@ import (
 
 // Watch starts shared informers of client for every NetworkPolicy,
 // Namespace and Pod, writing store, and returns at once. The store reports
-// itself synced once every informer has listed. onPolicyError, when not
-// nil, receives each policy the store leaves out (it does not compile);
-// onError, when not nil, the informers' list and watch errors (nil when
-// the informers have synced). client-go's own logging is discarded
-// (informer.Quiet).
+// itself synced once the objects of every informer's initial list have
+// been applied to it. onPolicyError, when not nil, receives each policy
+// the store leaves out (it does not compile); onError, when not nil, the
+// informers' list and watch errors (nil when the informers have synced).
+// client-go's own logging is discarded (informer.Quiet).
 func Watch(ctx context.Context, client kubernetes.Interface, store *Store, resync time.Duration,
 	onError func(error), onPolicyError func(*networkingv1.NetworkPolicy, error)) {
 	informer.Quiet()
@@ -31,13 +31,13 @@ func Watch(ctx context.Context, client kubernetes.Interface, store *Store, resyn
 	_ = pols.SetTransform(informer.TrimMeta)
 	_ = nss.SetTransform(informer.TrimMeta)
 	_ = pods.SetTransform(trimPod)
-	informer.Handle(pols, func(o *networkingv1.NetworkPolicy) {
+	polsSynced := informer.Handle(pols, func(o *networkingv1.NetworkPolicy) {
 		if err := store.SetPolicy(o); err != nil && onPolicyError != nil {
 			onPolicyError(o, err)
 		}
 	}, func(o *networkingv1.NetworkPolicy) { store.DeletePolicy(o.Namespace, o.Name) })
-	informer.Handle(nss, store.SetNamespace, func(o *corev1.Namespace) { store.DeleteNamespace(o.Name) })
-	informer.Handle(pods, store.SetPod, func(o *corev1.Pod) { store.DeletePod(o.Namespace, o.Name) })
+	nssSynced := informer.Handle(nss, store.SetNamespace, func(o *corev1.Namespace) { store.DeleteNamespace(o.Name) })
+	podsSynced := informer.Handle(pods, store.SetPod, func(o *corev1.Pod) { store.DeletePod(o.Namespace, o.Name) })
 	if onError != nil {
 		for _, inf := range []cache.SharedIndexInformer{pols, nss, pods} {
 			_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) { onError(err) })
@@ -45,7 +45,7 @@ func Watch(ctx context.Context, client kubernetes.Interface, store *Store, resyn
 	}
 	f.Start(ctx.Done())
 	go func() {
-		if cache.WaitForCacheSync(ctx.Done(), pols.HasSynced, nss.HasSynced, pods.HasSynced) {
+		if cache.WaitForCacheSync(ctx.Done(), polsSynced, nssSynced, podsSynced) {
 			store.MarkSynced()
 			if onError != nil {
 				onError(nil)

@@ -16,9 +16,12 @@ import (
 
 // Handle registers typed add/update/delete handlers on inf: set receives
 // added and updated objects, del deleted ones (also when the informer
-// only knows the final state of a deleted object).
-func Handle[T any](inf cache.SharedIndexInformer, set func(*T), del func(*T)) {
-	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+// only knows the final state of a deleted object). The function returned
+// reports whether set has been called with every object of the informer's
+// initial list (the informer's own HasSynced only says that its cache
+// holds them: the handlers run after, on their own goroutine).
+func Handle[T any](inf cache.SharedIndexInformer, set func(*T), del func(*T)) cache.InformerSynced {
+	reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(o any) {
 			if v, ok := o.(*T); ok {
 				set(v)
@@ -38,6 +41,10 @@ func Handle[T any](inf cache.SharedIndexInformer, set func(*T), del func(*T)) {
 			}
 		},
 	})
+	if err != nil {
+		return func() bool { return false } // a stopped informer delivers nothing
+	}
+	return reg.HasSynced
 }
 
 // TrimMeta is an informer transform that drops the managed fields and
