@@ -594,3 +594,19 @@ func offloadProgram(flows, stats, config int, snapLen, first int, dnsPorts []uin
 	emit(asm.Mov.Imm(r0, int32(snapLen)), asm.Return())
 	return p
 }
+
+// ProgramStats returns the time the kernel spent running the filter and the
+// number of runs, as counted while run-time statistics are enabled
+// (BPF_ENABLE_STATS; they cost two clock reads per run).
+func (o *Offload) ProgramStats() (time.Duration, uint64, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return 0, 0, ErrClosed
+	}
+	st, err := o.prog.Stats()
+	if err != nil {
+		return 0, 0, err
+	}
+	return st.Runtime, st.RunCount, nil
+}
