@@ -3,11 +3,15 @@ package workers
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/layerscope/layerscope/agent/capture"
@@ -483,3 +488,122 @@ func TestOffloadMapFull(t *testing.T) {
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// TestOffloadFallback asks for the fast path where eBPF is not allowed (the
+// opening thread without CAP_BPF and CAP_SYS_ADMIN) and where a capture
+// filter is set: the ring captures every frame in user space, and the Set
+// logs why once and counts each such ring by reason.
+func TestOffloadFallback(t *testing.T) {
+	testns.RequireRoot(t)
+	a, b := quietPair(t)
+	idx := testns.VethPair(t, a, "a0", "10.78.0.1/24", b, "b0", "10.78.0.2/24")
+
+	// Open on a thread of its own, in a's namespace, with the two
+	// capabilities that allow bpf(2) dropped from its effective set
+	// (capabilities are per thread; the thread ends with the goroutine).
+	type opened struct {
+		r   *capture.Ring
+		err error
+	}
+	ch := make(chan opened, 1)
+	go func() {
+		runtime.LockOSThread() // not unlocked: the thread exits with the goroutine
+		nsFd, err := unix.Open("/run/netns/"+a.Name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			ch <- opened{err: err}
+			return
+		}
+		err = unix.Setns(nsFd, unix.CLONE_NEWNET)
+		unix.Close(nsFd)
+		if err != nil {
+			ch <- opened{err: err}
+			return
+		}
+		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+		var data [2]unix.CapUserData
+		if err := unix.Capget(&hdr, &data[0]); err != nil {
+			ch <- opened{err: err}
+			return
+		}
+		data[unix.CAP_SYS_ADMIN/32].Effective &^= 1 << (unix.CAP_SYS_ADMIN % 32)
+		data[unix.CAP_BPF/32].Effective &^= 1 << (unix.CAP_BPF % 32)
+		if err := unix.Capset(&hdr, &data[0]); err != nil {
+			ch <- opened{err: err}
+			return
+		}
+		r, err := capture.Open(idx, capture.Config{Offload: &capture.OffloadConfig{}})
+		ch <- opened{r: r, err: err}
+	}()
+	o := <-ch
+	if o.err != nil {
+		t.Fatal(o.err)
+	}
+	r := o.r
+	defer r.Close()
+	reason, err := r.OffloadFallback()
+	if r.Offload() != nil || reason != capture.OffloadReasonNotPermitted || err == nil {
+		t.Fatalf("without CAP_BPF: offload %v, reason %q (%v); want none, %q", r.Offload() != nil, reason, err, capture.OffloadReasonNotPermitted)
+	}
+	filtered, err := capture.Open(idx, capture.Config{NetNS: a.Enter, Offload: &capture.OffloadConfig{},
+		Filter: []bpf.RawInstruction{{Op: 0x06, K: 0xffff}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer filtered.Close()
+	if reason, _ := filtered.OffloadFallback(); filtered.Offload() != nil || reason != capture.OffloadReasonFilter {
+		t.Fatalf("with a capture filter: reason %q; want %q", reason, capture.OffloadReasonFilter)
+	}
+
+	var logs strings.Builder
+	var logMu sync.Mutex
+	c := &Set{cfg: Config{Capture: CaptureConfig{Offload: true}}, offFallbacks: map[string]uint64{},
+		log: slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	table, err := flowtable.New(&flowtable.Config{MaxEntries: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := pipeline.NewWorker(parser.Config{}, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := links.Link{Index: idx, Name: "a0", Role: flow.RolePod}
+	if off := c.offload(l, r, w); off != nil {
+		t.Fatal("a fast path for a ring without one")
+	}
+	c.offload(l, filtered, w)
+	c.offload(l, r, w) // the same reason again: counted, not logged at warning level
+	st := c.Offload()
+	if st.Fallbacks[capture.OffloadReasonNotPermitted] != 2 || st.Fallbacks[capture.OffloadReasonFilter] != 1 || st.Rings != 0 {
+		t.Errorf("fallbacks %v, rings %d; want not_permitted 2, capture_filter 1, no ring", st.Fallbacks, st.Rings)
+	}
+	logMu.Lock()
+	out := logs.String()
+	logMu.Unlock()
+	if n := strings.Count(out, "eBPF fast path not used"); n != 2 || !strings.Contains(out, "reason=not_permitted") || !strings.Contains(out, "reason=capture_filter") {
+		t.Errorf("want one warning per reason, got:\n%s", out)
+	}
+
+	// The ring without the fast path captures every frame.
+	tr := &traffic{t: t}
+	f := &truth{key: flow.Key{Src: mustAddr("10.88.0.2"), Dst: mustAddr("10.88.0.1"), SrcPort: 40000, DstPort: 8080, Proto: flow.ProtoTCP}}
+	tr.tcpFlow(f, 10)
+	var got atomic.Int64
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, func([]byte, *capture.Meta) { got.Add(1) }) }()
+	sendFrames(t, b, "b0", tr.frames)
+	waitUntil(t, "every frame in user space", 5*time.Second, func() bool { return got.Load() == int64(len(tr.frames)) })
+	cancel()
+	<-done
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
