@@ -20,6 +20,10 @@ type OffloadConfig struct {
 	// are always handed over (DNS over TCP); empty means 53 and 5353, as
 	// the decoders default to.
 	DNSPorts []uint16
+	// VXLANPorts are the UDP destination ports whose packets' inner
+	// frames the filter parses (VXLAN over IPv4); empty means 4789, as
+	// the decoders default to.
+	VXLANPorts []uint16
 }
 
 // Defaults of OffloadConfig.

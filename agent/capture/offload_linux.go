@@ -22,7 +22,8 @@ type offKey struct {
 	Ports    [4]byte // source port, destination port
 	Family   uint8   // 4 or 6
 	Out      uint8   // 1: PACKET_OUTGOING
-	Pad      [2]uint8
+	Encap    uint8   // flow.EncapVXLAN: the inner frame of a VXLAN packet
+	Pad      uint8
 }
 
 // offVal is the kernel map's value. Packets, Bytes, Push and Retrans only
@@ -111,7 +112,11 @@ func newOffload(cfg *OffloadConfig, snapLen int) (o *Offload, err error) {
 	if err := o.config.Put(uint32(0), o.maxLen); err != nil {
 		return nil, fmt.Errorf("config map: %w", err)
 	}
-	insns := offloadProgram(o.flows.FD(), o.stats.FD(), o.config.FD(), snapLen, first, dns)
+	vxlan := cfg.VXLANPorts
+	if len(vxlan) == 0 {
+		vxlan = []uint16{4789}
+	}
+	insns := offloadProgram(o.flows.FD(), o.stats.FD(), o.config.FD(), snapLen, first, dns, vxlan)
 	o.prog, err = ebpf.NewProgramWithOptions(&ebpf.ProgramSpec{Name: "ls_offload", Type: ebpf.SocketFilter, License: "Apache-2.0", Instructions: insns},
 		ebpf.ProgramOptions{LogDisabled: false})
 	if err != nil {
@@ -252,6 +257,7 @@ func (o *Offload) drain(fn func(*Drained), gone func(*flow.Key) bool) error {
 func (o *Offload) emit(d *Drained, k *offKey, v, sh *offVal, wall, mono int64, fn func(*Drained)) {
 	*d = Drained{Out: k.Out != 0}
 	d.Key = flowKey(k)
+	d.Encap = flow.Encap(k.Encap)
 	d.Packets = v.Packets - sh.Packets
 	d.Bytes = v.Bytes - sh.Bytes
 	d.Push = v.Push - sh.Push
@@ -347,9 +353,10 @@ func swap16(v uint16) int32 { return int32(v>>8 | v<<8&0xff00) }
 // offloadProgram builds the socket filter (see the package documentation).
 // It returns snapLen for a frame handed to user space and 0 for one it
 // counted. Every frame it cannot parse as Ethernet + IPv4 (no options, not a
-// fragment) or IPv6 (TCP right after the fixed header) + TCP is handed
-// over, as are those the decoders or the flow table need to see.
-func offloadProgram(flows, stats, config int, snapLen, first int, dnsPorts []uint16) asm.Instructions {
+// fragment) or IPv6 (TCP right after the fixed header) + TCP, directly or
+// in VXLAN over such IPv4 (UDP to one of vxlanPorts), is handed over, as
+// are those the decoders or the flow table need to see.
+func offloadProgram(flows, stats, config int, snapLen, first int, dnsPorts, vxlanPorts []uint16) asm.Instructions {
 	const (
 		r0, r1, r2, r3, r4, r5 = asm.R0, asm.R1, asm.R2, asm.R3, asm.R4, asm.R5
 		ctx, flen, tot, val    = asm.R6, asm.R7, asm.R8, asm.R9
@@ -378,8 +385,9 @@ func offloadProgram(flows, stats, config int, snapLen, first int, dnsPorts []uin
 		}
 	}
 	// tcp reads the TCP header at buffer offset t of an IP header of
-	// ipLen bytes (tot holds the IP total length).
-	tcp := func(t, ipLen int16) {
+	// ipLen bytes (tot holds the IP total length) in a frame that starts
+	// at base in the packet.
+	tcp := func(base, t, ipLen int16) {
 		b := int16(stBuf) + t
 		emit(
 			asm.LoadMem(r0, fp, b, asm.Word), asm.StoreMem(fp, stKey+32, r0, asm.Word),
@@ -394,9 +402,84 @@ func offloadProgram(flows, stats, config int, snapLen, first int, dnsPorts []uin
 			asm.Mov.Reg(r1, tot), asm.Sub.Imm(r1, int32(ipLen)),
 			asm.JGT.Reg(r0, r1, "pass"),
 			asm.Sub.Reg(r1, r0), asm.StoreMem(fp, scPLen, r1, asm.Word),
-			asm.Add.Imm(r0, 14+int32(ipLen)), asm.StoreMem(fp, scPOff, r0, asm.Word),
+			asm.Add.Imm(r0, int32(base)+14+int32(ipLen)), asm.StoreMem(fp, scPOff, r0, asm.Word),
 			asm.Ja.Label("common"),
 		)
+	}
+	// frame parses the Ethernet frame starting at base in the packet (0,
+	// or the inner frame of a VXLAN packet), its first 54 bytes loaded
+	// into the buffer, down to TCP.
+	var frame func(base int16)
+	frame = func(base int16) {
+		sfx := fmt.Sprint(base)
+		emit(
+			asm.LoadMem(r0, fp, stBuf+12, asm.Half),
+			asm.JEq.Imm(r0, swap16(unix.ETH_P_IP), "v4"+sfx),
+			asm.JEq.Imm(r0, swap16(unix.ETH_P_IPV6), "v6"+sfx),
+			asm.Ja.Label("pass"),
+		)
+		// IPv4 without options, not a fragment, carrying TCP (or, in
+		// the outer frame, UDP to a VXLAN port).
+		at("v4" + sfx)
+		emit(
+			asm.LoadMem(r0, fp, stBuf+14, asm.Byte), asm.JNE.Imm(r0, 0x45, "pass"),
+			asm.LoadMem(r0, fp, stBuf+20, asm.Half), asm.And.Imm(r0, swap16(0x3fff)), asm.JNE.Imm(r0, 0, "pass"),
+			asm.LoadMem(tot, fp, stBuf+16, asm.Half), asm.HostTo(asm.BE, tot, asm.Half),
+			asm.LoadMem(r0, fp, stBuf+23, asm.Byte),
+		)
+		if base == 0 && len(vxlanPorts) > 0 {
+			emit(asm.JEq.Imm(r0, unix.IPPROTO_UDP, "udp"))
+		}
+		emit(asm.JNE.Imm(r0, unix.IPPROTO_TCP, "pass"))
+		zero(stKey, offKeyLen)
+		emit(
+			asm.LoadMem(r0, fp, stBuf+26, asm.Word), asm.StoreMem(fp, stKey, r0, asm.Word),
+			asm.LoadMem(r0, fp, stBuf+30, asm.Word), asm.StoreMem(fp, stKey+16, r0, asm.Word),
+			asm.StoreImm(fp, stKey+36, 4, asm.Byte),
+		)
+		if base != 0 {
+			emit(asm.StoreImm(fp, stKey+38, int64(flow.EncapVXLAN), asm.Byte))
+		}
+		tcp(base, 34, 20)
+
+		// IPv6 with TCP right after the fixed header.
+		at("v6" + sfx)
+		emit(asm.JLT.Imm(flen, int32(base)+74, "pass"))
+		loadBytes(int32(base)+54, stBuf+54, 20)
+		emit(
+			asm.LoadMem(r0, fp, stBuf+14, asm.Byte), asm.And.Imm(r0, 0xf0), asm.JNE.Imm(r0, 0x60, "pass"),
+			asm.LoadMem(r0, fp, stBuf+20, asm.Byte), asm.JNE.Imm(r0, unix.IPPROTO_TCP, "pass"),
+			asm.LoadMem(tot, fp, stBuf+18, asm.Half), asm.HostTo(asm.BE, tot, asm.Half), asm.Add.Imm(tot, 40),
+		)
+		zero(stKey, offKeyLen)
+		for i := int16(0); i < 32; i += 4 {
+			emit(asm.LoadMem(r0, fp, stBuf+22+i, asm.Word), asm.StoreMem(fp, stKey+i, r0, asm.Word))
+		}
+		emit(asm.StoreImm(fp, stKey+36, 6, asm.Byte))
+		if base != 0 {
+			emit(asm.StoreImm(fp, stKey+38, int64(flow.EncapVXLAN), asm.Byte))
+		}
+		tcp(base, 54, 40)
+
+		if base != 0 || len(vxlanPorts) == 0 {
+			return
+		}
+		// UDP to a VXLAN port whose length fills the IPv4 packet: the
+		// inner frame, 50 bytes in, parsed as above.
+		at("udp")
+		emit(asm.LoadMem(r0, fp, stBuf+36, asm.Half))
+		for _, port := range vxlanPorts {
+			emit(asm.JEq.Imm(r0, swap16(port), "vxlan"))
+		}
+		emit(asm.Ja.Label("pass"))
+		at("vxlan")
+		emit(
+			asm.LoadMem(r0, fp, stBuf+38, asm.Half), asm.HostTo(asm.BE, r0, asm.Half), asm.Add.Imm(r0, 20),
+			asm.JNE.Reg(r0, tot, "pass"),
+			asm.JLT.Imm(flen, 50+54, "pass"),
+		)
+		loadBytes(50, stBuf, 54)
+		frame(50)
 	}
 
 	emit(
@@ -407,44 +490,7 @@ func offloadProgram(flows, stats, config int, snapLen, first int, dnsPorts []uin
 		asm.JLT.Imm(flen, 54, "pass"),
 	)
 	loadBytes(0, stBuf, 54)
-	emit(
-		asm.LoadMem(r0, fp, stBuf+12, asm.Half),
-		asm.JEq.Imm(r0, swap16(unix.ETH_P_IP), "v4"),
-		asm.JEq.Imm(r0, swap16(unix.ETH_P_IPV6), "v6"),
-		asm.Ja.Label("pass"),
-	)
-
-	// IPv4 without options, not a fragment, carrying TCP.
-	at("v4")
-	emit(
-		asm.LoadMem(r0, fp, stBuf+14, asm.Byte), asm.JNE.Imm(r0, 0x45, "pass"),
-		asm.LoadMem(r0, fp, stBuf+20, asm.Half), asm.And.Imm(r0, swap16(0x3fff)), asm.JNE.Imm(r0, 0, "pass"),
-		asm.LoadMem(r0, fp, stBuf+23, asm.Byte), asm.JNE.Imm(r0, unix.IPPROTO_TCP, "pass"),
-		asm.LoadMem(tot, fp, stBuf+16, asm.Half), asm.HostTo(asm.BE, tot, asm.Half),
-	)
-	zero(stKey, offKeyLen)
-	emit(
-		asm.LoadMem(r0, fp, stBuf+26, asm.Word), asm.StoreMem(fp, stKey, r0, asm.Word),
-		asm.LoadMem(r0, fp, stBuf+30, asm.Word), asm.StoreMem(fp, stKey+16, r0, asm.Word),
-		asm.StoreImm(fp, stKey+36, 4, asm.Byte),
-	)
-	tcp(34, 20)
-
-	// IPv6 with TCP right after the fixed header.
-	at("v6")
-	emit(asm.JLT.Imm(flen, 74, "pass"))
-	loadBytes(54, stBuf+54, 20)
-	emit(
-		asm.LoadMem(r0, fp, stBuf+14, asm.Byte), asm.And.Imm(r0, 0xf0), asm.JNE.Imm(r0, 0x60, "pass"),
-		asm.LoadMem(r0, fp, stBuf+20, asm.Byte), asm.JNE.Imm(r0, unix.IPPROTO_TCP, "pass"),
-		asm.LoadMem(tot, fp, stBuf+18, asm.Half), asm.HostTo(asm.BE, tot, asm.Half), asm.Add.Imm(tot, 40),
-	)
-	zero(stKey, offKeyLen)
-	for i := int16(0); i < 32; i += 4 {
-		emit(asm.LoadMem(r0, fp, stBuf+22+i, asm.Word), asm.StoreMem(fp, stKey+i, r0, asm.Word))
-	}
-	emit(asm.StoreImm(fp, stKey+36, 6, asm.Byte))
-	tcp(54, 40)
+	frame(0)
 
 	// The entry of the frame's flow direction: found, or new on the stack.
 	at("common")

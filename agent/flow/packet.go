@@ -75,7 +75,8 @@ type Packet struct {
 // to user space (see agent/capture's offload), merged into the flow table
 // (flowtable.Table.Merge) and the per-layer counters so that both stay
 // exact. Every such packet is an Ethernet/IPv4 or IPv6/TCP segment with
-// ACK set and no flag but PSH besides.
+// ACK set and no flag but PSH besides, or such a frame in VXLAN over
+// Ethernet/IPv4.
 type Counted struct {
 	// Key is the tuple as sent: Src is the sender.
 	Key Key
@@ -84,6 +85,9 @@ type Counted struct {
 	IfIndex int32
 	Role    Role
 	Dir     Direction
+	// Encap is the tunnel the frames were seen in (EncapVXLAN) or
+	// EncapNone; Key is the inner tuple then.
+	Encap Encap
 	// Packets and Bytes (wire length, Ethernet header included) counted;
 	// Push of them had PSH set.
 	Packets, Bytes, Push uint64

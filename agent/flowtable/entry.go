@@ -344,6 +344,9 @@ func (sh *shard) merge(e *entry, c *flow.Counted, rev bool) {
 	if h.dir[s] == flow.DirUnknown && c.Packets > 0 {
 		h.dir[s] = c.Dir
 	}
+	if c.Encap != flow.EncapNone && c.Packets > 0 {
+		h.encap = c.Encap
+	}
 	if e.k.proto() != flow.ProtoTCP {
 		return
 	}

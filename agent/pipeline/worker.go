@@ -118,10 +118,29 @@ func (w *Worker) SetBatch(n int) {
 // table counts the retransmissions of every other frame itself.
 func (w *Worker) SetFilterSeq(on bool) { w.filterSeq = on }
 
+// filterParses reports whether the capture's kernel filter parses the TCP
+// frame (decoded into s) down to its TCP header and so follows its flow's
+// sequence numbers: Ethernet without VLAN tags, IPv4 without options and
+// not fragmented or IPv6 without extension headers, directly or in VXLAN
+// over such IPv4 (the outer header checked in the frame itself).
+func filterParses(frame []byte, s *decoders.Summary, tun, fam int) bool {
+	if s.VLANTagged() || s.Layers&decoders.LayerFragment != 0 ||
+		!(fam == 0 && s.IP.HeaderLen == 20 || fam == 1 && s.IP.HeaderLen == 40) {
+		return false
+	}
+	switch flow.Encap(tun) {
+	case flow.EncapNone:
+		return true
+	case flow.EncapVXLAN:
+		return !s.Tunnel.OuterFragment && len(frame) > 14 && frame[12] == 0x08 && frame[13] == 0x00 && frame[14] == 0x45
+	}
+	return false
+}
+
 // Merge accounts what the source's kernel filter counted instead of
 // handing the frames over (see flow.Counted): to the per-layer counters
-// (frames, packets and bytes by role and direction, IP family, TCP and its
-// ACK and PSH flags) and to the flow table.
+// (frames, packets and bytes by role and direction, tunnel, IP family, TCP
+// and its ACK and PSH flags) and to the flow table.
 func (w *Worker) Merge(c *flow.Counted) {
 	if c.Packets > 0 {
 		cs := &w.c
@@ -144,6 +163,10 @@ func (w *Worker) Merge(c *flow.Counted) {
 		cs.TCP += c.Packets
 		cs.TCPFlags[4] += c.Packets // ACK
 		cs.TCPFlags[3] += c.Push    // PSH
+		if t := int(c.Encap); t > 0 && t < NumTunnels {
+			cs.Tunnel[t] += c.Packets
+			cs.TunnelBytes[t] += c.Bytes
+		}
 	}
 	if mt, ok := w.table.(mergeTable); ok {
 		mt.Merge(c)
@@ -281,8 +304,7 @@ func (w *Worker) Handle(frame []byte, m *Meta) {
 		p.Key.SrcPort, p.Key.DstPort = s.L4.SrcPort, s.L4.DstPort
 		p.TCPFlags = uint8(f)
 		p.Window, p.PayloadLen, p.Seq, p.Ack = s.L4.Window, s.L4.PayloadLen, s.L4.Seq, s.L4.Ack
-		p.FilterSeq = w.filterSeq && tun == 0 && !s.VLANTagged() && L&decoders.LayerFragment == 0 &&
-			(fam == 0 && s.IP.HeaderLen == 20 || fam == 1 && s.IP.HeaderLen == 40)
+		p.FilterSeq = w.filterSeq && filterParses(frame, s, tun, fam)
 	case L&decoders.LayerUDP != 0:
 		c.UDP++
 		p.Key.SrcPort, p.Key.DstPort = s.L4.SrcPort, s.L4.DstPort

@@ -171,7 +171,7 @@ func New(cfg Config) (*Set, error) {
 		snap := cc.SnapLen
 		var off *capture.OffloadConfig
 		if cc.Offload {
-			off = &capture.OffloadConfig{MaxFlows: cc.OffloadFlows, DNSPorts: cc.Decoders.DNSPorts}
+			off = &capture.OffloadConfig{MaxFlows: cc.OffloadFlows, DNSPorts: cc.Decoders.DNSPorts, VXLANPorts: cc.Decoders.VXLANPorts}
 		}
 		ring = func(l links.Link) capture.Config {
 			rc := attach.DefaultRing(l)
