@@ -55,6 +55,7 @@
 // direction's entry and OffloadConfig.FirstPackets after it (the
 // handshake's last ACK among them), SYN, FIN, RST, URG, ECE, CWR and NS,
 // segments without ACK, zero windows, segments to or from a DNS port,
+// frames whose headers do not fit in the snap length,
 // packets longer than the path MTU set with Offload.SetMaxLen (the pod
 // path checks), and payloads that may start an L7 message the decoders
 // read: shorter than 33 bytes, a TLS record header, or a space within the

@@ -562,6 +562,9 @@ func offloadProgram(flows, stats, config int, snapLen, first int, dnsPorts, vxla
 		asm.And.Imm(r1, tcpACK), asm.JEq.Imm(r1, 0, "pass"),
 		asm.LoadMem(r1, fp, scOff, asm.Byte), asm.And.Imm(r1, 1), asm.JNE.Imm(r1, 0, "pass"), // NS
 		asm.LoadMem(r1, fp, scWin, asm.Half), asm.JEq.Imm(r1, 0, "pass"), // zero window
+		// Headers longer than the snap length: the decoders count the
+		// frame as truncated.
+		asm.LoadMem(r1, fp, scPOff, asm.Word), asm.JGT.Imm(r1, int32(snapLen), "pass"),
 	)
 	for _, port := range dnsPorts {
 		emit(
