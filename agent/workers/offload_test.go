@@ -151,7 +151,11 @@ func (tr *traffic) tcpFlow(f *truth, data int) {
 		if i%3 == 0 {
 			flags = "PA"
 		}
-		c.send(0, flags, body)
+		payload := body
+		if i == data/3 {
+			payload = []byte(strings.Repeat("y", 1200)) // longer than the test's path MTU
+		}
+		c.send(0, flags, payload)
 		c.send(1, "A", nil)
 		if i == data/2 {
 			c.seg(0, "PA", body, 502, resend) // a retransmission
@@ -418,6 +422,15 @@ func TestOffloadGroundTruth(t *testing.T) {
 
 	def := startCapturer(t, a, idx, nil)
 	off := startCapturer(t, a, idx, &capture.OffloadConfig{})
+	// A path MTU below the long segments: the path checks count them as
+	// oversize, so the filter must hand them over.
+	const pathMTU = 1000
+	for _, c := range []*capturer{def, off} {
+		c.w.SetPath(pipeline.PathConfig{MTU: pathMTU, LinkMTU: 1500})
+	}
+	if err := off.off.SetMaxLen(pathMTU); err != nil {
+		t.Fatal(err)
+	}
 	sendFrames(t, b, "b0", tr.frames)
 	for _, c := range []*capturer{def, off} {
 		waitUntil(t, "every frame accounted", 10*time.Second, func() bool { return c.packets(tr) >= total })
@@ -459,6 +472,9 @@ func TestOffloadGroundTruth(t *testing.T) {
 		t.Errorf("flows: default %d, offload %d", len(dr), len(or))
 	}
 	dc, oc := def.counters(), off.counters()
+	if n := dc.Oversize[flow.RolePod][0] + dc.Oversize[flow.RolePod][1]; n != flows+4 {
+		t.Errorf("default mode: %d oversize packets; sent %d", n, flows+4)
+	}
 	if d := cmp.Diff(dc, oc); d != "" {
 		t.Errorf("per-layer counters differ (-default +offload):\n%s", d)
 	}
