@@ -197,12 +197,6 @@ func machineTimes(b *testing.B) (busy, softirq time.Duration) {
 	return time.Duration(all) * 10 * time.Millisecond, softirq
 }
 
-// machineBusy returns the CPU time all CPUs spent not idle (machineTimes).
-func machineBusy(b *testing.B) time.Duration {
-	busy, _ := machineTimes(b)
-	return busy
-}
-
 // reportMachine reports the machine's busy CPU per offered packet.
 func reportMachine(b *testing.B, busy time.Duration) {
 	b.ReportMetric(float64(busy.Nanoseconds())/float64(b.N), "machine-ns/pkt")
@@ -360,20 +354,6 @@ func liveAgent(b *testing.B, p *vethPair, cfg string, mode string, n int) liveRe
 	}
 	w.SetFilterSeq(off != nil)
 	var counted atomic.Int64
-	drain := func() {
-		if off == nil {
-			return
-		}
-		err := off.Drain(func(d *capture.Drained) {
-			d.IfIndex, d.Role = int32(p.dstIndex), flow.RolePod
-			w.Merge(&d.Counted)
-			counted.Add(int64(d.Packets))
-			seen.Add(int64(d.Packets))
-		}, func(k *flow.Key) bool { return !w.Tracks(k) })
-		if err != nil {
-			b.Errorf("drain: %v", err)
-		}
-	}
 	batch := mode == "batch"
 	if batch {
 		w.SetBatch(flowtable.MaxBatch)
@@ -401,17 +381,12 @@ func liveAgent(b *testing.B, p *vethPair, cfg string, mode string, n int) liveRe
 			}
 			seen.Add(1)
 		}
-		if off == nil {
-			_ = ring.Run(ctx, handle)
-			return
-		}
-		// As the agent's workers read a ring with the fast path: the
-		// kernel's counts drained at every PublishInterval.
-		for ctx.Err() == nil {
-			rctx, rcancel := context.WithTimeout(ctx, workers.PublishInterval)
-			_ = ring.Run(rctx, handle)
-			rcancel()
-			drain()
+		err := readRing(ctx, ring, off, w, p.dstIndex, flow.RolePod, handle, func(n uint64) {
+			counted.Add(int64(n))
+			seen.Add(int64(n))
+		})
+		if err != nil {
+			b.Errorf("drain: %v", err)
 		}
 	}()
 	tid := <-tidc
@@ -454,6 +429,32 @@ func liveAgent(b *testing.B, p *vethPair, cfg string, mode string, n int) liveRe
 	}
 	runtime.KeepAlive(w)
 	return r
+}
+
+// readRing reads r with handle until ctx is done, as the agent's workers
+// do: with a fast path (off), the kernel's counts are drained into w (and
+// its table) at every workers.PublishInterval, and counted is told how
+// many frames each drain brought.
+func readRing(ctx context.Context, r *capture.Ring, off *capture.Offload, w *pipeline.Worker, ifIndex int, role flow.Role,
+	handle capture.Handler, counted func(uint64)) error {
+	if off == nil {
+		_ = r.Run(ctx, handle)
+		return nil
+	}
+	for ctx.Err() == nil {
+		rctx, cancel := context.WithTimeout(ctx, workers.PublishInterval)
+		_ = r.Run(rctx, handle)
+		cancel()
+		err := off.Drain(func(d *capture.Drained) {
+			d.IfIndex, d.Role = int32(ifIndex), role
+			w.Merge(&d.Counted)
+			counted(d.Packets)
+		}, func(k *flow.Key) bool { return !w.Tracks(k) })
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // threadRuntime returns the time thread tid of this process has run on a

@@ -20,7 +20,6 @@ import (
 	"github.com/layerscope/layerscope/agent/flow"
 	"github.com/layerscope/layerscope/agent/flowtable"
 	"github.com/layerscope/layerscope/agent/pipeline"
-	"github.com/layerscope/layerscope/agent/workers"
 	"github.com/layerscope/layerscope/decoders"
 	"github.com/layerscope/layerscope/decoders/parser"
 	"github.com/layerscope/layerscope/internal/testns"
@@ -136,21 +135,10 @@ func liveMulti(b *testing.B, offload bool) {
 			seen.Add(1)
 		}
 		readers.Go(func() {
-			if off == nil {
-				_ = r.Run(ctx, handle)
-				return
-			}
-			for ctx.Err() == nil {
-				rctx, rcancel := context.WithTimeout(ctx, workers.PublishInterval)
-				_ = r.Run(rctx, handle)
-				rcancel()
-				_ = off.Drain(func(d *capture.Drained) {
-					d.IfIndex, d.Role = int32(l.index), l.role
-					w.Merge(&d.Counted)
-					seen.Add(int64(d.Packets))
-					counted.Add(int64(d.Packets))
-				}, func(k *flow.Key) bool { return !w.Tracks(k) })
-			}
+			_ = readRing(ctx, r, off, w, l.index, l.role, handle, func(n uint64) {
+				seen.Add(int64(n))
+				counted.Add(int64(n))
+			})
 		})
 	}
 	stats := func() (s capture.Stats) {

@@ -60,16 +60,15 @@ type Offload struct {
 	flows, stats, config *ebpf.Map
 	prog                 *ebpf.Program
 
-	mu      sync.Mutex // guards below and the maps' use
-	closed  bool
-	shadow  map[offKey]offVal
-	seen    map[offKey]uint32 // drain generation an entry was last listed in
-	gen     uint32
-	keys    []offKey
-	vals    []offVal
-	maxLen  uint32
-	st      OffloadStats
-	mapFull uint64 // last value read
+	mu     sync.Mutex // guards below and the maps' use
+	closed bool
+	shadow map[offKey]offVal
+	seen   map[offKey]uint32 // drain generation an entry was last listed in
+	gen    uint32
+	keys   []offKey
+	vals   []offVal
+	maxLen uint32
+	st     OffloadStats
 }
 
 // newOffload makes the maps and the program for a ring with snap length
