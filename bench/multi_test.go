@@ -42,16 +42,20 @@ const (
 // (cores), per packet, the ring drops, and the packets actually offered per
 // second (trafgen may fall short on a busy machine).
 //
-// Its sub-benchmarks are the agent's default path (full) and the path with
-// the eBPF fast path on every ring (offload): run them alternating with
-// -count.
+// Its sub-benchmarks are no capture (baseline), the agent's default path
+// (full) and the path with the eBPF fast path on every ring (offload): run
+// them alternating with -count.
 func BenchmarkLiveMulti(b *testing.B) {
-	for _, mode := range []string{"full", "offload"} {
-		b.Run(mode, func(b *testing.B) { liveMulti(b, mode == "offload") })
+	for _, mode := range []string{"baseline", "full", "offload"} {
+		b.Run(mode, func(b *testing.B) { liveMulti(b, mode) })
 	}
 }
 
-func liveMulti(b *testing.B, offload bool) {
+// liveMulti runs one mode: "baseline" offers the traffic with no ring
+// open (the machine's and softirq's CPU for trafgen and the veths alone),
+// "full" and "offload" capture it.
+func liveMulti(b *testing.B, mode string) {
+	offload := mode == "offload"
 	if b.N < 10000 {
 		return
 	}
@@ -104,6 +108,9 @@ func liveMulti(b *testing.B, offload bool) {
 	var readers sync.WaitGroup
 	var rings []*capture.Ring
 	for _, l := range links {
+		if mode == "baseline" {
+			break
+		}
 		rc := capture.Config{NetNS: node.Enter, SnapLen: liveSnapLen, BlockSize: 128 << 10, NumBlocks: 8} // a pod's ring
 		if l.role == flow.RoleOverlay {
 			rc.BlockSize, rc.NumBlocks = 256<<10, 32 // the overlay's
@@ -165,7 +172,7 @@ func liveMulti(b *testing.B, offload bool) {
 		offered += l.n
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
+	for mode != "baseline" && time.Now().Before(deadline) {
 		if after := stats(); (offload || int64(after.Packets-before.Packets) >= int64(offered)) && seen.Load()+int64(after.Drops-before.Drops) >= int64(offered) {
 			break
 		}
