@@ -58,7 +58,7 @@ func testEthHeader() []byte {
 }
 
 // testTCPFrame returns an Ethernet/IPv4/TCP ACK frame with payload.
-func testTCPFrame(b *testing.B, payload []byte) []byte {
+func testTCPFrame(b testing.TB, payload []byte) []byte {
 	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv4}
 	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: net.IP{10, 244, 0, 5}, DstIP: net.IP{10, 244, 1, 8}, Flags: layers.IPv4DontFragment}
 	tcp := &layers.TCP{SrcPort: 40000, DstPort: 8080, Seq: 1, Ack: 1, ACK: true, Window: 502}
