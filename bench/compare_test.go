@@ -118,7 +118,8 @@ func BenchmarkLiveCompare(b *testing.B) {
 	if len(notes) > 0 {
 		sb.WriteString(strings.Join(notes, "\n") + "\n")
 	}
-	b.Log("\n" + sb.String())
+	// On stdout: the benchmark log keeps only its first lines without -v.
+	fmt.Print(sb.String())
 }
 
 // compareModes are BenchmarkLiveCompare's capturers by default besides
