@@ -255,14 +255,7 @@ func startCapturer(t *testing.T, ns *testns.NS, ifIndex int, offload *capture.Of
 	if err != nil {
 		t.Fatal(err)
 	}
-	table, err := flowtable.New(&flowtable.Config{MaxEntries: 4096})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := pipeline.NewWorker(parser.Config{}, table)
-	if err != nil {
-		t.Fatal(err)
-	}
+	table, w := newTableWorker(t)
 	c := &capturer{ring: r, off: r.Offload(), w: w, table: table, done: make(chan struct{})}
 	if offload != nil {
 		if c.off == nil {
@@ -303,6 +296,20 @@ func startCapturer(t *testing.T, ns *testns.NS, ifIndex int, offload *capture.Of
 		c.off.Close()
 	})
 	return c
+}
+
+// newTableWorker returns a flow table and a worker feeding it.
+func newTableWorker(t *testing.T) (*flowtable.Table, *pipeline.Worker) {
+	t.Helper()
+	table, err := flowtable.New(&flowtable.Config{MaxEntries: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := pipeline.NewWorker(parser.Config{}, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return table, w
 }
 
 // records returns the table's flows by key as the client sent it, with
@@ -601,14 +608,7 @@ func TestOffloadFallback(t *testing.T) {
 	var logMu sync.Mutex
 	c := &Set{cfg: Config{Capture: CaptureConfig{Offload: true}}, offFallbacks: map[string]uint64{},
 		log: slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, &slog.HandlerOptions{Level: slog.LevelWarn}))}
-	table, err := flowtable.New(&flowtable.Config{MaxEntries: 1024})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := pipeline.NewWorker(parser.Config{}, table)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, w := newTableWorker(t)
 	l := links.Link{Index: idx, Name: "a0", Role: flow.RolePod}
 	if off := c.offload(l, r, w); off != nil {
 		t.Fatal("a fast path for a ring without one")
