@@ -3,6 +3,7 @@ module github.com/layerscope/layerscope
 go 1.26.7
 
 require (
+	github.com/cilium/ebpf v0.22.0
 	github.com/google/go-cmp v0.7.0
 	github.com/google/go-containerregistry v0.22.1
 	github.com/gopacket/gopacket v1.7.7

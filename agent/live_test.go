@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -57,7 +58,14 @@ func newLabWired(t *testing.T, w lab.Wiring) *lab.Lab {
 // ready (every interface present at start captured).
 func startAgent(t *testing.T, l *lab.Lab, node string) *Agent {
 	t.Helper()
-	a, err := New(Config{NetNS: l.NetNS(node), MetricsAddr: "127.0.0.1:0", Kube: KubeConfig{ServiceBackends: true}})
+	return startAgentConfig(t, Config{NetNS: l.NetNS(node), MetricsAddr: "127.0.0.1:0", Kube: KubeConfig{ServiceBackends: true}})
+}
+
+// startAgentConfig runs an agent configured by cfg and waits until it is
+// ready.
+func startAgentConfig(t *testing.T, cfg Config) *Agent {
+	t.Helper()
+	a, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,9 +122,19 @@ func ifIndex(t *testing.T, l *lab.Lab, member, name string) int32 {
 // pod-c across the VXLAN and checks that the agent of node-1 saw it on the
 // pod veth, on vxlan0 and, encapsulated, on eth0, with per-direction packet
 // counts equal to the client socket's own TCP_INFO segment counts.
-func TestLiveCrossNodeTCPOnEveryHop(t *testing.T) {
+func TestLiveCrossNodeTCPOnEveryHop(t *testing.T) { crossNodeTCPOnEveryHop(t, false) }
+
+// TestLiveCrossNodeTCPOnEveryHopOffload is the same with the eBPF fast path
+// (--capture-offload), the request's body sent in 40 small segments so
+// that the kernel counts most of the connection's frames on each hop: the
+// per-hop packet counts must still equal the client socket's.
+func TestLiveCrossNodeTCPOnEveryHopOffload(t *testing.T) { crossNodeTCPOnEveryHop(t, true) }
+
+func crossNodeTCPOnEveryHop(t *testing.T, offload bool) {
 	l := newLab(t)
-	a := startAgent(t, l, lab.Node1)
+	cfg := Config{NetNS: l.NetNS(lab.Node1), MetricsAddr: "127.0.0.1:0", Kube: KubeConfig{ServiceBackends: true}}
+	cfg.Capture.Offload = offload
+	a := startAgentConfig(t, cfg)
 	podA, _ := l.Pod(lab.PodA)
 	podC, _ := l.Pod(lab.PodC)
 
@@ -128,8 +146,21 @@ func TestLiveCrossNodeTCPOnEveryHop(t *testing.T) {
 	}
 	defer conn.Close()
 	tc := conn.(*net.TCPConn)
-	if _, err := io.WriteString(tc, "GET /hello HTTP/1.1\r\nHost: pod-c\r\nConnection: close\r\n\r\n"); err != nil {
-		t.Fatal(err)
+	if !offload {
+		if _, err := io.WriteString(tc, "GET /hello HTTP/1.1\r\nHost: pod-c\r\nConnection: close\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		const chunks, size = 40, 100
+		if _, err := fmt.Fprintf(tc, "POST /hello HTTP/1.1\r\nHost: pod-c\r\nContent-Length: %d\r\n\r\n", chunks*size); err != nil {
+			t.Fatal(err)
+		}
+		for range chunks {
+			if _, err := tc.Write(bytes.Repeat([]byte{'x'}, size)); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
 	if err != nil {
@@ -197,6 +228,16 @@ func TestLiveCrossNodeTCPOnEveryHop(t *testing.T) {
 	}
 	if rec.Tunnel.Encap != flow.EncapVXLAN || rec.Tunnel.VNI != lab.VNI {
 		t.Errorf("tunnel %+v, want VXLAN VNI %d", rec.Tunnel, lab.VNI)
+	}
+	if offload {
+		st := a.workers.Offload()
+		t.Logf("fast path: %d rings, %d frames counted in the kernel, fallbacks %v", st.Rings, st.Counted, st.Fallbacks)
+		if st.Rings == 0 || len(st.Fallbacks) != 0 {
+			t.Errorf("fast path on %d rings, fallbacks %v", st.Rings, st.Fallbacks)
+		}
+		if st.Counted < uint64(info.Segs_out) {
+			t.Errorf("the kernel counted %d frames over all hops; want at least the %d the client sent (most of them, on three hops)", st.Counted, info.Segs_out)
+		}
 	}
 
 	// The handshake histogram and the per-layer counters are exported,

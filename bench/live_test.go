@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/vishvananda/netlink"
@@ -28,6 +29,7 @@ import (
 	"github.com/layerscope/layerscope/agent/flow"
 	"github.com/layerscope/layerscope/agent/flowtable"
 	"github.com/layerscope/layerscope/agent/pipeline"
+	"github.com/layerscope/layerscope/agent/workers"
 	"github.com/layerscope/layerscope/decoders"
 	"github.com/layerscope/layerscope/decoders/parser"
 	"github.com/layerscope/layerscope/internal/nsenter"
@@ -166,16 +168,19 @@ func offer(b *testing.B, ns, dev, cfg string, n, rate int) {
 	}
 }
 
-// machineBusy returns the CPU time all CPUs spent not idle (user, system,
-// irq and softirq: the kernel's receive path included), from /proc/stat.
-func machineBusy(b *testing.B) time.Duration {
+// machineTimes returns the CPU time all CPUs spent not idle (user, system,
+// irq and softirq: the kernel's receive path included) and, of it, in
+// softirq context (the receive path: AF_PACKET's copies into rings and
+// the socket filters run there, charged to no process), from /proc/stat
+// (10 ms ticks).
+func machineTimes(b *testing.B) (busy, softirq time.Duration) {
 	data, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		b.Fatal(err)
 	}
 	line, _, _ := strings.Cut(string(data), "\n")
 	f := strings.Fields(line)[1:]
-	var busy int64
+	var all int64
 	for i, v := range f {
 		n, _ := strconv.ParseInt(v, 10, 64)
 		if i == 3 || i == 4 { // idle, iowait
@@ -184,9 +189,12 @@ func machineBusy(b *testing.B) time.Duration {
 		if i >= 8 { // guest time is already in user
 			break
 		}
-		busy += n
+		all += n
+		if i == 6 {
+			softirq = time.Duration(n) * 10 * time.Millisecond
+		}
 	}
-	return time.Duration(busy) * 10 * time.Millisecond
+	return time.Duration(all) * 10 * time.Millisecond, softirq
 }
 
 // reportMachine reports the machine's busy CPU per offered packet.
@@ -201,10 +209,17 @@ func BenchmarkLiveBaseline(b *testing.B) {
 	p := newVethPair(b)
 	cfg := trafgenConfig(b)
 	b.ResetTimer()
-	m0 := machineBusy(b)
-	p.offer(b, cfg, b.N)
+	r := liveBaseline(b, p, cfg, b.N)
+	reportMachine(b, r.machine)
+}
+
+// liveBaseline offers n packets with nothing capturing them.
+func liveBaseline(b *testing.B, p *vethPair, cfg string, n int) liveResult {
+	m0, q0 := machineTimes(b)
+	p.offer(b, cfg, n)
 	time.Sleep(200 * time.Millisecond)
-	reportMachine(b, machineBusy(b)-m0)
+	m1, q1 := machineTimes(b)
+	return liveResult{n: n, machine: m1 - m0, softirq: q1 - q0}
 }
 
 func rusageSplit() (user, sys time.Duration) {
@@ -234,17 +249,28 @@ func BenchmarkLiveAgent(b *testing.B) {
 	}
 }
 
-// agentModes are the agent's capture paths the live benchmarks measure.
-var agentModes = []string{"ring", "decode", "full", "batch", "ring-locked", "decode-locked", "full-locked"}
+// agentModes are the agent's capture paths the live benchmarks measure:
+// "offload" is "full" with the eBPF fast path (capture.Config.Offload:
+// the kernel counts the frames of established flows, drained into the
+// worker and the table every workers.PublishInterval, as the agent does);
+// "offload-bpfstats" the same with the kernel's run-time statistics of
+// the filter on (BPF_ENABLE_STATS, two clock reads per run more), to
+// report its own time per packet (bpf-ns/pkt), spent in softirq context
+// and not in the agent's process.
+var agentModes = []string{"ring", "decode", "full", "batch", "offload", "offload-bpfstats", "ring-locked", "decode-locked", "full-locked", "offload-locked"}
 
 // liveResult is one capturer's run of n packets.
 type liveResult struct {
 	n                  int
 	cpu, reader        time.Duration // the capturer's process; its reading thread (agent only)
+	softirq            time.Duration // the machine's softirq time (the receive path)
 	user, sys          time.Duration // the agent's process
 	machine            time.Duration
 	drops, seen, polls uint64
 	retrans            uint64 // flow-table retransmissions (full, batch)
+	counted            uint64 // frames the fast path counted in the kernel (offload)
+	bpf                time.Duration
+	bpfRuns            uint64 // the filter's run time and runs (offload-bpfstats)
 	agent, table       bool
 	locked             bool // the reader had its own thread: reader is its CPU time
 }
@@ -254,6 +280,7 @@ func (r *liveResult) perPkt(d time.Duration) float64 { return float64(d.Nanoseco
 func (r *liveResult) report(b *testing.B) {
 	b.ReportMetric(r.perPkt(r.machine), "machine-ns/pkt")
 	b.ReportMetric(r.perPkt(r.cpu), "cpu-ns/pkt")
+	b.ReportMetric(r.perPkt(r.softirq), "softirq-ns/pkt")
 	b.ReportMetric(float64(r.drops), "drops")
 	b.ReportMetric(float64(r.seen)/float64(r.n)*100, "%seen")
 	if !r.agent {
@@ -265,6 +292,13 @@ func (r *liveResult) report(b *testing.B) {
 		b.ReportMetric(r.perPkt(r.reader), "reader-ns/pkt")
 	}
 	b.ReportMetric(float64(r.polls)/float64(r.n), "polls/pkt")
+	if r.counted > 0 {
+		b.ReportMetric(float64(r.counted)/float64(r.n)*100, "%kernel-counted")
+	}
+	if r.bpfRuns > 0 {
+		b.ReportMetric(float64(r.bpf.Nanoseconds())/float64(r.bpfRuns), "bpf-ns/run")
+		b.ReportMetric(r.perPkt(r.bpf), "bpf-ns/pkt")
+	}
 	if r.table {
 		// The table's work depends on what it sees: a retransmission
 		// touches the entry's cold counters.
@@ -278,18 +312,38 @@ func liveAgent(b *testing.B, p *vethPair, cfg string, mode string, n int) liveRe
 		b.Fatal(err)
 	}
 	defer ns.Close()
-	ring, err := capture.Open(p.dstIndex, capture.Config{NetNS: ns, SnapLen: liveSnapLen, NumBlocks: 32})
+	var seen atomic.Int64
+	locked := strings.HasSuffix(mode, "-locked")
+	mode = strings.TrimSuffix(mode, "-locked")
+	bpfStats := strings.HasSuffix(mode, "-bpfstats")
+	mode = strings.TrimSuffix(mode, "-bpfstats")
+	rc := capture.Config{NetNS: ns, SnapLen: liveSnapLen, NumBlocks: 32}
+	if mode == "offload" {
+		rc.Offload = &capture.OffloadConfig{}
+	}
+	ring, err := capture.Open(p.dstIndex, rc)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer ring.Close()
+	off := ring.Offload()
+	if rc.Offload != nil && off == nil {
+		reason, err := ring.OffloadFallback()
+		b.Fatalf("eBPF fast path not used: %s: %v", reason, err)
+	}
+	defer off.Close()
+	if bpfStats {
+		st, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+		if err != nil {
+			b.Fatalf("BPF run-time statistics: %v", err)
+		}
+		defer st.Close()
+	}
 	table, err := flowtable.New(&flowtable.Config{MaxEntries: 65536})
 	if err != nil {
 		b.Fatal(err)
 	}
-	locked := strings.HasSuffix(mode, "-locked")
-	mode = strings.TrimSuffix(mode, "-locked")
-	withTable := mode == "full" || mode == "batch"
+	withTable := mode == "full" || mode == "batch" || mode == "offload"
 	var tbl pipeline.Table = table
 	if !withTable {
 		tbl = nil
@@ -298,11 +352,12 @@ func liveAgent(b *testing.B, p *vethPair, cfg string, mode string, n int) liveRe
 	if err != nil {
 		b.Fatal(err)
 	}
+	w.SetFilterSeq(off != nil)
+	var counted atomic.Int64
 	batch := mode == "batch"
 	if batch {
 		w.SetBatch(flowtable.MaxBatch)
 	}
-	var seen atomic.Int64
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	tidc := make(chan int, 1)
@@ -316,7 +371,7 @@ func liveAgent(b *testing.B, p *vethPair, cfg string, mode string, n int) liveRe
 		}
 		tidc <- unix.Gettid()
 		m := pipeline.Meta{Role: flow.RolePod, LinkType: decoders.LinkEthernet, IfIndex: int32(p.dstIndex)}
-		_ = ring.Run(ctx, func(frame []byte, cm *capture.Meta) {
+		handle := func(frame []byte, cm *capture.Meta) {
 			if mode != "ring" {
 				m.Time, m.Len, m.Dir = cm.Timestamp.UnixNano(), uint32(cm.Length), cm.Direction
 				w.Handle(frame, &m)
@@ -325,13 +380,20 @@ func liveAgent(b *testing.B, p *vethPair, cfg string, mode string, n int) liveRe
 				}
 			}
 			seen.Add(1)
+		}
+		err := readRing(ctx, ring, off, w, p.dstIndex, flow.RolePod, handle, func(n uint64) {
+			counted.Add(int64(n))
+			seen.Add(int64(n))
 		})
+		if err != nil {
+			b.Errorf("drain: %v", err)
+		}
 	}()
 	tid := <-tidc
 	before, _ := ring.Stats()
 	rd0 := threadRuntime(b, tid)
 	u0, s0 := rusageSplit()
-	m0 := machineBusy(b)
+	m0, q0 := machineTimes(b)
 	p.offer(b, cfg, n)
 	deadline := time.Now().Add(5 * time.Second)
 	for seen.Load() < int64(n) && time.Now().Before(deadline) {
@@ -344,7 +406,15 @@ func liveAgent(b *testing.B, p *vethPair, cfg string, mode string, n int) liveRe
 	time.Sleep(200 * time.Millisecond)
 	rd := threadRuntime(b, tid) - rd0
 	u1, s1 := rusageSplit()
-	r := liveResult{n: n, agent: true, locked: locked, table: withTable, machine: machineBusy(b) - m0,
+	var bpfRun time.Duration
+	var bpfRuns uint64
+	if bpfStats {
+		if bpfRun, bpfRuns, err = off.ProgramStats(); err != nil {
+			b.Errorf("filter statistics: %v", err)
+		}
+	}
+	m1, q1 := machineTimes(b)
+	r := liveResult{n: n, agent: true, locked: locked, table: withTable, machine: m1 - m0, softirq: q1 - q0,
 		reader: rd, user: u1 - u0, sys: s1 - s0, cpu: u1 - u0 + s1 - s0}
 	cancel()
 	<-done
@@ -353,11 +423,38 @@ func liveAgent(b *testing.B, p *vethPair, cfg string, mode string, n int) liveRe
 	r.seen = uint64(seen.Load())
 	r.polls = after.Polls - before.Polls
 	r.retrans = table.Stats().Retransmits
+	r.counted, r.bpf, r.bpfRuns = uint64(counted.Load()), bpfRun, bpfRuns
 	if got := seen.Load() + int64(r.drops); got < int64(n) {
 		b.Logf("%s: offered %d, captured %d, dropped %d: the rest never reached the ring", mode, n, seen.Load(), r.drops)
 	}
 	runtime.KeepAlive(w)
 	return r
+}
+
+// readRing reads r with handle until ctx is done, as the agent's workers
+// do: with a fast path (off), the kernel's counts are drained into w (and
+// its table) at every workers.PublishInterval, and counted is told how
+// many frames each drain brought.
+func readRing(ctx context.Context, r *capture.Ring, off *capture.Offload, w *pipeline.Worker, ifIndex int, role flow.Role,
+	handle capture.Handler, counted func(uint64)) error {
+	if off == nil {
+		_ = r.Run(ctx, handle)
+		return nil
+	}
+	for ctx.Err() == nil {
+		rctx, cancel := context.WithTimeout(ctx, workers.PublishInterval)
+		_ = r.Run(rctx, handle)
+		cancel()
+		err := off.Drain(func(d *capture.Drained) {
+			d.IfIndex, d.Role = int32(ifIndex), role
+			w.Merge(&d.Counted)
+			counted(d.Packets)
+		}, func(k *flow.Key) bool { return !w.Tracks(k) })
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // threadRuntime returns the time thread tid of this process has run on a
@@ -403,10 +500,12 @@ func liveTcpdump(b *testing.B, p *vethPair, cfg string, n int) liveResult {
 		b.Fatalf("tcpdump did not start: %q %v", line, err)
 	}
 	cpu0 := procCPU(b, cmd.Process.Pid)
-	m0 := machineBusy(b)
+	m0, q0 := machineTimes(b)
 	p.offer(b, cfg, n)
 	time.Sleep(200 * time.Millisecond) // let tcpdump drain its ring
-	r := liveResult{n: n, cpu: procCPU(b, cmd.Process.Pid) - cpu0, machine: machineBusy(b) - m0}
+	cpu := procCPU(b, cmd.Process.Pid) - cpu0
+	m1, q1 := machineTimes(b)
+	r := liveResult{n: n, cpu: cpu, machine: m1 - m0, softirq: q1 - q0}
 	_ = cmd.Process.Signal(syscall.SIGINT)
 	rest := new(bytes.Buffer)
 	_, _ = rest.ReadFrom(rd)

@@ -64,6 +64,15 @@ type Config struct {
 	FanoutGroup uint16
 	FanoutMode  int
 
+	// Offload, when set, attaches the in-kernel fast path instead of a
+	// classic filter: an eBPF socket filter that counts the frames of
+	// established TCP flows that change nothing but their counters in a
+	// kernel map (drained with Ring.Offload) and hands the rest to the
+	// ring. When eBPF is not allowed or not supported, or Filter is set,
+	// the ring captures every frame as without it and OffloadFallback
+	// says why.
+	Offload *OffloadConfig
+
 	// Promiscuous puts the interface in promiscuous mode while the ring is
 	// open (not needed for veth and VXLAN devices, which see every frame
 	// they carry).

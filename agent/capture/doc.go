@@ -1,6 +1,8 @@
 // Package capture reads frames from AF_PACKET TPACKET_V3 memory-mapped rings,
-// one per interface, with an optional classic BPF filter, and reports the
-// kernel's ring statistics (packets, drops, queue freezes).
+// one per interface, with an optional classic BPF filter or an optional
+// eBPF fast path that counts most frames of established TCP flows in the
+// kernel, and reports the kernel's ring statistics (packets, drops, queue
+// freezes).
 //
 // # Rings
 //
@@ -36,6 +38,46 @@
 // return larger than SnapLen is lowered to SnapLen. [ParseFilter] reads the
 // output of "tcpdump -dd" (or "-ddd") so that filters compiled by libpcap can
 // be used without cgo.
+//
+// # The eBPF fast path
+//
+// With Config.Offload the socket runs an eBPF socket filter instead of the
+// classic one (built with cilium/ebpf's asm package, so no C toolchain is
+// needed). Most frames of an established TCP flow change nothing but its
+// counters; the filter counts those in a kernel hash map keyed by the
+// flow's direction at the interface (packets, wire bytes, how many had PSH,
+// the time of the last) and does not copy them into the ring. It hands
+// over, with the snap length, every frame it cannot parse (anything but
+// Ethernet without VLAN tag + IPv4 without options and not fragmented, or
+// IPv6 with TCP right after its fixed header, + TCP; or that inside VXLAN
+// over such IPv4), every non-TCP frame (UDP, DNS, ICMP, ARP, fragments,
+// tunnels it does not parse), and of TCP: the frame that starts a flow
+// direction's entry and OffloadConfig.FirstPackets after it (the
+// handshake's last ACK among them), SYN, FIN, RST, URG, ECE, CWR and NS,
+// segments without ACK, zero windows, segments to or from a DNS port,
+// frames whose headers do not fit in the snap length,
+// packets longer than the path MTU set with Offload.SetMaxLen (the pod
+// path checks), and payloads that may start an L7 message the decoders
+// read: shorter than 33 bytes, a TLS record header, or a space within the
+// first 33 bytes (an HTTP request or status line needs one there). The
+// filter also follows each flow direction's sequence numbers as the flow
+// table does per hop and side, for every frame it parses (handed over or
+// not), and counts the data retransmissions; the flow table then leaves
+// those frames' retransmissions to it (flow.Packet.FilterSeq).
+//
+// Offload.Drain hands the differences since its last call to the caller
+// (the agent's worker, every PublishInterval and once after the ring
+// closes), which adds them to the flow table (flowtable.Table.Merge) and
+// the per-layer counters: counts stay exact, not sampled. An entry is
+// removed once its flow has left the flow table and two drains saw it
+// unchanged. A new flow direction that finds the map full (OffloadConfig.MaxFlows)
+// is handed over frame by frame and counted (OffloadStats.MapFull); its
+// data retransmissions are then not counted. The map allocates entries as
+// flows arrive (no preallocation).
+//
+// Where eBPF is not allowed (no CAP_BPF or CAP_SYS_ADMIN) or supported, or
+// Config.Filter is set, Open still opens the ring, with the classic filter:
+// every frame reaches user space, and OffloadFallback says why.
 //
 // # Direction
 //

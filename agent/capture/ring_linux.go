@@ -3,6 +3,7 @@ package capture
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -69,14 +70,17 @@ type Ring struct {
 	base unsafe.Pointer
 
 	// Reader state, owned by the goroutine in Run.
-	cur     int
-	blk     *blockDesc
-	pkt     unsafe.Pointer
-	left    uint32
-	meta    Meta
-	scratch []byte
-	ready   func(uintptr) bool // r.blockReady, bound once
-	waited  bool               // ready was called again after a wait
+	cur       int
+	blk       *blockDesc
+	pkt       unsafe.Pointer
+	left      uint32
+	meta      Meta
+	scratch   []byte
+	ready     func(uintptr) bool // r.blockReady, bound once
+	offload   *Offload           // nil: no fast path
+	offReason string             // why Config.Offload is not used
+	offErr    error
+	waited    bool // ready was called again after a wait
 
 	stop   atomic.Uint32 // Close or ctx cancellation asks Run to return
 	polls  atomic.Uint64
@@ -114,8 +118,11 @@ func Open(ifIndex int, cfg Config) (*Ring, error) {
 	if err := unix.SetsockoptInt(r.fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
 		return nil, r.fail("setsockopt PACKET_VERSION", err)
 	}
-	if err := attachFilter(r.fd, prog); err != nil {
-		return nil, r.fail("setsockopt SO_ATTACH_FILTER", err)
+	r.offload, r.offReason, r.offErr = openOffload(r.fd, cfg, g.snapLen)
+	if r.offload == nil {
+		if err := attachFilter(r.fd, prog); err != nil {
+			return nil, r.fail("setsockopt SO_ATTACH_FILTER", err)
+		}
 	}
 	req := unix.TpacketReq3{
 		Block_size:     uint32(g.blockSize),
@@ -165,7 +172,38 @@ func Open(ifIndex int, cfg Config) (*Ring, error) {
 	return r, nil
 }
 
+// openOffload makes and attaches the fast path when cfg asks for it; nil,
+// with the reason and the error, when it cannot be used.
+func openOffload(fd int, cfg Config, snapLen int) (*Offload, string, error) {
+	if cfg.Offload == nil {
+		return nil, "", nil
+	}
+	if len(cfg.Filter) > 0 {
+		return nil, OffloadReasonFilter, errors.New("a capture filter is set: the eBPF filter would replace it")
+	}
+	o, err := newOffload(cfg.Offload, snapLen)
+	if err != nil {
+		return nil, offloadReason(err), err
+	}
+	if err := o.attach(fd); err != nil {
+		o.Close()
+		return nil, offloadReason(err), fmt.Errorf("setsockopt SO_ATTACH_BPF: %w", err)
+	}
+	return o, "", nil
+}
+
+// Offload returns the ring's fast path, nil when Config.Offload was not
+// set or could not be used (see OffloadFallback). It stays usable after
+// the ring closes, for the last Drain; its owner closes it.
+func (r *Ring) Offload() *Offload { return r.offload }
+
+// OffloadFallback returns why the fast path Config.Offload asked for is
+// not used (one of the OffloadReason values) and the error behind it; ""
+// when it is used or was not asked for.
+func (r *Ring) OffloadFallback() (reason string, err error) { return r.offReason, r.offErr }
+
 func (r *Ring) fail(op string, err error) error {
+	r.offload.Close()
 	r.release()
 	return &OpError{Op: op, IfIndex: r.ifIndex, Err: err}
 }

@@ -63,6 +63,40 @@ type Packet struct {
 	DNSName [MaxDNSName]byte
 	// HTTPStatus is the HTTP status code (App == AppHTTP, Response).
 	HTTPStatus uint16
+	// FilterSeq says that the capture's kernel filter tracks this TCP
+	// flow's sequence numbers at this interface and counts its data
+	// retransmissions (delivered with Counted): the table does not count
+	// them from the packet, it only follows the sequence numbers.
+	FilterSeq bool
+}
+
+// Counted is what a capture's kernel filter counted of one direction of one
+// flow at one interface since its last report: the packets it did not hand
+// to user space (see agent/capture's offload), merged into the flow table
+// (flowtable.Table.Merge) and the per-layer counters so that both stay
+// exact. Every such packet is an Ethernet/IPv4 or IPv6/TCP segment with
+// ACK set and no flag but PSH besides, or such a frame in VXLAN over
+// Ethernet/IPv4.
+type Counted struct {
+	// Key is the tuple as sent: Src is the sender.
+	Key Key
+	// IfIndex, Role and Dir are the interface's index, its role and the
+	// direction of the packets relative to it.
+	IfIndex int32
+	Role    Role
+	Dir     Direction
+	// Encap is the tunnel the frames were seen in (EncapVXLAN) or
+	// EncapNone; Key is the inner tuple then.
+	Encap Encap
+	// Packets and Bytes (wire length, Ethernet header included) counted;
+	// Push of them had PSH set.
+	Packets, Bytes, Push uint64
+	// Retransmits is the number of data retransmissions the filter saw
+	// in this direction (all the flow's segments at the interface, those
+	// handed to user space included).
+	Retransmits uint32
+	// Last is the time of the last packet counted, Unix nanoseconds.
+	Last int64
 }
 
 // TCPFlagNames are the names of the TCP flags in bit order, NS (bit 8 of the

@@ -43,6 +43,18 @@
 // SYN with another sequence number) is accounted to the old flow; the
 // short timeout of closed flows (Config.ClosedTimeout) keeps this rare.
 //
+// # Counts from a kernel filter
+//
+// With the capture's eBPF fast path, the frames of established TCP flows
+// that change nothing but counters never reach the table as packets; the
+// capture's workers hand their counts to Merge (flow.Counted: one flow
+// direction at one interface), which adds packets, bytes and the last time
+// to the hop and side, ACK and PSH to the flow's flags, and the data
+// retransmissions the filter counted, adding the flow (and the hop) when it
+// is not in the table yet. Packets marked flow.Packet.FilterSeq have their
+// data retransmissions counted by the filter: the table follows their
+// sequence numbers (for L7 retransmissions) but does not count them.
+//
 // # DNS and HTTP
 //
 // L7 messages are matched at one interface, the first one an L7 message of

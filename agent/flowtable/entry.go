@@ -296,7 +296,7 @@ func (sh *shard) tcp(e *entry, hi int, p *flow.Packet, s uint8) (repeat bool) {
 	// except a one-byte keep-alive just below it. The difference is taken
 	// modulo 2^32, so sequence numbers that wrap still advance.
 	d := int32(p.Seq - h.seqEnd[s])
-	if d < 0 && (p.PayloadLen != 1 || d != -1) {
+	if d < 0 && (p.PayloadLen != 1 || d != -1) && !p.FilterSeq {
 		sh.retrans(e, hi, s)
 	}
 	if int32(end-h.seqEnd[s]) > 0 {
@@ -307,11 +307,57 @@ func (sh *shard) tcp(e *entry, hi int, p *flow.Packet, s uint8) (repeat bool) {
 
 // retrans counts a retransmission of side s at hop hi; the table's counter
 // grows only when the flow's largest per-hop count for s does.
-func (sh *shard) retrans(e *entry, hi int, s uint8) {
-	e.retrans[hi][s]++
-	if n := e.retrans[hi][s]; n > e.retransMax[s] {
-		e.retransMax[s] = n
-		sh.retransmits.Add(1)
+func (sh *shard) retrans(e *entry, hi int, s uint8) { sh.addRetrans(e, hi, s, 1) }
+
+// addRetrans counts n retransmissions of side s at hop hi.
+func (sh *shard) addRetrans(e *entry, hi int, s uint8, n uint32) {
+	e.retrans[hi][s] += n
+	if m := e.retrans[hi][s]; m > e.retransMax[s] {
+		sh.retransmits.Add(uint64(m - e.retransMax[s]))
+		e.retransMax[s] = m
+	}
+}
+
+// merge adds what a kernel filter counted (c, sent by canonical side rev)
+// to e: packets, bytes and the last time at c's hop, the flags of the
+// counted segments (ACK, and PSH when some had it) and the data
+// retransmissions.
+func (sh *shard) merge(e *entry, c *flow.Counted, rev bool) {
+	s := side(rev)
+	if c.Packets > 0 {
+		e.seen |= 1 << s
+		if c.Last > e.last {
+			e.last = c.Last
+		}
+	}
+	p := flow.Packet{Time: c.Last, IfIndex: c.IfIndex, Role: c.Role, Dir: c.Dir}
+	hi := sh.hop(e, &p)
+	if hi < 0 {
+		return
+	}
+	h := &e.hops[hi]
+	h.pkts[s] += c.Packets
+	h.bytes[s] += c.Bytes
+	if c.Last > h.last {
+		h.last = c.Last
+	}
+	if h.dir[s] == flow.DirUnknown && c.Packets > 0 {
+		h.dir[s] = c.Dir
+	}
+	if c.Encap != flow.EncapNone && c.Packets > 0 {
+		h.encap = c.Encap
+	}
+	if e.k.proto() != flow.ProtoTCP {
+		return
+	}
+	if c.Packets > 0 {
+		e.tcpFlags |= flow.TCPAck
+	}
+	if c.Push > 0 {
+		e.tcpFlags |= flow.TCPPsh
+	}
+	if c.Retransmits > 0 {
+		sh.addRetrans(e, hi, s, c.Retransmits)
 	}
 }
 

@@ -173,6 +173,43 @@ func (sh *shard) updateHinted(t *Table, p *flow.Packet, ck *ikey, h uint64, rev 
 	return true
 }
 
+// Merge adds what a capture's kernel filter counted of one direction of a
+// flow at one interface (see flow.Counted) to the flow, adding the flow
+// when it is not in the table (as its first packet would have). It returns
+// false when the flow was new and its shard full of flows it may not
+// evict (counted in Stats.Refused).
+func (t *Table) Merge(c *flow.Counted) bool {
+	var ck ikey
+	rev := ck.set(&c.Key)
+	h := t.hash(&ck)
+	sh := &t.shards[h>>t.shardShift]
+	sh.mu.Lock()
+	idx, pos := sh.find(&ck, h)
+	if idx < 0 {
+		p := flow.Packet{Key: c.Key, Time: c.Last, IfIndex: c.IfIndex, Role: c.Role, Dir: c.Dir, TCPFlags: flow.TCPAck}
+		idx = sh.insert(t, &ck, h, pos, &p, rev)
+		if idx < 0 {
+			sh.mu.Unlock()
+			return false
+		}
+	}
+	sh.merge(&sh.entries[idx], c, rev)
+	sh.mu.Unlock()
+	return true
+}
+
+// Has reports whether the flow of k (either direction) is in the table.
+func (t *Table) Has(k *flow.Key) bool {
+	var ck ikey
+	ck.set(k)
+	h := t.hash(&ck)
+	sh := &t.shards[h>>t.shardShift]
+	sh.mu.Lock()
+	idx, _ := sh.find(&ck, h)
+	sh.mu.Unlock()
+	return idx >= 0
+}
+
 // Lookup returns the active record of the flow of k (either direction).
 func (t *Table) Lookup(k flow.Key) (flow.Record, bool) {
 	var ck ikey

@@ -17,6 +17,12 @@ type Table interface {
 	Update(p *flow.Packet) bool
 }
 
+// mergeTable is a Table that takes a kernel filter's counts
+// (*flowtable.Table).
+type mergeTable interface {
+	Merge(c *flow.Counted) bool
+}
+
 // hintedTable is a Table whose updates go faster with a writer's own hints
 // (*flowtable.Table).
 type hintedTable interface {
@@ -51,6 +57,9 @@ type Worker struct {
 	dirty  bool
 	batch  []flow.Packet // SetBatch's packets, built in place: batch[:nb] wait
 	nb     int
+	// filterSeq: the source's kernel filter follows the sequence numbers
+	// of the TCP frames it can parse (see SetFilterSeq).
+	filterSeq bool
 
 	frags    fragTracker
 	path     atomic.Pointer[PathConfig] // nil: path checks off
@@ -98,6 +107,79 @@ func (w *Worker) SetBatch(n int) {
 		return
 	}
 	w.batch = make([]flow.Packet, n)
+}
+
+// SetFilterSeq tells the worker that its source's kernel filter (the
+// capture's offload) follows the sequence numbers of the TCP flows it
+// parses and counts their data retransmissions, delivered with Merge: the
+// flow table then does not count them from those flows' frames. The
+// filter parses Ethernet frames without VLAN tag carrying IPv4 without
+// options, not fragmented, or IPv6 without extension headers, and TCP; the
+// table counts the retransmissions of every other frame itself.
+func (w *Worker) SetFilterSeq(on bool) { w.filterSeq = on }
+
+// filterParses reports whether the capture's kernel filter parses the TCP
+// frame (decoded into s) down to its TCP header and so follows its flow's
+// sequence numbers: Ethernet without VLAN tags, IPv4 without options and
+// not fragmented or IPv6 without extension headers, directly or in VXLAN
+// over such IPv4 (the outer header checked in the frame itself).
+func filterParses(frame []byte, s *decoders.Summary, tun, fam int) bool {
+	if s.VLANTagged() || s.Layers&decoders.LayerFragment != 0 ||
+		!(fam == 0 && s.IP.HeaderLen == 20 || fam == 1 && s.IP.HeaderLen == 40) {
+		return false
+	}
+	switch flow.Encap(tun) {
+	case flow.EncapNone:
+		return true
+	case flow.EncapVXLAN:
+		return !s.Tunnel.OuterFragment && len(frame) > 14 && frame[12] == 0x08 && frame[13] == 0x00 && frame[14] == 0x45
+	}
+	return false
+}
+
+// Merge accounts what the source's kernel filter counted instead of
+// handing the frames over (see flow.Counted): to the per-layer counters
+// (frames, packets and bytes by role and direction, tunnel, IP family, TCP
+// and its ACK and PSH flags) and to the flow table.
+func (w *Worker) Merge(c *flow.Counted) {
+	if c.Packets > 0 {
+		cs := &w.c
+		w.dirty = true
+		role, dir := c.Role, c.Dir
+		if role >= flow.NumRoles {
+			role = flow.RoleOther
+		}
+		if dir >= NumDirs {
+			dir = flow.DirUnknown
+		}
+		cs.Frames += c.Packets
+		cs.Packets[role][dir] += c.Packets
+		cs.Bytes[role][dir] += c.Bytes
+		fam := 1
+		if c.Key.Src.Is4() {
+			fam = 0
+		}
+		cs.IP[fam] += c.Packets
+		cs.TCP += c.Packets
+		cs.TCPFlags[4] += c.Packets // ACK
+		cs.TCPFlags[3] += c.Push    // PSH
+		if t := int(c.Encap); t > 0 && t < NumTunnels {
+			cs.Tunnel[t] += c.Packets
+			cs.TunnelBytes[t] += c.Bytes
+		}
+	}
+	if mt, ok := w.table.(mergeTable); ok {
+		mt.Merge(c)
+	}
+}
+
+// Tracks reports whether the worker's flow table holds the flow of k; false
+// without a table.
+func (w *Worker) Tracks(k *flow.Key) bool {
+	if ht, ok := w.table.(interface{ Has(*flow.Key) bool }); ok {
+		return ht.Has(k)
+	}
+	return false
 }
 
 // Flush hands the packets waiting in the worker's batch to the flow table.
@@ -207,7 +289,7 @@ func (w *Worker) Handle(frame []byte, m *Meta) {
 	if tun != 0 {
 		p.Tunnel = flow.Tunnel{Encap: flow.Encap(tun), VNI: s.Tunnel.VNI, OuterSrc: s.Tunnel.OuterSrc, OuterDst: s.Tunnel.OuterDst}
 	}
-	p.TCPFlags, p.Window, p.PayloadLen, p.Seq, p.Ack = 0, 0, 0, 0, 0
+	p.TCPFlags, p.Window, p.PayloadLen, p.Seq, p.Ack, p.FilterSeq = 0, 0, 0, 0, 0, false
 	p.App, p.Response, p.DNSID, p.DNSRcode, p.HTTPStatus = flow.AppNone, false, 0, 0, 0
 	p.DNSNameLen, p.DNSNameTruncated = 0, false
 
@@ -222,6 +304,7 @@ func (w *Worker) Handle(frame []byte, m *Meta) {
 		p.Key.SrcPort, p.Key.DstPort = s.L4.SrcPort, s.L4.DstPort
 		p.TCPFlags = uint8(f)
 		p.Window, p.PayloadLen, p.Seq, p.Ack = s.L4.Window, s.L4.PayloadLen, s.L4.Seq, s.L4.Ack
+		p.FilterSeq = w.filterSeq && filterParses(frame, s, tun, fam)
 	case L&decoders.LayerUDP != 0:
 		c.UDP++
 		p.Key.SrcPort, p.Key.DstPort = s.L4.SrcPort, s.L4.DstPort

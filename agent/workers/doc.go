@@ -15,6 +15,14 @@
 // interface's name is kept for goneKeep so late records still name it
 // (LinkOf).
 //
+// With CaptureConfig.Offload each ring runs the capture's eBPF fast path:
+// the worker drains the kernel's per-flow counts after each
+// PublishInterval (and once more when the ring closes) into itself and
+// the flow table (pipeline.Worker.Merge), and the path ticker gives each
+// pod ring its path MTU, so that longer packets reach the path checks. A
+// ring that cannot use it captures every frame; the first ring of each
+// reason is logged as a warning, and Offload counts them all.
+//
 // # Link state and the path ticker
 //
 // Every event of the watch goes first to the Set's links.Current, the one

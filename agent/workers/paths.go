@@ -80,6 +80,10 @@ func (c *Set) refreshPaths(ls []links.Link) {
 			continue
 		}
 		lw.w.SetPath(pipeline.PathConfig{MTU: path, LinkMTU: mtus[idx], Local: local})
+		if lw.off != nil {
+			// Longer packets reach the worker's path checks.
+			_ = lw.off.SetMaxLen(path)
+		}
 	}
 }
 

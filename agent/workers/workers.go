@@ -53,6 +53,16 @@ type CaptureConfig struct {
 	// FlowTable configures the flow table; nil means the table's defaults
 	// (flowtable.DefaultMaxEntries entries).
 	FlowTable *flowtable.Config
+	// Offload turns on the capture's in-kernel fast path on every ring
+	// (capture.Config.Offload): an eBPF socket filter hands the workers
+	// only the frames that change a flow's state and counts the others
+	// per flow in the kernel, merged into the flow table and the counters
+	// at every PublishInterval. Where eBPF is not allowed the rings
+	// capture every frame, logged and counted (OffloadFallbacks).
+	Offload bool
+	// OffloadFlows is the number of flow directions each ring's kernel
+	// map holds; 0 means capture.DefaultOffloadFlows.
+	OffloadFlows int
 	// PendingGrace is how long a selected interface may go without a ring
 	// (its attach failing and retried) before the agent reports not ready;
 	// 0 means DefaultPendingGrace.
@@ -106,6 +116,10 @@ type Set struct {
 	kick    chan struct{}                // an interface was attached
 	gone    map[int]goneLink             // detached interfaces, for names of late records
 	pmtuBuf []pipeline.PMTUEvent
+
+	offMu        sync.Mutex
+	offFallbacks map[string]uint64    // rings that asked for the fast path and run without, by reason
+	offRetired   capture.OffloadStats // closed rings' offload counters
 }
 
 // goneLink remembers a detached interface for a while, so that records of
@@ -122,7 +136,8 @@ const goneKeep = 5 * time.Minute
 type liveWorker struct {
 	link links.Link
 	w    *pipeline.Worker
-	pmtu uint64 // last PMTU event sequence read
+	off  *capture.Offload // nil: no fast path
+	pmtu uint64           // last PMTU event sequence read
 }
 
 // New checks cfg and returns a Set whose rings open when it runs.
@@ -131,7 +146,7 @@ func New(cfg Config) (*Set, error) {
 		cfg.Logger = slog.Default()
 	}
 	c := &Set{cfg: cfg, log: cfg.Logger.With("component", "workers"), workers: pipeline.NewSet(), live: map[int]*liveWorker{},
-		kick: make(chan struct{}, 1), gone: map[int]goneLink{}}
+		kick: make(chan struct{}, 1), gone: map[int]goneLink{}, offFallbacks: map[string]uint64{}}
 	cc := cfg.Capture
 	var ftc flowtable.Config
 	if cc.FlowTable != nil {
@@ -152,14 +167,19 @@ func New(cfg Config) (*Set, error) {
 		return nil, err
 	}
 	ring := attach.DefaultRing
-	if cc.SnapLen != 0 || filter != nil {
+	if cc.SnapLen != 0 || filter != nil || cc.Offload {
 		snap := cc.SnapLen
+		var off *capture.OffloadConfig
+		if cc.Offload {
+			off = &capture.OffloadConfig{MaxFlows: cc.OffloadFlows, DNSPorts: cc.Decoders.DNSPorts, VXLANPorts: cc.Decoders.VXLANPorts}
+		}
 		ring = func(l links.Link) capture.Config {
 			rc := attach.DefaultRing(l)
 			if snap != 0 {
 				rc.SnapLen = snap
 			}
 			rc.Filter = filter
+			rc.Offload = off
 			return rc
 		}
 	}
@@ -254,23 +274,108 @@ func (c *Set) attached(l links.Link, r *capture.Ring) {
 		r.Close()
 		return
 	}
+	off := c.offload(l, r, w)
 	c.workers.Add(w)
 	c.mu.Lock()
-	c.live[l.Index] = &liveWorker{link: l, w: w}
+	c.live[l.Index] = &liveWorker{link: l, w: w, off: off}
 	c.mu.Unlock()
 	select {
 	case c.kick <- struct{}{}:
 	default:
 	}
 	c.wg.Add(1)
-	go c.read(l, r, w)
+	go c.read(l, r, w, off)
+}
+
+// offload returns the fast path of a new ring, telling its worker, or nil;
+// a ring that asked for it and runs without is logged and counted.
+func (c *Set) offload(l links.Link, r *capture.Ring, w *pipeline.Worker) *capture.Offload {
+	if !c.cfg.Capture.Offload {
+		return nil
+	}
+	if o := r.Offload(); o != nil {
+		w.SetFilterSeq(true)
+		return o
+	}
+	reason, err := r.OffloadFallback()
+	c.offMu.Lock()
+	c.offFallbacks[reason]++
+	first := c.offFallbacks[reason] == 1
+	c.offMu.Unlock()
+	log := c.log.Debug
+	if first {
+		log = c.log.Warn
+	}
+	log("eBPF fast path not used: capturing every frame in user space", "interface", l.Name, "reason", reason, "error", err)
+	return nil
+}
+
+// drainOffload merges what the kernel counted on w's ring into w and the
+// flow table, and removes the kernel's entries of flows that left the
+// table.
+func drainOffload(o *capture.Offload, l links.Link, w *pipeline.Worker) error {
+	return o.Drain(func(d *capture.Drained) {
+		d.IfIndex, d.Role = int32(l.Index), l.Role
+		w.Merge(&d.Counted)
+	}, func(k *flow.Key) bool { return !w.Tracks(k) })
+}
+
+// OffloadStatus is the state of the eBPF fast path over the rings.
+type OffloadStatus struct {
+	// Requested: CaptureConfig.Offload is set.
+	Requested bool
+	// Rings is the number of open rings using it.
+	Rings int
+	// Fallbacks counts the rings that asked for it and capture every
+	// frame instead, by reason (capture.OffloadReason*).
+	Fallbacks map[string]uint64
+	// Stats sums the offload counters of the open rings and the closed.
+	capture.OffloadStats
+}
+
+// Offload returns the state of the eBPF fast path.
+func (c *Set) Offload() OffloadStatus {
+	st := OffloadStatus{Requested: c.cfg.Capture.Offload, Fallbacks: map[string]uint64{}}
+	c.offMu.Lock()
+	for k, v := range c.offFallbacks {
+		st.Fallbacks[k] = v
+	}
+	st.OffloadStats = c.offRetired
+	c.offMu.Unlock()
+	c.mu.Lock()
+	for _, lw := range c.live {
+		if lw.off != nil {
+			st.Rings++
+			addOffloadStats(&st.OffloadStats, lw.off.Stats())
+		}
+	}
+	c.mu.Unlock()
+	return st
+}
+
+func addOffloadStats(dst *capture.OffloadStats, s capture.OffloadStats) {
+	dst.Flows += s.Flows
+	dst.MapFull += s.MapFull
+	dst.Counted += s.Counted
+	dst.CountedBytes += s.CountedBytes
+	dst.Removed += s.Removed
+	dst.Drains += s.Drains
+	dst.DrainErrors += s.DrainErrors
 }
 
 // read is one capture worker: it owns r's frames, w and its counters. It
 // publishes the counters every PublishInterval, and once more when the ring
 // closes, before it leaves the set.
-func (c *Set) read(l links.Link, r *capture.Ring, w *pipeline.Worker) {
+func (c *Set) read(l links.Link, r *capture.Ring, w *pipeline.Worker, off *capture.Offload) {
 	defer c.wg.Done()
+	drain := func() {
+		if off == nil {
+			return
+		}
+		if err := drainOffload(off, l, w); err != nil {
+			c.log.Debug("draining the eBPF fast path", "interface", l.Name, "error", err)
+		}
+	}
 	m := pipeline.Meta{IfIndex: int32(l.Index), Role: l.Role, LinkType: decoders.LinkEthernet}
 	handle := func(frame []byte, cm *capture.Meta) {
 		m.Time, m.Len, m.Dir = cm.Timestamp.UnixNano(), uint32(cm.Length), cm.Direction
@@ -280,6 +385,7 @@ func (c *Set) read(l links.Link, r *capture.Ring, w *pipeline.Worker) {
 		ctx, cancel := context.WithTimeout(context.Background(), PublishInterval)
 		err := r.Run(ctx, handle)
 		cancel()
+		drain()
 		w.Publish()
 		if errors.Is(err, context.DeadlineExceeded) {
 			continue
@@ -287,11 +393,20 @@ func (c *Set) read(l links.Link, r *capture.Ring, w *pipeline.Worker) {
 		break // closed by the manager (detach or shutdown), or failed
 	}
 	w.FlushFragments()
+	drain() // the socket is closed: what the kernel counted last
 	w.Publish()
 	c.mu.Lock()
 	delete(c.live, l.Index)
 	c.gone[l.Index] = goneLink{link: l, at: time.Now()}
 	c.mu.Unlock()
+	if off != nil {
+		c.offMu.Lock()
+		st := off.Stats()
+		st.Flows = 0
+		addOffloadStats(&c.offRetired, st)
+		c.offMu.Unlock()
+		off.Close()
+	}
 	c.workers.Remove(w)
 	if st, err := r.Stats(); err == nil {
 		c.mu.Lock()

@@ -96,6 +96,8 @@ served in the caller's namespace.`,
 	f.StringVar(&cfg.Capture.Filter, "capture-filter", "", "capture only the frames this tcpdump expression matches (the subset of on-demand capture's --filter)")
 	f.StringVar(&cfg.Capture.FilterFile, "capture-filter-file", "", "`FILE` of a classic BPF filter as printed by tcpdump -dd EXPR, for what --capture-filter cannot say")
 	f.BoolVar(&cfg.Capture.Disabled, "no-capture", false, "do not capture packets (link metrics only)")
+	f.BoolVar(&cfg.Capture.Offload, "capture-offload", false, "count the frames of established TCP flows in the kernel (eBPF socket filter) and decode only those that change a flow's state; counts stay exact (without eBPF: every frame in user space, logged)")
+	f.IntVar(&cfg.Capture.OffloadFlows, "capture-offload-flows", capture.DefaultOffloadFlows, "flow directions each ring's kernel map holds with --capture-offload (beyond: frames go to user space, counted)")
 	f.IntVar(&flowMax, "flow-table-max", flowtable.DefaultMaxEntries, "most flows tracked at once (about 720 bytes each)")
 	f.DurationVar(&flowIdle, "flow-idle-timeout", flowtable.DefaultIdleTimeout, "forget a flow after this long without packets")
 	addDecoderFlags(f, &vxlan, &geneve, &dnsPorts)

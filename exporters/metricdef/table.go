@@ -42,6 +42,14 @@ var (
 		Help: "Frames the kernel dropped because a capture ring was full, by interface role", Labels: []string{"role"}}
 	CaptureFreezes = Def{Name: "layerscope_capture_queue_freezes_total", Subsystem: "capture", Type: Counter,
 		Help: "Times a TPACKET_V3 ring queue froze, by interface role", Labels: []string{"role"}}
+	CaptureOffloadFallbacks = Def{Name: "layerscope_capture_offload_fallbacks_total", Subsystem: "capture", Type: Counter,
+		Help: "Rings that asked for the eBPF fast path (--capture-offload) and capture every frame in user space instead, by reason", Labels: []string{"reason"}}
+	CaptureOffloadCounted = Def{Name: "layerscope_capture_offload_counted_packets_total", Subsystem: "capture", Type: Counter,
+		Help: "Frames the eBPF fast path counted in the kernel instead of handing them over (included in layerscope_capture_packets_total)"}
+	CaptureOffloadMapFull = Def{Name: "layerscope_capture_offload_map_full_total", Subsystem: "capture", Type: Counter,
+		Help: "Frames handed to user space because the eBPF fast path's flow map was full"}
+	CaptureOffloadFlows = Def{Name: "layerscope_capture_offload_flows", Subsystem: "capture", Type: Gauge,
+		Help: "Flow directions in the eBPF fast path's kernel maps"}
 	DecodeErrors = Def{Name: "layerscope_decode_errors_total", Subsystem: "decode", Type: Counter,
 		Help: "Frames whose decoding stopped on a malformed header, by layer and reason", Labels: []string{"layer", "reason"}}
 
@@ -289,7 +297,8 @@ func All() []Def {
 	return []Def{
 		BuildInfo, AgentReady, AgentInterfaces, AgentCaptureAttached, AgentCapturePending, ScrapeDuration, ScrapeSuccess,
 		L1LinkUp, L1CarrierChanges, L1Errors, L1Drops,
-		CapturePackets, CaptureBytes, CaptureDrops, CaptureFreezes, DecodeErrors,
+		CapturePackets, CaptureBytes, CaptureDrops, CaptureFreezes,
+		CaptureOffloadFallbacks, CaptureOffloadCounted, CaptureOffloadMapFull, CaptureOffloadFlows, DecodeErrors,
 		L2ARP, L2VLAN, L2Tunnel, L2TunnelBytes,
 		L3Packets, L3ICMP, L3Fragments, L3FragNeeded, L3Reassembly, L3ReassemblyPending, L3FragDuplicates,
 		L3PMTUReports, L3Oversize, L3OversizeOffload, L4MSSOverPath,
