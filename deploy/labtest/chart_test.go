@@ -70,7 +70,8 @@ scrape_configs:
 // scrapes them through the API; and the service join of the in-pod agents
 // finds the dead backend, then the stale DNAT of a pod deleted through
 // the API; their traces reach a real Collector, stitched across the nodes
-// and named with the agent pods.
+// and named with the agent pods. Under nftables the agents run the eBPF
+// fast path (captureOffload) and must find the same.
 func TestChartInLabCluster(t *testing.T) {
 	for _, mode := range lab.KubeProxyModes {
 		t.Run(string(mode), func(t *testing.T) { testChartInLabCluster(t, mode) })
@@ -91,9 +92,13 @@ func testChartInLabCluster(t *testing.T, mode lab.KubeProxyMode) {
 	col := otlptest.StartCollector(t, recv)
 	otlpAddr := relayFromControlPlane(t, l, col.HTTPAddr)
 
+	// Under nftables the agents run with the eBPF fast path: the same
+	// findings must come from them.
+	offload := mode == lab.KubeProxyNFTables
 	start := time.Now()
 	labk8s.HelmInstall(t, l, "extraArgs={--conntrack-top-n=5,--otlp-sample-ratio=1}",
-		"extraEnv[0].name=OTEL_EXPORTER_OTLP_ENDPOINT", "extraEnv[0].value=http://"+otlpAddr.String())
+		"extraEnv[0].name=OTEL_EXPORTER_OTLP_ENDPOINT", "extraEnv[0].value=http://"+otlpAddr.String(),
+		fmt.Sprintf("captureOffload.enabled=%v", offload))
 	ds := labk8s.WaitDaemonSet(t, c, 60*time.Second)
 	t.Logf("helm install to the DaemonSet Ready on both nodes: %v", time.Since(start).Round(time.Millisecond))
 	pods, err := c.CoreV1().Pods(chartNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + chartRelease})
@@ -141,6 +146,9 @@ func testChartInLabCluster(t *testing.T, mode lab.KubeProxyMode) {
 
 	deadBackendThenStale(ctx, t, l, prom)
 	checkPodTraces(t, recv, agentPods)
+	if offload {
+		checkOffload(t, prom)
+	}
 
 	// What an agent pod costs, as its own process metrics say.
 	for _, q := range []string{`process_resident_memory_bytes{job="layerscope"} / 2^20`, `rate(process_cpu_seconds_total{job="layerscope"}[10s]) * 1000`} {
@@ -151,6 +159,32 @@ func testChartInLabCluster(t *testing.T, mode lab.KubeProxyMode) {
 		for _, x := range s {
 			t.Logf("%s %s: %.1f", x.Metric["node"], q, x.Value)
 		}
+	}
+}
+
+// checkOffload checks that the in-pod agents, with the chart's BPF
+// capability, run the eBPF fast path rather than falling back, and that it
+// counted frames in the kernel.
+func checkOffload(t *testing.T, prom *promtest.Server) {
+	t.Helper()
+	fallbacks, err := prom.Query(`sum by (node, reason) (layerscope_capture_offload_fallbacks_total{job="layerscope"}) > 0`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fallbacks) > 0 {
+		t.Errorf("the in-pod agents fell back from the eBPF fast path: %v", promtest.Series(fallbacks, "node", "reason"))
+	}
+	counted, err := prom.Query(`sum by (node) (layerscope_capture_offload_counted_packets_total{job="layerscope"})`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total float64
+	for _, s := range counted {
+		t.Logf("%s: %.0f frames counted in the kernel", s.Metric["node"], s.Value)
+		total += s.Value
+	}
+	if len(counted) != 2 || total == 0 {
+		t.Errorf("frames counted in the kernel by the in-pod agents: %v, want both nodes' series and some counted", counted)
 	}
 }
 
