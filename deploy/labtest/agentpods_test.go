@@ -129,12 +129,31 @@ func kubectl(t *testing.T, l *lab.Lab, args ...string) string {
 // ClusterRoleBinding when rbac is false.
 func applyKustomization(t *testing.T, l *lab.Lab, rbac bool) {
 	t.Helper()
-	abs, err := filepath.Abs(kustomizeLite)
+	patches := ""
+	if !rbac {
+		patches = `patches:
+  - patch: |-
+      $patch: delete
+      apiVersion: rbac.authorization.k8s.io/v1
+      kind: ClusterRoleBinding
+      metadata:
+        name: layerscope
+`
+	}
+	kubectl(t, l, "apply", "--server-side", "-k", labOverlay(t, kustomizeLite, patches))
+}
+
+// labOverlay writes a kustomization over the kustomization in base that
+// names the lab's image, with patches (YAML of the patches field, or
+// empty), and returns its directory.
+func labOverlay(t *testing.T, base, patches string) string {
+	t.Helper()
+	abs, err := filepath.Abs(base)
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	base, err := filepath.Rel(dir, abs) // kustomize takes no absolute resource
+	rel, err := filepath.Rel(dir, abs) // kustomize takes no absolute resource
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,21 +165,11 @@ images:
   - name: ghcr.io/layerscope/layerscope
     newName: layerscope.local/layerscope
     newTag: lab
-`, base)
-	if !rbac {
-		k += `patches:
-  - patch: |-
-      $patch: delete
-      apiVersion: rbac.authorization.k8s.io/v1
-      kind: ClusterRoleBinding
-      metadata:
-        name: layerscope
-`
-	}
+`, rel) + patches
 	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	kubectl(t, l, "apply", "--server-side", "-k", dir)
+	return dir
 }
 
 // agentLogs returns the logs of every agent pod, by node.
@@ -340,27 +349,7 @@ func checkOperatorInstall(t *testing.T, l *lab.Lab, c kubernetes.Interface) {
 	kubectl(t, l, "apply", "--server-side", "-f", crds)
 	kubectl(t, l, "wait", "--for=condition=Established", "--timeout=30s",
 		"crd/servicemonitors.monitoring.coreos.com", "crd/prometheusrules.monitoring.coreos.com")
-	abs, err := filepath.Abs(filepath.Join(kustomizeLite, "..", "daemonset"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	base, err := filepath.Rel(dir, abs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources:
-  - %s
-images:
-  - name: ghcr.io/layerscope/layerscope
-    newName: layerscope.local/layerscope
-    newTag: lab
-`, base)
-	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := labOverlay(t, filepath.Join(kustomizeLite, "..", "daemonset"), "")
 	kubectl(t, l, "apply", "--server-side", "--validate=strict", "-k", dir)
 	for _, obj := range []string{"servicemonitor/layerscope", "prometheusrule/layerscope"} {
 		kubectl(t, l, "-n", chartNamespace, "get", obj)
