@@ -69,9 +69,9 @@ func (t *Table) UpdateBatch(ps []flow.Packet, hs *Hints) (refused int) {
 		if hint>>32 != h>>32 {
 			hint = pair[1]
 		}
-		sh := &t.shards[h>>t.shardShift]
-		if e := int(uint32(hint)) - 1; hint>>32 == h>>32 && e >= 0 && e < len(sh.entries) {
-			prefetch2(unsafe.Pointer(&sh.entries[e]))
+		entries := *t.shards[h>>t.shardShift].view.Load()
+		if e := int(uint32(hint)) - 1; hint>>32 == h>>32 && e >= 0 && e < len(entries) {
+			prefetch2(unsafe.Pointer(&entries[e]))
 		}
 	}
 	var cur *shard

@@ -13,9 +13,9 @@ import (
 // defaults for every field.
 type Config struct {
 	// MaxEntries is the upper bound on flows held at once. Zero means
-	// DefaultMaxEntries. The table allocates this many entries up front (see the
-	// package documentation for the size); memory is touched as flows
-	// arrive and never grows past the bound.
+	// DefaultMaxEntries. The table allocates entries as flows arrive and
+	// gives them back as flows end (see the package documentation for the
+	// size); it never grows past the bound.
 	MaxEntries int
 	// Shards is the number of independently locked shards, rounded up to a
 	// power of two and lowered so each holds at least 16 entries. Zero
@@ -70,7 +70,7 @@ type Config struct {
 // Defaults of Config that the agent's flags show.
 const (
 	// DefaultMaxEntries is the flows held at once: 65,536 entries of
-	// 784 bytes, 49 MiB of address space, touched as flows arrive.
+	// 784 bytes, 49 MiB when the table is full.
 	DefaultMaxEntries = 65536
 	// DefaultIdleTimeout is how long a flow without packets is kept.
 	DefaultIdleTimeout = 60 * time.Second

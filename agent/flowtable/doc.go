@@ -82,9 +82,10 @@
 // # Bounds and eviction
 //
 // The table holds at most Config.MaxEntries flows, split evenly over
-// Config.Shards shards (so one shard may fill before the table does). All
-// entries are allocated by New; Update allocates nothing, whether it
-// updates a flow, adds one or evicts one. When a new flow finds its shard
+// Config.Shards shards (so one shard may fill before the table does).
+// Update allocates only when a shard's array doubles (a few times per
+// shard as the table fills); it allocates nothing to update a flow, to add
+// one to a shard with room, or to evict one. When a new flow finds its shard
 // full, the table looks at Config.EvictSample entries and evicts one:
 // a one-sided flow (no answer yet, the shape of a scan or a spoofed flood)
 // before a two-sided one, the least recently seen among equals. A
@@ -95,14 +96,17 @@
 //
 // # Memory
 //
-// An entry takes 768 bytes and its index slots 16 more: about 49 MiB of
-// address space at the default 65,536 entries (DefaultMaxEntries). Pages are touched as
-// flows arrive (about 12 MiB resident with 10,000 flows); after the table
-// has once been full (a flood), all of it stays resident. Lower MaxEntries
-// on small nodes. Entries hold no pointers, so the garbage collector never
-// scans the table. An established flow's packet reads and writes two cache
-// lines of its entry (the key line, with the times and state bytes, and the
-// line of its hop, which for the first hop is the next one) and one index
+// An entry takes 768 bytes and its index slots 16 more: 49 MiB when the
+// table holds the default 65,536 flows (DefaultMaxEntries). A shard starts
+// with 16 entries and doubles its array (and rebuilds its index) when all
+// are in use, up to its share of MaxEntries; a sweep halves it again while
+// at most a quarter is in use. So the table's memory follows the flows
+// held (about 8 to 15 MiB with 10,000 flows) rather than the bound, and a
+// flood's entries are given back as its flows expire. Stats.Allocated
+// counts the entries allocated. Entries hold no pointers, so the garbage
+// collector never scans the table. An established flow's packet reads and
+// writes two cache lines of its entry (the key line, with the times and
+// state bytes, and the line of its hop, which for the first hop is the next one) and one index
 // slot, or with UpdateHinted one slot of the writer's 8 KiB of hints.
 //
 // # Concurrency

@@ -58,9 +58,12 @@ func (h *Histogram) Cumulative() [NumBuckets - 1]uint64 {
 // Stats is a snapshot of the table's counters, summed over shards. Counters
 // only grow; Entries and Capacity are gauges.
 type Stats struct {
-	// Entries is the number of flows held, Capacity the bound on it.
-	Entries  int64
-	Capacity int
+	// Entries is the number of flows held, Capacity the bound on it, and
+	// Allocated the entries allocated for them (the table grows by doubling
+	// as flows arrive and shrinks as they end).
+	Entries   int64
+	Capacity  int
+	Allocated int64
 	// Inserts counts flows added. Evictions counts flows removed to make
 	// room for a new one; Refused counts new flows not added because the
 	// shard was full of recently active two-sided flows (their packets
@@ -102,7 +105,7 @@ type Stats struct {
 // counters are a shard's counters. Writers hold the shard lock; readers
 // (Stats) read them without it, hence the atomics.
 type counters struct {
-	active                                                     atomic.Int64
+	active, allocated                                          atomic.Int64
 	inserts, evictions, refused, expired, flushed, evictedLost atomic.Uint64
 	records, hopOverflows, retransmits                         atomic.Uint64
 	outcomes                                                   [flow.NumOutcomes]atomic.Uint64
@@ -159,6 +162,7 @@ func (h *histogram) addTo(dst *Histogram) {
 
 func (c *counters) addTo(s *Stats) {
 	s.Entries += c.active.Load()
+	s.Allocated += c.allocated.Load()
 	s.Inserts += c.inserts.Load()
 	s.Evictions += c.evictions.Load()
 	s.Refused += c.refused.Load()

@@ -99,6 +99,7 @@ func (t *Table) sweepShard(sh *shard, now int64, flush bool) int {
 			sh.records.Add(1)
 		}
 	}
+	sh.shrink()
 	sh.mu.Unlock()
 	return emitted
 }

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/layerscope/layerscope/agent/flow"
 )
@@ -24,21 +25,28 @@ type Table struct {
 }
 
 // shard is one independently locked part of the table: a dense array of
-// entries and an open-addressing index into it.
+// entries and an open-addressing index into it. The array grows by
+// doubling as flows arrive, up to the shard's share of MaxEntries, and
+// shrinks again in sweeps once few of its entries are in use.
 type shard struct {
 	mu      sync.Mutex
-	n       int32    // entries in use: entries[:n]
-	entries []entry  // fixed length: the shard's capacity
-	index   []uint64 // slots: 0 empty, else hash low 32 bits << 32 | entry index+1
-	mask    uint64   // len(index)-1
-	hand    int32    // next entry the eviction sample starts at
+	n       int32                   // entries in use: entries[:n]
+	entries []entry                 // allocated entries: initShardEntries … perShard
+	view    atomic.Pointer[[]entry] // entries, for prefetching without the lock
+	index   []uint64                // slots: 0 empty, else hash low 32 bits << 32 | entry index+1
+	mask    uint64                  // len(index)-1
+	hand    int32                   // next entry the eviction sample starts at
 	evicted []flow.Record
 	counters
 	_ [64]byte // keep neighbouring shards' hot fields off one cache line
 }
 
-// New returns a table configured by cfg (nil means defaults), with all its
-// entries allocated.
+// initShardEntries is the number of entries a shard starts with (or its
+// whole share of MaxEntries, when smaller).
+const initShardEntries = 16
+
+// New returns a table configured by cfg (nil means defaults). It allocates
+// a few entries per shard; the rest are allocated as flows arrive.
 func New(cfg *Config) (*Table, error) {
 	s, err := cfg.settings()
 	if err != nil {
@@ -51,15 +59,56 @@ func New(cfg *Config) (*Table, error) {
 		shards:     make([]shard, s.shards),
 		batch:      make([]flow.Record, 0, s.batchSize),
 	}
-	slots := 1 << bits.Len(uint(2*s.perShard-1)) // load factor at most 1/2
 	for i := range t.shards {
 		sh := &t.shards[i]
-		sh.entries = make([]entry, s.perShard)
-		sh.index = make([]uint64, slots)
-		sh.mask = uint64(slots - 1)
+		sh.resize(min(initShardEntries, s.perShard))
 		sh.evicted = make([]flow.Record, 0, s.evictedBuffer)
 	}
 	return t, nil
+}
+
+// resize moves the entries in use to a new array of c entries (c >= n) and
+// rebuilds the index for it, at a load factor of at most 1/2. Entries keep
+// their positions, so writers' hints stay right. sh.mu must be held (or
+// sh not yet shared).
+func (sh *shard) resize(c int) {
+	e := make([]entry, c)
+	copy(e, sh.entries[:sh.n])
+	sh.entries = e
+	sh.view.Store(&e)
+	slots := 1 << bits.Len(uint(2*c-1))
+	if slots == len(sh.index) {
+		clear(sh.index)
+	} else {
+		sh.index = make([]uint64, slots)
+		sh.mask = uint64(slots - 1)
+	}
+	for i := range sh.n {
+		h := e[i].hash
+		pos := h & sh.mask
+		for sh.index[pos] != 0 {
+			pos = (pos + 1) & sh.mask
+		}
+		sh.index[pos] = slot(h, i)
+	}
+	if sh.hand >= sh.n {
+		sh.hand = 0
+	}
+	sh.allocated.Store(int64(c))
+}
+
+// shrink halves the shard's entries, as often as the flows held then
+// still fill at most a quarter of them, down to initShardEntries: a table
+// once filled by a burst of flows gives its memory back as they end.
+// sh.mu must be held.
+func (sh *shard) shrink() {
+	c := len(sh.entries)
+	for c > initShardEntries && int(sh.n) <= c/4 {
+		c /= 2
+	}
+	if c < len(sh.entries) {
+		sh.resize(c)
+	}
 }
 
 // Cap returns the number of flows the table can hold.
@@ -293,10 +342,15 @@ func (sh *shard) slotOf(h uint64, idx int32) uint64 {
 	}
 }
 
-// insert adds an entry for key k at empty index position pos, evicting a
-// victim first when the shard is full. It returns the new entry's index, or
+// insert adds an entry for key k at empty index position pos, growing the
+// shard's entries when they are all in use and below its share of
+// MaxEntries, else evicting a victim first. It returns the new entry's index, or
 // -1 when the shard is full and no victim may be evicted.
 func (sh *shard) insert(t *Table, k *ikey, h uint64, pos uint64, p *flow.Packet, rev bool) int32 {
+	if int(sh.n) == len(sh.entries) && len(sh.entries) < t.cfg.perShard {
+		sh.resize(min(2*len(sh.entries), t.cfg.perShard))
+		_, pos = sh.find(k, h)
+	}
 	if int(sh.n) == len(sh.entries) {
 		if !sh.evict(t, p.Time) {
 			sh.refused.Add(1)

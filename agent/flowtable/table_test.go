@@ -428,3 +428,65 @@ func TestL7MessagesCountedOnce(t *testing.T) {
 			s.Requests[flow.AppHTTP], s.Responses[flow.AppHTTP][5], s.Responses[flow.AppHTTP][2])
 	}
 }
+
+// TestGrowsWithFlowsAndShrinksAsTheyEnd checks that the table allocates
+// entries as flows arrive and gives them back as they expire, and that no
+// flow or count is lost when a shard's array and index are rebuilt.
+func TestGrowsWithFlowsAndShrinksAsTheyEnd(t *testing.T) {
+	tab, c := newTable(t, Config{MaxEntries: 4096, Shards: 4, IdleTimeout: time.Second})
+	if got := tab.Stats().Allocated; got != 4*initShardEntries {
+		t.Fatalf("new table allocated %d entries, want %d", got, 4*initShardEntries)
+	}
+	r := rand.New(rand.NewPCG(7, 8))
+	keys := make([]flow.Key, 1500)
+	for i := range keys {
+		keys[i] = randomKey(r)
+	}
+	// Each flow gets one packet per round; the arrays double during the
+	// first round, between a flow's packets.
+	const rounds = 3
+	for round := range rounds {
+		for i := range keys {
+			p := flow.Packet{Key: keys[i], IfIndex: 1, Len: uint32(100 + i), Time: base + int64(round)}
+			if !tab.Update(&p) {
+				t.Fatalf("flow %d refused", i)
+			}
+		}
+	}
+	s := tab.Stats()
+	if s.Entries != int64(len(keys)) || s.Evictions != 0 || s.Refused != 0 {
+		t.Fatalf("entries %d evictions %d refused %d, want %d 0 0", s.Entries, s.Evictions, s.Refused, len(keys))
+	}
+	// 1,500 flows over 4 shards: each array is the next power of two at
+	// or above its share, at most twice the flows held plus a shard's
+	// rounding.
+	if s.Allocated < s.Entries || s.Allocated > 2*s.Entries+4*initShardEntries {
+		t.Errorf("allocated %d entries for %d flows", s.Allocated, s.Entries)
+	}
+	for i, k := range keys {
+		rec, ok := tab.Lookup(k)
+		h := rec.Hops[0]
+		pk, by := h.Packets[0]+h.Packets[1], h.Bytes[0]+h.Bytes[1]
+		if !ok || pk != rounds || by != uint64(rounds*(100+i)) {
+			t.Fatalf("flow %d after growth: %v packets %d bytes %d, want %d and %d", i, ok, pk, by, rounds, rounds*(100+i))
+		}
+	}
+	// The flows expire: the table gives its entries back.
+	if n := tab.Sweep(base + int64(2*time.Second)); n != len(keys) {
+		t.Fatalf("sweep emitted %d records, want %d", n, len(keys))
+	}
+	if got := len(c.take()); got != len(keys) {
+		t.Fatalf("collected %d records", got)
+	}
+	if s := tab.Stats(); s.Entries != 0 || s.Allocated != 4*initShardEntries {
+		t.Errorf("after expiry: entries %d, allocated %d, want 0 and %d", s.Entries, s.Allocated, 4*initShardEntries)
+	}
+	// And grows again.
+	for i := range keys[:100] {
+		p := flow.Packet{Key: keys[i], IfIndex: 1, Len: 60, Time: base + int64(3*time.Second)}
+		tab.Update(&p)
+	}
+	if s := tab.Stats(); s.Entries != 100 {
+		t.Errorf("after regrowth: entries %d, want 100", s.Entries)
+	}
+}

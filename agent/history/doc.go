@@ -27,11 +27,13 @@
 //
 // # Bounds
 //
-// The ring holds Config.Size entries, allocated by New; when it is full,
-// each new entry overwrites the oldest (counted in Stats.Overwritten). An
-// entry is a copy of a flow.Record plus a few fields, 824 bytes (see
-// BenchmarkRingMemory; 64 of them a DNS question name): 16,384 entries, the
-// default, take about 13 MiB.
+// The ring holds Config.Size entries; when it is full, each new entry
+// overwrites the oldest (counted in Stats.Overwritten). It allocates them
+// as they arrive: 256 at first, doubled whenever all are in use, up to
+// Config.Size, so a quiet node's ring stays small. An entry is a copy of a
+// flow.Record plus a few fields, 832 bytes (see BenchmarkRingMemory; 64 of
+// them a DNS question name): 16,384 entries, the default, take about 13 MiB
+// when full.
 //
 // # Feeding the ring
 //
@@ -54,7 +56,8 @@
 // # Concurrency
 //
 // Every method is safe for concurrent use. One mutex guards the ring; Add
-// holds it for one copy (and allocates nothing); Read holds it while it
+// holds it for one copy (and allocates nothing once the ring is at its
+// size); Read holds it while it
 // copies the entries asked for into the caller's slice, so a reader that
 // converts or encodes entries does so without the lock.
 package history

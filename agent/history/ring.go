@@ -94,7 +94,13 @@ type Ring struct {
 	st   Stats
 }
 
-// New returns a ring with all its entries allocated.
+// initEntries is the number of entries a ring allocates at first (or its
+// Size, when smaller); it doubles as they fill, up to Size.
+const initEntries = 256
+
+// New returns a ring that allocates its entries as they are added: it
+// starts with a few and doubles them, up to Config.Size, when all are in
+// use.
 func New(cfg *Config) (*Ring, error) {
 	var c Config
 	if cfg != nil {
@@ -108,13 +114,25 @@ func New(cfg *Config) (*Ring, error) {
 	case c.Size == 0:
 		c.Size = DefaultSize
 	}
-	return &Ring{buf: make([]Entry, c.Size), next: 1, st: Stats{Size: c.Size}}, nil
+	return &Ring{buf: make([]Entry, min(initEntries, c.Size)), next: 1, st: Stats{Size: c.Size}}, nil
+}
+
+// grow doubles the entries, up to the ring's Size, keeping each held
+// entry at its sequence number's place in the larger buffer. r.mu must be
+// held.
+func (r *Ring) grow() {
+	buf := make([]Entry, min(2*len(r.buf), r.st.Size))
+	for seq := r.oldest(); seq < r.next; seq++ {
+		buf[seq%uint64(len(buf))] = r.buf[seq%uint64(len(r.buf))]
+	}
+	r.buf = buf
 }
 
 // Add copies rec, with the translation nat (nil when unknown), into the
 // ring as an entry of kind k added at now (Unix nanoseconds), signals the
-// subscribers and returns the entry's sequence number. It allocates
-// nothing and never waits for a subscriber.
+// subscribers and returns the entry's sequence number. It never waits for
+// a subscriber, and allocates only when the ring doubles its entries on
+// the way to its Size.
 func (r *Ring) Add(k Kind, rec *flow.Record, nat *correlate.Translation, now int64) uint64 {
 	return r.AddExplained(k, rec, nat, nil, now)
 }
@@ -123,6 +141,9 @@ func (r *Ring) Add(k Kind, rec *flow.Record, nat *correlate.Translation, now int
 // connection (nil: none), kept by pointer.
 func (r *Ring) AddExplained(k Kind, rec *flow.Record, nat *correlate.Translation, pol *correlate.Policy, now int64) uint64 {
 	r.mu.Lock()
+	if r.held == len(r.buf) && len(r.buf) < r.st.Size {
+		r.grow()
+	}
 	seq := r.next
 	e := &r.buf[seq%uint64(len(r.buf))]
 	e.Seq, e.Time, e.Kind, e.Record, e.Policy = seq, now, k, *rec, pol

@@ -174,28 +174,85 @@ func BenchmarkRingAdd(b *testing.B) {
 	}
 }
 
-// BenchmarkRingMemory reports the memory a ring of the default size takes,
-// per entry.
+// BenchmarkRingMemory reports the memory a full ring of the default size
+// takes, per entry.
 func BenchmarkRingMemory(b *testing.B) {
 	var before, after runtime.MemStats
+	rc := rec(1)
 	for b.Loop() {
 		runtime.GC()
 		runtime.ReadMemStats(&before)
 		r, _ := New(nil)
+		for range DefaultSize {
+			r.Add(KindFinal, &rc, nil, 1)
+		}
+		runtime.GC()
 		runtime.ReadMemStats(&after)
 		runtime.KeepAlive(r)
 	}
-	per := float64(after.TotalAlloc-before.TotalAlloc) / DefaultSize
+	per := float64(after.HeapAlloc-before.HeapAlloc) / DefaultSize
 	b.ReportMetric(per, "B/entry")
 	b.ReportMetric(per*DefaultSize/(1<<20), "MiB/ring")
 }
 
 func TestZeroAllocAdd(t *testing.T) {
-	r, _ := New(&Config{Size: 64})
+	r, _ := New(&Config{Size: 3 * initEntries})
 	s := r.Subscribe()
 	defer s.Close()
 	rc := rec(1)
+	for range 3 * initEntries { // grown to its size
+		r.Add(KindFinal, &rc, nil, 1)
+	}
 	if n := testing.AllocsPerRun(1000, func() { r.Add(KindFinal, &rc, nil, 1) }); n != 0 {
 		t.Errorf("Add allocates %v times", n)
+	}
+}
+
+// TestGrowsToSize checks that a ring that allocates its entries as they
+// arrive holds, reads and follows them as one allocated whole would: in
+// order, across each doubling and the last, partial one.
+func TestGrowsToSize(t *testing.T) {
+	const size = 3*initEntries + 17
+	r, _ := New(&Config{Size: size})
+	s := r.Subscribe()
+	defer s.Close()
+	add := func(from, to int) {
+		for i := from; i <= to; i++ {
+			rc := rec(uint16(i))
+			if seq := r.Add(KindFinal, &rc, nil, int64(i)); seq != uint64(i) {
+				t.Fatalf("entry %d got seq %d", i, seq)
+			}
+		}
+	}
+	check := func(from uint64, wantFirst, wantLast int, wantSkipped uint64) {
+		t.Helper()
+		got, next, skipped := r.Read(from, make([]Entry, 0, 2*size))
+		if skipped != wantSkipped || next != uint64(wantLast+1) || len(got) != wantLast-wantFirst+1 {
+			t.Fatalf("Read(%d): %d entries, next %d, skipped %d; want %d..%d, skipped %d",
+				from, len(got), next, skipped, wantFirst, wantLast, wantSkipped)
+		}
+		for i, e := range got {
+			if want := wantFirst + i; e.Seq != uint64(want) || e.Record.Key.SrcPort != uint16(want) || e.Time != int64(want) {
+				t.Fatalf("Read(%d)[%d]: seq %d port %d time %d, want %d", from, i, e.Seq, e.Record.Key.SrcPort, e.Time, want)
+			}
+		}
+	}
+	add(1, initEntries+10) // one doubling
+	check(1, 1, initEntries+10, 0)
+	if at := r.SeqAt(100); at != 100 {
+		t.Errorf("SeqAt(100) = %d", at)
+	}
+	add(initEntries+11, size) // up to its size: the last doubling is partial
+	check(1, 1, size, 0)
+	add(size+1, 2*size+5) // overwriting
+	check(1, size+6, 2*size+5, size+5)
+	st := r.Stats()
+	if st.Len != size || st.Size != size || st.Overwritten != size+5 {
+		t.Errorf("stats: len %d size %d overwritten %d", st.Len, st.Size, st.Overwritten)
+	}
+	// The subscriber made at the start lost what was overwritten.
+	got, lost := s.Read(make([]Entry, 0, 2*size))
+	if lost != size+5 || len(got) != size || got[0].Seq != size+6 {
+		t.Errorf("subscriber: %d entries from %d, lost %d", len(got), got[0].Seq, lost)
 	}
 }

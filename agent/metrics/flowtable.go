@@ -36,6 +36,7 @@ func FlowTable(t *flowtable.Table) prom.Source {
 		s := t.Stats()
 		e.Gauge(metricdef.FlowEntries, float64(s.Entries))
 		e.Gauge(metricdef.FlowCapacity, float64(s.Capacity))
+		e.Gauge(metricdef.FlowAllocated, float64(s.Allocated))
 		e.Counter(metricdef.FlowInserts, float64(s.Inserts))
 		e.Counter(metricdef.FlowEvictions, float64(s.Evictions))
 		e.Counter(metricdef.FlowRefused, float64(s.Refused))

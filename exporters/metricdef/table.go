@@ -126,6 +126,8 @@ var (
 		Help: "Flows held in the flow table"}
 	FlowCapacity = Def{Name: "layerscope_flowtable_entries_limit", Subsystem: "flowtable", Type: Gauge,
 		Help: "The bound on the flows the table holds"}
+	FlowAllocated = Def{Name: "layerscope_flowtable_entries_allocated", Subsystem: "flowtable", Type: Gauge,
+		Help: "Entries the flow table has allocated: it grows as flows arrive, up to the bound, and shrinks as they end (784 bytes each)"}
 	FlowInserts = Def{Name: "layerscope_flowtable_inserts_total", Subsystem: "flowtable", Type: Counter,
 		Help: "Flows added to the table"}
 	FlowEvictions = Def{Name: "layerscope_flowtable_evictions_total", Subsystem: "flowtable", Type: Counter,
@@ -305,7 +307,7 @@ func All() []Def {
 		L4Packets, L4TCPFlags, L4Retransmits, L4Handshake, L4Connections,
 		L6TLSHandshakes, L6TLSClientHellos,
 		L7DNSQueries, L7DNSResponses, L7DNSLatency, L7HTTPRequests, L7HTTPResponses, L7HTTPLatency,
-		FlowEntries, FlowCapacity, FlowInserts, FlowEvictions, FlowRefused, FlowExpired,
+		FlowEntries, FlowCapacity, FlowAllocated, FlowInserts, FlowEvictions, FlowRefused, FlowExpired,
 		CTEntries, CTLimit, CTFill, CTGrowth, CTETA,
 		CTInsertFailed, CTDrop, CTEarlyDrop, CTSearchRestart, CTInvalid, CTClashResolve, CTChainTooLong,
 		CTByProtocol, CTByTCPState, CTByFlag, CTTopSource, CTTopService,
