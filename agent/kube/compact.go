@@ -10,6 +10,8 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/layerscope/layerscope/internal/informer"
 )
 
 // The informer caches hold the store's own compact objects instead of the
@@ -21,7 +23,7 @@ import (
 // discoveryv1.Endpoint takes several hundred. The objects are immutable
 // once made: a change of the API object replaces them.
 //
-// Each embeds the metadata the informer machinery reads (objMeta) and
+// Each embeds the metadata the informer machinery reads (informer.Meta) and
 // implements runtime.Object, as the caches require.
 
 // intern returns the canonical handle of a string that repeats across
@@ -31,7 +33,7 @@ func intern(s string) unique.Handle[string] { return unique.Make(s) }
 
 // podObj is a pod as the store keeps it.
 type podObj struct {
-	objMeta
+	informer.Meta
 	node                   string
 	workloadKind, workload string
 	// gone: the pod holds no IP of its own (host network) or has finished
@@ -49,7 +51,7 @@ func (o *podObj) DeepCopyObject() runtime.Object {
 }
 
 func compactPod(p *corev1.Pod) *podObj {
-	o := &podObj{objMeta: keepMeta(&p.ObjectMeta), node: p.Spec.NodeName,
+	o := &podObj{Meta: informer.KeepMeta(&p.ObjectMeta), node: p.Spec.NodeName,
 		gone: p.Spec.HostNetwork || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed}
 	o.workloadKind, o.workload = workloadOf(p)
 	add := func(ip string) {
@@ -78,7 +80,7 @@ func compactPodObj(o any) (any, error) {
 
 // svcObj is a Service as the store keeps it.
 type svcObj struct {
-	objMeta
+	informer.Meta
 	externalName bool
 	selector     bool // the Service selects pods (its EndpointSlices are managed)
 	// addrs are its ClusterIPs, external IPs and load balancer IPs.
@@ -103,7 +105,7 @@ func (o *svcObj) DeepCopyObject() runtime.Object {
 }
 
 func compactService(v *corev1.Service) *svcObj {
-	o := &svcObj{objMeta: keepMeta(&v.ObjectMeta), externalName: v.Spec.Type == corev1.ServiceTypeExternalName,
+	o := &svcObj{Meta: informer.KeepMeta(&v.ObjectMeta), externalName: v.Spec.Type == corev1.ServiceTypeExternalName,
 		selector: len(v.Spec.Selector) > 0}
 	add := func(ip string) {
 		if a, err := netip.ParseAddr(ip); err == nil && !containsAddr(o.addrs, a.Unmap()) {
@@ -141,7 +143,7 @@ func compactServiceObj(o any) (any, error) {
 
 // sliceObj is an EndpointSlice as the store keeps it.
 type sliceObj struct {
-	objMeta
+	informer.Meta
 	// service is the kubernetes.io/service-name label: "" for a slice of
 	// no Service, which the store ignores.
 	service string
@@ -185,7 +187,7 @@ func (o *sliceObj) DeepCopyObject() runtime.Object {
 }
 
 func compactSlice(sl *discoveryv1.EndpointSlice) *sliceObj {
-	o := &sliceObj{objMeta: keepMeta(&sl.ObjectMeta), service: sl.Labels[discoveryv1.LabelServiceName]}
+	o := &sliceObj{Meta: informer.KeepMeta(&sl.ObjectMeta), service: sl.Labels[discoveryv1.LabelServiceName]}
 	if o.service == "" {
 		return o
 	}

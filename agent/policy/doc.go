@@ -56,11 +56,21 @@
 //
 // # Sources
 //
-// Watch feeds a Store through client-go shared informers of every Pod
-// (trimmed to namespace, name, labels, IPs, container ports and
-// hostNetwork), Namespace (labels) and NetworkPolicy, in the style of the
-// kube package. The agent's service account needs list and watch on pods,
-// namespaces and networking.k8s.io networkpolicies, cluster-wide.
+// Watch feeds a Store through client-go shared informers of every Pod,
+// Namespace (labels) and NetworkPolicy, in the style of the kube package.
+// The agent's service account needs list and watch on pods, namespaces
+// and networking.k8s.io networkpolicies, cluster-wide.
+//
+// Every pod of the cluster is held, so pods are compact: the pod
+// informer's transform turns each into a Pod (namespace, name, resource
+// version, addresses, hostNetwork, and a handle to its labels and named
+// ports, interned with package unique so that a workload's replicas share
+// one copy), which the informer caches and the store indexes by address;
+// the informer has no namespace index. BenchmarkWatchPodsMemory measures
+// the whole cost through client-go's informer: about 490 bytes per pod
+// (70 MiB for the 150,000 pods of a 5,000-node cluster), where the API's
+// objects trimmed of what evaluation does not read took 2,660 (380 MiB).
+// --no-network-policies turns the watch off.
 //
 // # In the agent
 //

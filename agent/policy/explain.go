@@ -7,7 +7,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
 )
 
 // Direction is a policy type.
@@ -257,7 +256,7 @@ func (s *Store) evaluate(dir Direction, own, peer *Pod, peerAddr netip.Addr, dst
 	}
 	for _, c := range s.inNamespace(own.Namespace) {
 		d := c.dir(dir)
-		if d == nil || !c.selector.Matches(labels.Set(own.Labels)) {
+		if d == nil || !c.selector.Matches(own.Labels()) {
 			continue
 		}
 		selected = true
@@ -276,7 +275,7 @@ func (s *Store) deny(dir Direction, own, peer *Pod, peerAddr netip.Addr, dst *Po
 	half, first := -1, -1
 	for _, c := range s.inNamespace(own.Namespace) {
 		cd := c.dir(dir)
-		if cd == nil || !c.selector.Matches(labels.Set(own.Labels)) {
+		if cd == nil || !c.selector.Matches(own.Labels()) {
 			continue
 		}
 		d.Policies = append(d.Policies, c.ref)
@@ -345,7 +344,7 @@ func (s *Store) peerMatches(p *peer, policyNS string, pod *Pod, addr netip.Addr)
 			return false
 		}
 	}
-	return p.pods == nil || p.pods.Matches(labels.Set(pod.Labels))
+	return p.pods == nil || p.pods.Matches(pod.Labels())
 }
 
 func (s *Store) portsMatch(r rule, dst *Pod, f Flow) bool {
@@ -365,10 +364,8 @@ func (s *Store) portsMatch(r rule, dst *Pod, f Flow) bool {
 			if dst == nil {
 				continue
 			}
-			for _, np := range dst.Ports {
-				if np.Name == pt.name && np.Protocol == proto && np.Port == f.Port {
-					return true
-				}
+			if port, ok := dst.namedPort(pt.name, proto); ok && port == f.Port {
+				return true
 			}
 		case f.Port >= pt.from && f.Port <= pt.to:
 			return true

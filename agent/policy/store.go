@@ -22,16 +22,6 @@ type Ref struct{ Namespace, Name string }
 
 func (r Ref) String() string { return r.Namespace + "/" + r.Name }
 
-// Pod is what the store keeps of a pod: enough to select it and to
-// resolve its named ports.
-type Pod struct {
-	Namespace, Name string
-	Labels          map[string]string
-	IPs             []netip.Addr
-	Ports           []NamedPort
-	HostNetwork     bool
-}
-
 // NamedPort is a named container port.
 type NamedPort struct {
 	Name     string
@@ -155,7 +145,7 @@ func (s *Store) DeleteNamespace(name string) {
 }
 
 // SetPod adds or replaces a pod, found afterwards by each of its IPs.
-func (s *Store) SetPod(p *corev1.Pod) { s.setPod(projectPod(p)) }
+func (s *Store) SetPod(p *corev1.Pod) { s.setPod(compactPod(p)) }
 
 func (s *Store) setPod(p *Pod) {
 	ref := Ref{p.Namespace, p.Name}
@@ -163,7 +153,7 @@ func (s *Store) setPod(p *Pod) {
 	defer s.mu.Unlock()
 	s.deletePodLocked(ref)
 	s.pods[ref] = p
-	for _, a := range p.IPs {
+	for _, a := range p.IPs() {
 		s.byIP[a] = p
 	}
 }
@@ -181,42 +171,11 @@ func (s *Store) deletePodLocked(ref Ref) {
 		return
 	}
 	delete(s.pods, ref)
-	for _, a := range old.IPs {
+	for _, a := range old.IPs() {
 		if s.byIP[a] == old {
 			delete(s.byIP, a)
 		}
 	}
-}
-
-// projectPod keeps of a pod what evaluation uses. A pod that has finished
-// (Succeeded, Failed) holds no address.
-func projectPod(p *corev1.Pod) *Pod {
-	out := &Pod{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels, HostNetwork: p.Spec.HostNetwork}
-	if p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
-		for _, ip := range p.Status.PodIPs {
-			if a, err := netip.ParseAddr(ip.IP); err == nil {
-				out.IPs = append(out.IPs, a.Unmap())
-			}
-		}
-		if len(out.IPs) == 0 && p.Status.PodIP != "" {
-			if a, err := netip.ParseAddr(p.Status.PodIP); err == nil {
-				out.IPs = append(out.IPs, a.Unmap())
-			}
-		}
-	}
-	for _, c := range p.Spec.Containers {
-		for _, cp := range c.Ports {
-			if cp.Name == "" || cp.ContainerPort < 1 || cp.ContainerPort > 65535 {
-				continue
-			}
-			proto := cp.Protocol
-			if proto == "" {
-				proto = corev1.ProtocolTCP
-			}
-			out.Ports = append(out.Ports, NamedPort{Name: cp.Name, Port: uint16(cp.ContainerPort), Protocol: proto})
-		}
-	}
-	return out
 }
 
 // PodByIP returns the pod holding addr, if the store knows it.

@@ -6,8 +6,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
+	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
@@ -27,17 +27,22 @@ func Watch(ctx context.Context, client kubernetes.Interface, store *Store, resyn
 	f := informers.NewSharedInformerFactory(client, resync)
 	pols := f.Networking().V1().NetworkPolicies().Informer()
 	nss := f.Core().V1().Namespaces().Informer()
-	pods := f.Core().V1().Pods().Informer()
+	// The pod informer is the one cache of every pod of the cluster: it
+	// gets no namespace index (nothing lists pods by namespace), which
+	// would hold each pod's key a second time.
+	pods := f.InformerFor(&corev1.Pod{}, func(c kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
+		return coreinformers.NewPodInformer(c, corev1.NamespaceAll, resync, cache.Indexers{})
+	})
 	_ = pols.SetTransform(informer.TrimMeta)
 	_ = nss.SetTransform(informer.TrimMeta)
-	_ = pods.SetTransform(trimPod)
+	_ = pods.SetTransform(compactPodObj)
 	polsSynced := informer.Handle(pols, func(o *networkingv1.NetworkPolicy) {
 		if err := store.SetPolicy(o); err != nil && onPolicyError != nil {
 			onPolicyError(o, err)
 		}
 	}, func(o *networkingv1.NetworkPolicy) { store.DeletePolicy(o.Namespace, o.Name) })
 	nssSynced := informer.Handle(nss, store.SetNamespace, func(o *corev1.Namespace) { store.DeleteNamespace(o.Name) })
-	podsSynced := informer.Handle(pods, store.SetPod, func(o *corev1.Pod) { store.DeletePod(o.Namespace, o.Name) })
+	podsSynced := informer.Handle(pods, store.setPod, func(o *Pod) { store.DeletePod(o.Namespace, o.Name) })
 	if onError != nil {
 		for _, inf := range []cache.SharedIndexInformer{pols, nss, pods} {
 			_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) { onError(err) })
@@ -52,33 +57,4 @@ func Watch(ctx context.Context, client kubernetes.Interface, store *Store, resyn
 			}
 		}
 	}()
-}
-
-// trimPod keeps of a pod what evaluation uses, so that the informer's
-// cache of every pod of the cluster stays small.
-func trimPod(o any) (any, error) {
-	p, ok := o.(*corev1.Pod)
-	if !ok {
-		return o, nil
-	}
-	t := &corev1.Pod{
-		TypeMeta: p.TypeMeta,
-		ObjectMeta: metav1.ObjectMeta{
-			Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion, Labels: p.Labels,
-		},
-		Spec:   corev1.PodSpec{HostNetwork: p.Spec.HostNetwork},
-		Status: corev1.PodStatus{Phase: p.Status.Phase, PodIP: p.Status.PodIP, PodIPs: p.Status.PodIPs},
-	}
-	for _, c := range p.Spec.Containers {
-		var ports []corev1.ContainerPort
-		for _, cp := range c.Ports {
-			if cp.Name != "" {
-				ports = append(ports, corev1.ContainerPort{Name: cp.Name, ContainerPort: cp.ContainerPort, Protocol: cp.Protocol})
-			}
-		}
-		if len(ports) > 0 {
-			t.Spec.Containers = append(t.Spec.Containers, corev1.Container{Name: c.Name, Ports: ports})
-		}
-	}
-	return t, nil
 }
