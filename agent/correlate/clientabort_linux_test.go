@@ -82,8 +82,9 @@ var (
 // interface that sees the connection, after both translations. The API
 // server answers each connection and closes it; the client closes its
 // socket with the answer unread, so its kernel resets the connection.
-// Some of these connections are open before the agent starts, so it picks
-// them up mid-stream with the server's packet first. An agent observing
+// Some of these connections are open before the agent starts: it picks
+// them up mid-stream with the server's packet first, or sees only the
+// client's RST (only conntrack knows the server answered). An agent observing
 // the node must join them all to the Service and not report the API
 // server dead, and must still report the backend of the other Service,
 // whose connections are refused, dead.
@@ -115,7 +116,8 @@ func TestLiveClientAbortsAreNoDeadBackend(t *testing.T) {
 		t.Fatalf("nft: %v\n%s", err, out)
 	}
 
-	// The API server: reads the request, answers, closes.
+	// The API server: reads each request, answers when the connection's
+	// gate opens, closes.
 	var ln net.Listener
 	if err := server.Enter.Do(func() (err error) {
 		ln, err = net.Listen("tcp", apiServer.String())
@@ -123,7 +125,7 @@ func TestLiveClientAbortsAreNoDeadBackend(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	answer := make(chan struct{}) // closed: answer the connections
+	gates := make(chan chan struct{}, 16) // one per connection, in dial order
 	var wg sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	wg.Go(func() {
@@ -132,19 +134,19 @@ func TestLiveClientAbortsAreNoDeadBackend(t *testing.T) {
 			if err != nil {
 				return
 			}
+			gate := <-gates
 			wg.Go(func() {
 				defer c.Close()
 				buf := make([]byte, 64)
 				if _, err := io.ReadFull(c, buf); err != nil {
 					return
 				}
-				<-answer
+				<-gate
 				_, _ = c.Write(make([]byte, 300))
 			})
 		}
 	})
 
-	const early, late = 3, 3 // connections open before and after the agent starts
 	var conns []*net.TCPConn
 	dial := func(svc netip.AddrPort) (*net.TCPConn, error) {
 		var c net.Conn
@@ -157,8 +159,9 @@ func TestLiveClientAbortsAreNoDeadBackend(t *testing.T) {
 		}
 		return c.(*net.TCPConn), nil
 	}
-	request := func() {
+	request := func(gate chan struct{}) {
 		t.Helper()
+		gates <- gate
 		c, err := dial(apiService)
 		if err != nil {
 			t.Fatal(err)
@@ -168,11 +171,23 @@ func TestLiveClientAbortsAreNoDeadBackend(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for range early {
-		request()
+	open := make(chan struct{})
+	close(open)
+	// Before the agent starts, three connections get their answer and the
+	// server's FIN (the agent will see nothing of them but the client's
+	// RST), three only their request (it sees them from the answer on).
+	const ended, midway, late = 3, 3, 3
+	for range ended {
+		request(open)
 	}
-	// Let the early connections' packets pass before the agent's rings
-	// exist: the agent sees them from the server's answer on.
+	for _, c := range conns {
+		waitUnread(t, c, 300)
+	}
+	answer := make(chan struct{})
+	for range midway {
+		request(answer)
+	}
+	// Let the packets pass before the agent's rings exist.
 	time.Sleep(200 * time.Millisecond)
 
 	a, err := agent.New(agent.Config{NetNS: node.Name, MetricsAddr: "127.0.0.1:0"})
@@ -196,7 +211,7 @@ func TestLiveClientAbortsAreNoDeadBackend(t *testing.T) {
 	}
 
 	for range late {
-		request()
+		request(open)
 	}
 	close(answer)
 	// Each client closes its socket with the server's answer unread: its
@@ -225,12 +240,12 @@ func TestLiveClientAbortsAreNoDeadBackend(t *testing.T) {
 				dead = &s
 			}
 		}
-		if live != nil && live.Attempts == early+late && dead != nil && dead.Attempts == 3 {
+		if live != nil && live.Attempts == ended+midway+late && dead != nil && dead.Attempts == 3 {
 			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the agent's service tallies after 60s: %+v and %+v, want %d connections to %s and 3 to %s",
-				live, dead, early+late, apiServer, deadBackend)
+				live, dead, ended+midway+late, apiServer, deadBackend)
 		}
 	}
 	if live.Dead || live.Failed != 0 {
@@ -257,9 +272,9 @@ func TestLiveClientAbortsAreNoDeadBackend(t *testing.T) {
 			t.Errorf("connection %s seen on %+v, want only the uplink eth0", c.ID, c.Hops)
 		}
 	}
-	if resets != early+late || remapped == 0 {
+	if resets != ended+midway+late || remapped == 0 {
 		t.Errorf("%d connections to %s reset, %d masqueraded to another port; want %d reset and some remapped",
-			resets, apiService, remapped, early+late)
+			resets, apiService, remapped, ended+midway+late)
 	}
 }
 

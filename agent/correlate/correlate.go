@@ -14,6 +14,10 @@ import (
 type Translation struct {
 	ID              uint32 // conntrack entry ID, one per connection
 	Original, Reply flow.Key
+	// Replied says the kernel saw a packet in the reply direction (the
+	// entry's IPS_SEEN_REPLY): the backend answered, even when the capture
+	// missed its packets (a connection picked up at its end).
+	Replied bool
 }
 
 // Service is the destination the client asked for: a ClusterIP or a
@@ -76,7 +80,8 @@ type Conn struct {
 	Hops    [flow.MaxHops]flow.Hop
 	NumHops uint8
 	// ClientAborted says the connection was reset by its client alone
-	// after the backend had answered: the backend sent packets and no RST.
+	// after the backend had answered: the backend sent packets (captured,
+	// or seen by conntrack: Translation.Replied) and no captured RST.
 	// Clients do this to healthy backends all the time: the kernel resets
 	// a socket closed with unread data, or one that receives data after
 	// close (an HTTP/2 client closing a spare connection right after its
@@ -110,7 +115,7 @@ func Join(rec *flow.Record, t *Translation) (c Conn, ok bool) {
 	if rec.Key == t.Reply || rec.Key == t.Original.Reverse() {
 		cli, srv = srv, cli
 	}
-	var answered bool
+	answered := t.Replied
 	for _, h := range rec.Hops[:min(int(rec.NumHops), len(rec.Hops))] {
 		answered = answered || h.Packets[srv] > 0
 	}

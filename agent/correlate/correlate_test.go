@@ -212,18 +212,24 @@ func TestJoinClientAborted(t *testing.T) {
 		rst     uint8     // record's RSTFrom, in the record's sides
 		packets [2]uint64 // record's hop packets, in the record's sides
 		aborted bool
+		replied bool // conntrack saw a reply
 	}{
-		{"client reset after the server's data", post, flow.OutcomeReset, fromClient, [2]uint64{4, 4}, true},
-		{"reversed record: the client reset", tr.Reply, flow.OutcomeReset, fromServer, [2]uint64{4, 4}, true},
-		{"server reset", post, flow.OutcomeReset, fromServer, [2]uint64{4, 4}, false},
-		{"reversed record: the server reset", tr.Reply, flow.OutcomeReset, fromClient, [2]uint64{4, 4}, false},
-		{"both reset", post, flow.OutcomeReset, fromClient | fromServer, [2]uint64{4, 4}, false},
-		{"client reset, server silent", post, flow.OutcomeReset, fromClient, [2]uint64{3, 0}, false},
-		{"reversed record: client reset, server silent", tr.Reply, flow.OutcomeReset, fromServer, [2]uint64{0, 3}, false},
-		{"refused", post, flow.OutcomeRefused, fromServer, [2]uint64{1, 1}, false},
-		{"closed", post, flow.OutcomeClosed, 0, [2]uint64{5, 5}, false},
+		{"client reset after the server's data", post, flow.OutcomeReset, fromClient, [2]uint64{4, 4}, true, false},
+		{"reversed record: the client reset", tr.Reply, flow.OutcomeReset, fromServer, [2]uint64{4, 4}, true, false},
+		{"server reset", post, flow.OutcomeReset, fromServer, [2]uint64{4, 4}, false, false},
+		{"reversed record: the server reset", tr.Reply, flow.OutcomeReset, fromClient, [2]uint64{4, 4}, false, false},
+		{"both reset", post, flow.OutcomeReset, fromClient | fromServer, [2]uint64{4, 4}, false, false},
+		{"client reset, server silent", post, flow.OutcomeReset, fromClient, [2]uint64{3, 0}, false, false},
+		{"reversed record: client reset, server silent", tr.Reply, flow.OutcomeReset, fromServer, [2]uint64{0, 3}, false, false},
+		{"refused", post, flow.OutcomeRefused, fromServer, [2]uint64{1, 1}, false, false},
+		{"closed", post, flow.OutcomeClosed, 0, [2]uint64{5, 5}, false, false},
+		// Picked up at its end: the client's RST is all the capture saw.
+		{"only the client's reset, conntrack saw a reply", post, flow.OutcomeReset, fromClient, [2]uint64{1, 0}, true, true},
+		{"only the client's reset, conntrack saw no reply", post, flow.OutcomeReset, fromClient, [2]uint64{1, 0}, false, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			tr := tr
+			tr.Replied = tt.replied
 			rec := flow.Record{Key: tt.key, Outcome: tt.outcome, NumHops: 1}
 			rec.TCP.RSTFrom = tt.rst
 			rec.Hops[0].Packets = tt.packets
