@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -62,11 +61,17 @@ current-context: gone
 	}
 
 	const addr = "127.0.0.1:9431"
-	var stderr syncBuffer
+	// The agent's log, in a file the test reads while the agent writes.
+	logf, err := os.Create(filepath.Join(t.TempDir(), "agent.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	stderr := logged(logf.Name())
 	cmd := exec.Command("ip", "netns", "exec", node.Name, binary, "agent", "--metrics-addr", addr,
 		"--node-name", "node-x", "--k8s-metadata", "api", "--kubeconfig", kubeconfig,
 		"--otlp-endpoint", "http://10.0.9.9:4318", "--otlp-sample-ratio", "1")
-	cmd.Stderr = &stderr
+	cmd.Stderr = logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -189,21 +194,13 @@ func connecting(t *testing.T, netns, addr string) bool {
 	return len(bytes.TrimSpace(out)) > 0
 }
 
-// syncBuffer is a bytes.Buffer safe for the process's writes and the
-// test's reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+// logged reads a log file whenever its String is called.
+type logged string
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+func (f logged) String() string {
+	b, err := os.ReadFile(string(f))
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
 }
