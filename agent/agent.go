@@ -101,7 +101,9 @@ type Agent struct {
 	conntrack atomic.Pointer[conntrack.Watcher]
 }
 
-// shutdownGrace is how long Run waits for requests in flight to end.
+// shutdownGrace is how long Run waits, from the start of its stop, for
+// requests in flight to end and then for the trace exporter to send what
+// it holds (which gets at least a second more).
 const shutdownGrace = 5 * time.Second
 
 // New validates cfg, checks privileges, opens the namespace and binds the
@@ -336,8 +338,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("agent started", "netns", a.cfg.NetNS, "addr", a.srv.Addr().String())
 	// Stopping: follow streams end, requests in flight end (captures write
 	// their trailers), then the sources stop.
+	var stopping atomic.Int64 // unix ns when the stop began
 	g.Go(func() error {
 		<-gctx.Done()
+		stopping.Store(time.Now().UnixNano())
 		a.handlers.Close()
 		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 		defer cancel()
@@ -348,7 +352,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.open(runCtx); err != nil {
 		cancel() // the server shuts down
 		_ = g.Wait()
-		a.close()
+		a.close(time.Now().Add(shutdownGrace))
 		return err
 	}
 	g.Go(func() error { a.kube.Run(runCtx); return nil })
@@ -367,7 +371,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { a.tracer.Run(runCtx); return nil })
 	err := g.Wait()
-	a.close() // after the workers stopped: the tracer exports what they ended
+	// After the workers stopped: the tracer exports what they ended, within
+	// what is left of shutdownGrace since the stop began, at least a second.
+	deadline := time.Unix(0, stopping.Load()).Add(shutdownGrace)
+	if least := time.Now().Add(time.Second); deadline.Before(least) {
+		deadline = least
+	}
+	a.close(deadline)
 	a.log.Info("agent stopped")
 	return err
 }
@@ -389,9 +399,10 @@ func (a *Agent) open(ctx context.Context) error {
 	return a.tracer.Open(ctx)
 }
 
-// close flushes the tracer and closes conntrack.
-func (a *Agent) close() {
-	a.tracer.Shutdown()
+// close flushes the tracer, waiting for its exporter until deadline at
+// most, and closes conntrack.
+func (a *Agent) close(deadline time.Time) {
+	a.tracer.Shutdown(deadline)
 	if w := a.conntrack.Load(); w != nil {
 		w.Close()
 	}

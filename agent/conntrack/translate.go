@@ -7,7 +7,7 @@ import (
 
 // Translation returns n as the correlate package's view of a connection.
 func (n *NAT) Translation() correlate.Translation {
-	return correlate.Translation{ID: n.ID, Original: n.Original.Key(), Reply: n.Reply.Key()}
+	return correlate.Translation{ID: n.ID, Original: n.Original.Key(), Reply: n.Reply.Key(), Replied: n.Status&StatusSeenReply != 0}
 }
 
 // Translate looks up the connection of the flow k (either direction, before

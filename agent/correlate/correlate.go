@@ -14,6 +14,10 @@ import (
 type Translation struct {
 	ID              uint32 // conntrack entry ID, one per connection
 	Original, Reply flow.Key
+	// Replied says the kernel saw a packet in the reply direction (the
+	// entry's IPS_SEEN_REPLY): the backend answered, even when the capture
+	// missed its packets (a connection picked up at its end).
+	Replied bool
 }
 
 // Service is the destination the client asked for: a ClusterIP or a
@@ -75,6 +79,24 @@ type Conn struct {
 	// Hops are the interfaces the record's view was seen on.
 	Hops    [flow.MaxHops]flow.Hop
 	NumHops uint8
+	// ClientAborted says the connection was reset by its client alone
+	// after the backend had answered: the backend sent packets (captured,
+	// or seen by conntrack: Translation.Replied) and no captured RST.
+	// Clients do this to healthy backends all the time: the kernel resets
+	// a socket closed with unread data, or one that receives data after
+	// close (an HTTP/2 client closing a spare connection right after its
+	// TLS handshake, a client abandoning a response). Sides are those of
+	// the conntrack entry (its original source is the client), not the
+	// flow table's guess for a flow picked up mid-stream.
+	ClientAborted bool
+}
+
+// Failed reports whether the connection failed on the backend's side:
+// its outcome is a failure (refused, timed out or reset) and it was not
+// aborted by its client alone after the backend answered (ClientAborted).
+// This is the failure dead-backend detection counts.
+func (c *Conn) Failed() bool {
+	return c.Outcome.Failed() && !c.ClientAborted
 }
 
 // Join joins a flow record with the translation of its connection. ok is
@@ -85,7 +107,22 @@ func Join(rec *flow.Record, t *Translation) (c Conn, ok bool) {
 	if v == ViewNone || !t.DNAT() {
 		return Conn{}, false
 	}
+	// The record's sides follow the flow table's client, a guess when the
+	// flow was picked up mid-stream; the conntrack entry knows who
+	// connected. The record is reversed when its key runs from the
+	// backend (or the service) to the client.
+	cli, srv := flow.FromClient, flow.FromServer
+	if rec.Key == t.Reply || rec.Key == t.Original.Reverse() {
+		cli, srv = srv, cli
+	}
+	answered := t.Replied
+	for _, h := range rec.Hops[:min(int(rec.NumHops), len(rec.Hops))] {
+		answered = answered || h.Packets[srv] > 0
+	}
+	rst := rec.TCP.RSTFrom
 	return Conn{
+		ClientAborted: rec.Outcome == flow.OutcomeReset && answered &&
+			rst&(1<<cli) != 0 && rst&(1<<srv) == 0,
 		ID:      t.ID,
 		Client:  netip.AddrPortFrom(t.Original.Src, t.Original.SrcPort),
 		Service: t.Service(),

@@ -194,3 +194,83 @@ func TestFanoutExplainsFailedOnly(t *testing.T) {
 		t.Errorf("asked %d times, sinks saw %v; want 2 and [pol nil pol]", asked, got)
 	}
 }
+
+// TestJoinClientAborted: a reset counts against the backend unless the
+// client alone sent it after the backend answered, with the sides taken
+// from the conntrack entry even when the flow table guessed them wrong
+// (a flow picked up mid-stream, reversed).
+func TestJoinClientAborted(t *testing.T) {
+	// A host-network client masqueraded with a remapped source port, seen
+	// only after DNAT and SNAT on the node's uplink.
+	tr := Translation{ID: 3, Original: tcp(node2, 47480, vip, 443), Reply: tcp(podC, 6443, node2, 35816)}
+	post := tr.Reply.Reverse()
+	const fromClient, fromServer = 1 << flow.FromClient, 1 << flow.FromServer
+	for _, tt := range []struct {
+		name    string
+		key     flow.Key
+		outcome flow.Outcome
+		rst     uint8     // record's RSTFrom, in the record's sides
+		packets [2]uint64 // record's hop packets, in the record's sides
+		aborted bool
+		replied bool // conntrack saw a reply
+	}{
+		{"client reset after the server's data", post, flow.OutcomeReset, fromClient, [2]uint64{4, 4}, true, false},
+		{"reversed record: the client reset", tr.Reply, flow.OutcomeReset, fromServer, [2]uint64{4, 4}, true, false},
+		{"server reset", post, flow.OutcomeReset, fromServer, [2]uint64{4, 4}, false, false},
+		{"reversed record: the server reset", tr.Reply, flow.OutcomeReset, fromClient, [2]uint64{4, 4}, false, false},
+		{"both reset", post, flow.OutcomeReset, fromClient | fromServer, [2]uint64{4, 4}, false, false},
+		{"client reset, server silent", post, flow.OutcomeReset, fromClient, [2]uint64{3, 0}, false, false},
+		{"reversed record: client reset, server silent", tr.Reply, flow.OutcomeReset, fromServer, [2]uint64{0, 3}, false, false},
+		{"refused", post, flow.OutcomeRefused, fromServer, [2]uint64{1, 1}, false, false},
+		{"closed", post, flow.OutcomeClosed, 0, [2]uint64{5, 5}, false, false},
+		// Picked up at its end: the client's RST is all the capture saw.
+		{"only the client's reset, conntrack saw a reply", post, flow.OutcomeReset, fromClient, [2]uint64{1, 0}, true, true},
+		{"only the client's reset, conntrack saw no reply", post, flow.OutcomeReset, fromClient, [2]uint64{1, 0}, false, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := tr
+			tr.Replied = tt.replied
+			rec := flow.Record{Key: tt.key, Outcome: tt.outcome, NumHops: 1}
+			rec.TCP.RSTFrom = tt.rst
+			rec.Hops[0].Packets = tt.packets
+			c, ok := Join(&rec, &tr)
+			if !ok {
+				t.Fatal("not joined")
+			}
+			if c.ClientAborted != tt.aborted {
+				t.Errorf("ClientAborted = %v, want %v", c.ClientAborted, tt.aborted)
+			}
+			if want := tt.outcome.Failed() && !tt.aborted; c.Failed() != want {
+				t.Errorf("Failed = %v, want %v", c.Failed(), want)
+			}
+			if c.Client != netip.AddrPortFrom(node2, 47480) || c.Backend != netip.AddrPortFrom(podC, 6443) {
+				t.Errorf("client %v backend %v", c.Client, c.Backend)
+			}
+		})
+	}
+}
+
+// TestServicesClientAbortsAreNotFailures: connections their clients reset
+// after the backend answered neither make it dead nor count in its failure
+// ratio, and they clear a streak of failures before them, as a completed
+// connection does; their outcome is still counted as a reset.
+func TestServicesClientAbortsAreNotFailures(t *testing.T) {
+	now := time.Now().UnixNano()
+	s := NewServices(ServicesConfig{})
+	s.Add(conn(1, podC, flow.OutcomeRefused), now)
+	s.Add(conn(2, podC, flow.OutcomeTimeout), now)
+	for id := uint32(3); id < 8; id++ {
+		c := conn(id, podC, flow.OutcomeReset)
+		c.ClientAborted = true
+		s.Add(c, now)
+	}
+	s.Add(conn(8, podC, flow.OutcomeReset), now) // the server's reset
+	got, _ := s.Snapshot(now)
+	if len(got) != 1 {
+		t.Fatalf("snapshot %+v", got)
+	}
+	b := got[0]
+	if b.Dead || b.Failed != 3 || b.Attempts != 8 || b.Outcomes[flow.OutcomeReset] != 6 {
+		t.Errorf("backend %+v: want alive, 3 failed of 8, 6 resets", b)
+	}
+}

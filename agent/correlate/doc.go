@@ -20,5 +20,8 @@
 //
 // Services counts joined connections by service, backend and outcome over
 // a sliding window and names the backends whose recent connections all
-// failed (dead backends); the metrics and the status read its Snapshot.
+// failed (dead backends); the metrics and the status read its Snapshot. A
+// connection its client alone reset after the backend answered is no
+// failure of the backend (Conn.ClientAborted): clients close sockets with
+// unread data all the time, and their kernel then resets the connection.
 package correlate

@@ -19,9 +19,10 @@ type ServicesConfig struct {
 	// Zero means 5 minutes.
 	Window time.Duration
 	// DeadAfter is the number of consecutive failed connections (refused,
-	// timed out or reset) after which a backend is reported dead, as
-	// consecutive-failure outlier detection does; a completed connection
-	// clears it. Consecutive is in the order of the connections' last
+	// timed out or reset, see Conn.Failed) after which a backend is
+	// reported dead, as consecutive-failure outlier detection does; a
+	// completed connection clears it, and so does one its client aborted
+	// after the backend answered (Conn.ClientAborted). Consecutive is in the order of the connections' last
 	// packets, not of their records' arrival: a completed connection whose
 	// record ends late (idle expiry) does not clear failures that came
 	// after it. Zero means 3.
@@ -155,7 +156,7 @@ func (s *Services) Add(c *Conn, now int64) bool {
 		*b = bucket{start: start}
 	}
 	b.total++
-	if c.Outcome.Failed() {
+	if c.Failed() {
 		b.failed++
 		sr.failed(c.Last, s.cfg.DeadAfter)
 	} else {
@@ -171,7 +172,7 @@ type Backend struct {
 	// Outcomes counts connections since start by outcome.
 	Outcomes [flow.NumOutcomes]uint64
 	// Attempts and Failed count the connections that ended within the
-	// window, and those of them that failed.
+	// window, and those of them that failed (Conn.Failed).
 	Attempts, Failed uint64
 	// Dead reports that the backend's latest connections all failed (see
 	// ServicesConfig.DeadAfter).

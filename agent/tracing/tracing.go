@@ -277,14 +277,15 @@ func (t *Tracer) Flush(now time.Time, all bool) {
 }
 
 // Shutdown exports every pending connection and stops the exporter,
-// waiting at most 5 s for it to send what it holds.
-func (t *Tracer) Shutdown() {
+// waiting until deadline at most for it to send what it holds (an
+// unreachable collector holds it there).
+func (t *Tracer) Shutdown(deadline time.Time) {
 	exp := t.exp.Load()
 	if exp == nil {
 		return
 	}
 	t.Flush(time.Now(), true)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	if err := exp.Shutdown(ctx); err != nil {
 		t.log.Warn("trace exporter shutdown", "err", err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -78,7 +79,7 @@ served in the caller's namespace.`,
 			if err != nil {
 				return err
 			}
-			return a.Run(cmd.Context())
+			return runBounded(cmd.Context(), a.Run, stopBound)
 		},
 	}
 	f := cmd.Flags()
@@ -142,4 +143,31 @@ served in the caller's namespace.`,
 	f.IntVar(&cfg.Kube.WorkloadSeries, "workload-series", metrics.DefaultWorkloadSeries, "workload label sets exported before further ones are summed into workload=\"other\"")
 	f.IntVar(&cfg.Conntrack.ReadBuffer, "conntrack-read-buffer", 0, "receive buffer of the conntrack event socket in bytes (0: 16 MiB)")
 	return cmd
+}
+
+// stopBound is how long the agent may take to stop once signalled: its
+// own stop waits 5 s at most for requests in flight and then for the trace
+// exporter, and this bound, well within a pod's default termination grace
+// period of 30 s, ends the process even if some part never returns.
+const stopBound = 15 * time.Second
+
+// runBounded runs run until ctx is done, then waits bound at most for it
+// to return: past that it returns an error without waiting further (the
+// process exits, ending whatever was stuck).
+func runBounded(ctx context.Context, run func(context.Context) error, bound time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	t := time.NewTimer(bound)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return fmt.Errorf("the agent did not stop within %v of the signal: exiting without waiting for it", bound)
+	}
 }

@@ -29,6 +29,9 @@ type globalFlags struct {
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal asks for a clean stop; a second one ends the
+	// process at once, as without a handler.
+	context.AfterFunc(ctx, stop)
 	if err := newRootCmd().ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "layerscope:", err)
 		os.Exit(exitCode(err))

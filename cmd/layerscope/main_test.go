@@ -285,3 +285,28 @@ func TestCredentialsNeverPrinted(t *testing.T) {
 		}
 	}
 }
+
+// TestRunBounded: once its context is done, runBounded waits for run to
+// return, and no longer than its bound for a run that does not.
+func TestRunBounded(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := runBounded(ctx, func(ctx context.Context) error { <-ctx.Done(); return nil }, time.Minute); err != nil {
+		t.Errorf("a run that stops: %v", err)
+	}
+	stuck := make(chan struct{})
+	defer close(stuck)
+	start := time.Now()
+	err := runBounded(ctx, func(context.Context) error { <-stuck; return nil }, 100*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "did not stop within 100ms") {
+		t.Errorf("a stuck run: %v, want the bound's error", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("a stuck run returned after %v, want about 100ms", took)
+	}
+	running, stop := context.WithCancel(context.Background())
+	defer stop()
+	if err := runBounded(running, func(context.Context) error { return io.EOF }, time.Minute); err != io.EOF {
+		t.Errorf("a run that fails before the signal: %v, want its error", err)
+	}
+}

@@ -182,10 +182,10 @@ var (
 		Help:   "Connections to a service (ClusterIP:port or NodeIP:NodePort) DNATed on this node, by outcome (and backend, with --service-backend-label), each counted once; service is the Service's name when known, else its address, port the service port, namespace and workload empty when unknown",
 		Labels: []string{"namespace", "service", "port", "protocol", "outcome"}, OptLabels: []string{"backend", "workload"}}
 	SvcFailureRatio = Def{Name: "layerscope_service_backend_failure_ratio", Subsystem: "service", Type: Gauge, Unit: "ratio",
-		Help:   "Share of a service's connections (of one backend, with --service-backend-label) that failed (refused, timed out, reset) over the last five minutes",
+		Help:   "Share of a service's connections (of one backend, with --service-backend-label) that failed (refused, timed out, reset; not reset by the client alone after the backend answered) over the last five minutes",
 		Labels: []string{"namespace", "service", "port", "protocol"}, OptLabels: []string{"backend", "workload"}}
 	SvcDeadBackend = Def{Name: "layerscope_service_dead_backend", Subsystem: "service", Type: Gauge,
-		Help:   "1 when the backend's last 3 or more connections all failed (refused, timed out or reset), else 0; only the dead backends are listed unless --service-backend-label is set",
+		Help:   "1 when the backend's last 3 or more connections all failed (refused, timed out or reset; not reset by the client alone after the backend answered), else 0; only the dead backends are listed unless --service-backend-label is set",
 		Labels: []string{"namespace", "service", "port", "backend", "workload", "protocol"}}
 	SvcFoldedSeries = Def{Name: "layerscope_service_folded_series", Subsystem: "service", Type: Gauge,
 		Help: "Service label sets beyond --service-series whose connections are summed into the service=\"other\" series"}
