@@ -320,11 +320,13 @@ func (k *kubeCluster) makeMountNS(n *kubeletNode) error {
 	if out, err := exec.Command("unshare", "--mount="+n.mntns, "--propagation", "slave", "true").CombinedOutput(); err != nil {
 		return fmt.Errorf("unshare --mount: %w: %s", err, out)
 	}
+	// Left in place when the lab goes: removing it, even empty on the
+	// host, would detach the bind mounts over it in the mount namespaces
+	// of every other lab's nodes (the kernel lazily unmounts a directory
+	// removed in another namespace), stopping their containerd.
 	if err := os.MkdirAll("/run/containerd", 0o711); err != nil {
 		return err
 	}
-	// Removed if empty: no other containerd uses it.
-	k.cleanups = append(k.cleanups, func() error { _ = os.Remove("/run/containerd"); return nil })
 	binds := [][2]string{
 		{filepath.Join(n.dir, "netns"), "/run/netns"},
 		{filepath.Join(n.dir, "run"), "/run/containerd"},
