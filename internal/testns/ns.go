@@ -1,10 +1,8 @@
 package testns
 
 import (
-	"errors"
 	"net"
 	"os"
-	"strconv"
 	"sync"
 	"testing"
 
@@ -127,53 +125,29 @@ func CountFDs(t testing.TB) int {
 }
 
 // LowerFDLimit makes every new descriptor of the test process fail with
-// EMFILE: it lowers RLIMIT_NOFILE to just above the highest descriptor in
-// use and fills the holes below it. The returned function restores the
-// limit and closes the fillers; it also runs at cleanup, once.
+// EMFILE: it lowers RLIMIT_NOFILE to 0. The descriptors already open stay
+// usable; none closed meanwhile (a detached ring, a finalizer, another
+// goroutine's connection) frees a slot below the limit for a new one. The
+// returned function restores the limit; it also runs at cleanup, once.
 func LowerFDLimit(t testing.TB) (restore func()) {
 	t.Helper()
 	var orig unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &orig); err != nil {
 		t.Fatal(err)
 	}
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	highest := 0
-	for _, e := range ents {
-		if n, err := strconv.Atoi(e.Name()); err == nil {
-			highest = max(highest, n)
-		}
-	}
 	lim := orig
-	lim.Cur = uint64(highest) + 1
+	lim.Cur = 0
 	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
 	}
-	var fillers []int
 	var once sync.Once
 	restore = func() {
 		once.Do(func() {
 			if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &orig); err != nil {
 				t.Errorf("restore RLIMIT_NOFILE: %v", err)
 			}
-			for _, fd := range fillers {
-				unix.Close(fd)
-			}
 		})
 	}
 	t.Cleanup(restore)
-	for {
-		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			if !errors.Is(err, unix.EMFILE) {
-				restore()
-				t.Fatalf("fill descriptors: %v", err)
-			}
-			break
-		}
-		fillers = append(fillers, fd)
-	}
 	return restore
 }
