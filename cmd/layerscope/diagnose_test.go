@@ -48,8 +48,36 @@ type scenarioCase struct {
 	evidence []string
 	check    func(t *testing.T, rep *lab.Report, v *diagnose.Verdict)
 	// complete, when set, must also hold before the verdict counts as
-	// given (evidence that arrives from the second node a moment later).
-	complete func(v *diagnose.Verdict) bool
+	// given (evidence that arrives from the second node a moment later);
+	// rep is nil until the traffic has ended.
+	complete func(rep *lab.Report, v *diagnose.Verdict) bool
+}
+
+// podAPaths are the paths, hop by hop, from pod-a to each backend its
+// requests to the Service can be DNATed to.
+var podAPaths = map[string]string{
+	lab.PodA: "path to 10.244.0.5:8080: node-1/veth-pod-a (pod)",
+	lab.PodB: "path to 10.244.0.8:8080: node-1/veth-pod-a (pod) → node-1/veth-pod-b (pod)",
+	lab.PodC: "path to 10.244.1.8:8080: node-1/veth-pod-a (pod) → node-1/vxlan0 (overlay) → node-1/eth0 (uplink) → node-2/eth0 (uplink) → node-2/vxlan0 (overlay) → node-2/veth-pod-c (pod)",
+}
+
+// missingPaths returns the paths of podAPaths to the backends pod-a's
+// requests of rep were DNATed to (the lab's ground truth) that the
+// verdict's evidence lacks, and whether pod-c was among those backends.
+func missingPaths(rep *lab.Report, v *diagnose.Verdict) (missing []string, reachedC bool) {
+	ev := strings.Join(v.Evidence, "\n")
+	reached := map[string]bool{}
+	for _, q := range rep.Requests {
+		if q.Client == lab.PodA && q.Target == lab.ServiceAddr {
+			reached[q.DNATBackend] = true
+		}
+	}
+	for _, pod := range []string{lab.PodA, lab.PodB, lab.PodC} {
+		if want := podAPaths[pod]; reached[pod] && !strings.Contains(ev, want+"\n") && !strings.HasSuffix(ev, want) {
+			missing = append(missing, want)
+		}
+	}
+	return missing, reached[lab.PodC]
 }
 
 // TestLiveDiagnoseSeedFailures drives each seed failure in a lab with an
@@ -81,31 +109,24 @@ func testDiagnoseSeedFailures(t *testing.T, l *lab.Lab, urls []string) {
 			name: "healthy", scenario: lab.ScenarioService, from: "10.244.0.5", to: "10.96.0.42:8080",
 			opts:  func(*testing.T) lab.TrafficOptions { return lab.TrafficOptions{Count: 15} },
 			class: diagnose.Healthy, summary: []string{"no fault observed"},
-			complete: func(v *diagnose.Verdict) bool {
-				return strings.Contains(strings.Join(v.Hops, " "), "node-2/veth-pod-c")
+			// The hops of the last connections reach the agents a moment
+			// after the traffic: the verdict counts once it lists them all.
+			complete: func(rep *lab.Report, v *diagnose.Verdict) bool {
+				if rep == nil || !strings.Contains(strings.Join(v.Hops, " "), "node-2/veth-pod-c") {
+					return false
+				}
+				missing, _ := missingPaths(rep, v)
+				return len(missing) == 0
 			},
 			evidence: []string{"DNAT to backends: "},
 			check: func(t *testing.T, rep *lab.Report, v *diagnose.Verdict) {
 				// The path to each backend pod-a's requests were DNATed to
 				// (the lab's ground truth) is listed, hop by hop.
-				paths := map[string]string{
-					lab.PodA: "path to 10.244.0.5:8080: node-1/veth-pod-a (pod)",
-					lab.PodB: "path to 10.244.0.8:8080: node-1/veth-pod-a (pod) → node-1/veth-pod-b (pod)",
-					lab.PodC: "path to 10.244.1.8:8080: node-1/veth-pod-a (pod) → node-1/vxlan0 (overlay) → node-1/eth0 (uplink) → node-2/eth0 (uplink) → node-2/vxlan0 (overlay) → node-2/veth-pod-c (pod)",
+				missing, reachedC := missingPaths(rep, v)
+				for _, want := range missing {
+					t.Errorf("pod-a reached the backend, evidence lacks %q:\n%s", want, strings.Join(v.Evidence, "\n"))
 				}
-				ev := strings.Join(v.Evidence, "\n")
-				reached := map[string]bool{}
-				for _, q := range rep.Requests {
-					if q.Client == lab.PodA && q.Target == lab.ServiceAddr {
-						reached[q.DNATBackend] = true
-					}
-				}
-				for pod, want := range paths {
-					if reached[pod] && !strings.Contains(ev, want+"\n") && !strings.HasSuffix(ev, want) {
-						t.Errorf("pod-a reached %s, evidence lacks %q:\n%s", pod, want, ev)
-					}
-				}
-				if !reached[lab.PodC] {
+				if !reachedC {
 					t.Errorf("no request of pod-a DNATed to pod-c out of 15: the cross-node path is untested")
 				}
 			},
@@ -117,7 +138,7 @@ func testDiagnoseSeedFailures(t *testing.T, l *lab.Lab, urls []string) {
 			opts: func(*testing.T) lab.TrafficOptions { return lab.TrafficOptions{DNSMix: [3]int{3, 3, 0}} },
 			from: "10.244.0.5", to: "no-such-svc-1",
 			class: diagnose.DNSNXDomain, summary: []string{"NXDOMAIN", "the name no-such-svc-1 does not exist"},
-			complete: func(v *diagnose.Verdict) bool {
+			complete: func(_ *lab.Report, v *diagnose.Verdict) bool {
 				return strings.Contains(strings.Join(v.Evidence, "\n"), "answers for other names, not judged: NOERROR×3, NXDOMAIN×2")
 			},
 			evidence: []string{"NXDOMAIN×1; 0 unanswered"},
@@ -140,7 +161,7 @@ func testDiagnoseSeedFailures(t *testing.T, l *lab.Lab, urls []string) {
 			opts: func(*testing.T) lab.TrafficOptions { return lab.TrafficOptions{DNSMix: [3]int{3, 3, 0}} },
 			from: "10.244.0.5", to: lab.ServiceName,
 			class: diagnose.Healthy, summary: []string{"no fault observed in DNS"},
-			complete: func(v *diagnose.Verdict) bool {
+			complete: func(_ *lab.Report, v *diagnose.Verdict) bool {
 				return strings.Contains(strings.Join(v.Evidence, "\n"), "answers for other names, not judged: NXDOMAIN×3")
 			},
 			evidence: []string{"3 DNS queries from 10.244.0.5 for " + strings.TrimSuffix(lab.ServiceName, ".") + " in the last", "answers NOERROR×3; 0 unanswered"},
@@ -206,17 +227,17 @@ func testDiagnoseSeedFailures(t *testing.T, l *lab.Lab, urls []string) {
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
 			wg.Go(func() {
-				rep, trafErr = l.Traffic(ctx, tc.scenario, opts)
+				r, err := l.Traffic(ctx, tc.scenario, opts)
 				endMu.Lock()
-				trafEnd = time.Now()
+				rep, trafErr, trafEnd = r, err, time.Now()
 				endMu.Unlock()
 			})
 			for {
 				code, verdict = diagnoseJSON(t, urls, time.Since(start)+500*time.Millisecond, tc.from, tc.to)
 				endMu.Lock()
-				end := trafEnd
+				end, r := trafEnd, rep
 				endMu.Unlock()
-				if verdict.Class == tc.class && (tc.class != diagnose.Healthy || !end.IsZero()) && (tc.complete == nil || tc.complete(&verdict)) {
+				if verdict.Class == tc.class && (tc.class != diagnose.Healthy || !end.IsZero()) && (tc.complete == nil || tc.complete(r, &verdict)) {
 					verdictT = time.Now()
 					break
 				}
