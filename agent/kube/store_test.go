@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -428,7 +429,10 @@ func TestFileSourceReloads(t *testing.T) {
 	if err := os.WriteFile(path, []byte(kubectlList), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	src, err := Open(Config{Mode: ModeAuto, File: path, Node: node1, ReloadInterval: 50 * time.Millisecond})
+	var logs bytes.Buffer
+	lw := &lockedWriter{w: &logs}
+	src, err := Open(Config{Mode: ModeAuto, File: path, Node: node1, ReloadInterval: 50 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(lw, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -461,18 +465,33 @@ func TestFileSourceReloads(t *testing.T) {
 `, "  endpoints: []\n", 1)
 	i, j := strings.Index(edited, "- apiVersion: v1\n  kind: Pod"), strings.Index(edited, "- apiVersion: v1\n  kind: Service")
 	edited = edited[:i] + edited[j:]
-	if err := os.WriteFile(path, []byte(edited), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	replaceFile(t, path, edited)
 	eventually(t, "the emptied slice", func() bool { e := store.Endpoints(); return len(e) == 1 && e[0].Ready == 0 })
 	eventually(t, "the pod's deletion", func() bool { _, ok := store.Pod(ipA); return !ok })
-	// A broken edit keeps the last good content.
-	if err := os.WriteFile(path, []byte("kind: Nope\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(200 * time.Millisecond)
+	// A broken edit keeps the last good content. The edits replace the
+	// file whole, as kube.WriteFile does: a reload between os.WriteFile's
+	// truncation and its write would read an empty file, which is valid.
+	replaceFile(t, path, "kind: Nope\n")
+	eventually(t, "the broken file read", func() bool {
+		lw.mu.Lock()
+		defer lw.mu.Unlock()
+		return strings.Contains(logs.String(), "metadata file invalid, keeping its last content")
+	})
 	if _, ok := store.Service(netip.MustParseAddrPort("10.96.0.42:8080"), 6); !ok {
 		t.Error("an invalid file emptied the store")
+	}
+}
+
+// replaceFile replaces path with data at once (a rename), so that a
+// reload never reads it half written.
+func replaceFile(t *testing.T, path, data string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
 	}
 }
 
