@@ -269,8 +269,12 @@ func TestKubectlLayerscopeInLabCluster(t *testing.T) {
 	t.Run("observe --follow --all-nodes", func(t *testing.T) {
 		fctx, stop := context.WithTimeout(ctx, time.Minute)
 		defer stop()
+		// Each event held 2 s rather than the default 0.5 s: under load (the
+		// package's labs at once beside other test runs) an agent's event
+		// reached the client up to 0.8 s after a later one of the other
+		// node; the order checked below stays exact.
 		cmd := exec.CommandContext(fctx, bin, "--kubeconfig", kubeconfig, "--as", operatorUser, "--agent-namespace", chartNamespace,
-			"observe", "--all-nodes", "--follow", "--to-service", "my-service", "-n", "default")
+			"observe", "--all-nodes", "--follow", "--reorder", "2s", "--to-service", "my-service", "-n", "default")
 		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "NO_COLOR=1"}
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
