@@ -99,10 +99,12 @@
 // An entry takes 768 bytes and its index slots 16 more: 49 MiB when the
 // table holds the default 65,536 flows (DefaultMaxEntries). A shard starts
 // with 16 entries and doubles its array (and rebuilds its index) when all
-// are in use, up to its share of MaxEntries; a sweep halves it again while
-// at most a quarter is in use. So the table's memory follows the flows
+// are in use, up to its share of MaxEntries; once per 30 s (in the
+// packets' clock) a sweep halves it while the most flows it held in that
+// time filled at most a quarter, so a steady churn of short flows does not
+// reallocate at every sweep. So the table's memory follows the flows
 // held (about 8 to 15 MiB with 10,000 flows) rather than the bound, and a
-// flood's entries are given back as its flows expire. Stats.Allocated
+// flood's entries are given back once its flows have expired. Stats.Allocated
 // counts the entries allocated. Entries hold no pointers, so the garbage
 // collector never scans the table. An established flow's packet reads and
 // writes two cache lines of its entry (the key line, with the times and

@@ -99,7 +99,9 @@ func (t *Table) sweepShard(sh *shard, now int64, flush bool) int {
 			sh.records.Add(1)
 		}
 	}
-	sh.shrink()
+	if !flush {
+		sh.shrink(now)
+	}
 	sh.mu.Unlock()
 	return emitted
 }

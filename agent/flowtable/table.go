@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/layerscope/layerscope/agent/flow"
 )
@@ -35,6 +36,8 @@ type shard struct {
 	view    atomic.Pointer[[]entry] // entries, for prefetching without the lock
 	index   []uint64                // slots: 0 empty, else hash low 32 bits << 32 | entry index+1
 	mask    uint64                  // len(index)-1
+	peak    int32                   // most entries in use since the last shrink check
+	checkAt int64                   // the next shrink check, in the packets' clock
 	hand    int32                   // next entry the eviction sample starts at
 	evicted []flow.Record
 	counters
@@ -97,15 +100,27 @@ func (sh *shard) resize(c int) {
 	sh.allocated.Store(int64(c))
 }
 
-// shrink halves the shard's entries, as often as the flows held then
-// still fill at most a quarter of them, down to initShardEntries: a table
-// once filled by a burst of flows gives its memory back as they end.
-// sh.mu must be held.
-func (sh *shard) shrink() {
+// shrinkWindow is how long a shard's use is watched before its entries
+// are shrunk to it: one reallocation per shard per window at most, so a
+// steady churn of short flows (a flood of connections that close) does
+// not grow and shrink the arrays at every sweep.
+const shrinkWindow = int64(30 * time.Second)
+
+// shrink halves the shard's entries, as often as the most flows it held
+// during the last shrinkWindow still fill at most a quarter of them, down
+// to initShardEntries: a table once filled by a burst of flows gives its
+// memory back a window after they end. It looks once per window (now in
+// the packets' clock). sh.mu must be held.
+func (sh *shard) shrink(now int64) {
+	if now < sh.checkAt {
+		return
+	}
+	sh.checkAt = now + shrinkWindow
 	c := len(sh.entries)
-	for c > initShardEntries && int(sh.n) <= c/4 {
+	for c > initShardEntries && int(sh.peak) <= c/4 {
 		c /= 2
 	}
+	sh.peak = sh.n
 	if c < len(sh.entries) {
 		sh.resize(c)
 	}
@@ -360,6 +375,7 @@ func (sh *shard) insert(t *Table, k *ikey, h uint64, pos uint64, p *flow.Packet,
 	}
 	idx := sh.n
 	sh.n++
+	sh.peak = max(sh.peak, sh.n)
 	sh.entries[idx] = entry{k: *k, hash: h}
 	sh.entries[idx].init(p, rev)
 	sh.index[pos] = slot(h, idx)

@@ -430,8 +430,9 @@ func TestL7MessagesCountedOnce(t *testing.T) {
 }
 
 // TestGrowsWithFlowsAndShrinksAsTheyEnd checks that the table allocates
-// entries as flows arrive and gives them back as they expire, and that no
-// flow or count is lost when a shard's array and index are rebuilt.
+// entries as flows arrive and gives them back a shrink window after they
+// expire, and that no flow or count is lost when a shard's array and index
+// are rebuilt.
 func TestGrowsWithFlowsAndShrinksAsTheyEnd(t *testing.T) {
 	tab, c := newTable(t, Config{MaxEntries: 4096, Shards: 4, IdleTimeout: time.Second})
 	if got := tab.Stats().Allocated; got != 4*initShardEntries {
@@ -478,15 +479,43 @@ func TestGrowsWithFlowsAndShrinksAsTheyEnd(t *testing.T) {
 	if got := len(c.take()); got != len(keys) {
 		t.Fatalf("collected %d records", got)
 	}
+	// Not at once: the flows held in the last window count. A window
+	// later the shards shrink to what they held in it.
+	if s := tab.Stats(); s.Entries != 0 || s.Allocated < int64(len(keys)) {
+		t.Errorf("right after expiry: entries %d, allocated %d, want 0 and the arrays kept", s.Entries, s.Allocated)
+	}
+	later := base + 2*int64(time.Second) + shrinkWindow
+	tab.Sweep(later)
 	if s := tab.Stats(); s.Entries != 0 || s.Allocated != 4*initShardEntries {
-		t.Errorf("after expiry: entries %d, allocated %d, want 0 and %d", s.Entries, s.Allocated, 4*initShardEntries)
+		t.Errorf("a window after expiry: entries %d, allocated %d, want 0 and %d", s.Entries, s.Allocated, 4*initShardEntries)
 	}
 	// And grows again.
 	for i := range keys[:100] {
-		p := flow.Packet{Key: keys[i], IfIndex: 1, Len: 60, Time: base + int64(3*time.Second)}
+		p := flow.Packet{Key: keys[i], IfIndex: 1, Len: 60, Time: later + 1}
 		tab.Update(&p)
 	}
 	if s := tab.Stats(); s.Entries != 100 {
 		t.Errorf("after regrowth: entries %d, want 100", s.Entries)
+	}
+}
+
+// TestChurnDoesNotReallocate checks that a steady churn of short flows,
+// each sweep expiring what arrived since the one before, keeps the shards'
+// arrays instead of shrinking them at every sweep and growing them again.
+func TestChurnDoesNotReallocate(t *testing.T) {
+	tab, c := newTable(t, Config{MaxEntries: 4096, Shards: 4, IdleTimeout: time.Second})
+	r := rand.New(rand.NewPCG(9, 10))
+	for sec := range 120 {
+		now := base + int64(sec)*int64(time.Second)
+		for range 600 {
+			p := flow.Packet{Key: randomKey(r), IfIndex: 1, Len: 60, Time: now}
+			tab.Update(&p)
+		}
+		tab.Sweep(now + int64(time.Second) + 1) // expires this second's flows
+		c.take()
+		if s := tab.Stats(); s.Entries != 0 || s.Allocated < 600 {
+			t.Fatalf("second %d: %d entries, %d allocated after the sweep: the arrays were shrunk under a steady churn of 600 flows a second",
+				sec, s.Entries, s.Allocated)
+		}
 	}
 }
